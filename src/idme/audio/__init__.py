@@ -1,0 +1,1 @@
+"""Where audio comes from: sources, the frame type and resampling to 16 kHz mono."""

@@ -1,0 +1,1 @@
+"""Speaker encoders behind one Embedder protocol."""

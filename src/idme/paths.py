@@ -1,0 +1,48 @@
+"""Where idme keeps things: the private data store (profiles, sessions) and the models directory.
+
+Precedence everywhere: explicit argument (a ``--home`` flag) > environment (``IDME_HOME``,
+``IDME_MODELS_DIR``) > default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+from .errors import StoreError
+
+#: The repository checkout this package runs from, when installed editable (``pip install -e .``).
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def home_dir(home: str | os.PathLike[str] | None = None, create: bool = True) -> Path:
+    """The idme data store: ``home`` > ``$IDME_HOME`` > the platform's user data dir.
+
+    Created with mode 0700 (voiceprints are biometric data). Raises StoreError with one line if it
+    cannot be created or written.
+    """
+    raw = home or os.environ.get("IDME_HOME") or user_data_dir("idme", appauthor=False)
+    path = Path(raw).expanduser()
+    if create:
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the idme data directory {path}: {exc.strerror}; "
+                             "set IDME_HOME or --home to a writable directory") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StoreError(f"the idme data directory {path} is not writable; "
+                             "set IDME_HOME or --home to a writable directory")
+    return path
+
+
+def models_dir() -> Path:
+    """Models directory: ``$IDME_MODELS_DIR`` > the checkout's ``models/`` > the user data dir's ``models/``."""
+    env = os.environ.get("IDME_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    repo_models = _REPO_ROOT / "models"
+    if (_REPO_ROOT / "pyproject.toml").exists() and repo_models.is_dir():
+        return repo_models
+    return Path(user_data_dir("idme", appauthor=False)) / "models"
