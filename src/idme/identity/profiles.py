@@ -1,0 +1,197 @@
+"""The local profile store: named voiceprints (the owner is the profile ``me``), tagged with their encoder.
+
+Layout under the data store (``idme.paths.home_dir``), every directory 0700 and every file 0600 because
+voiceprints are biometric data::
+
+    profiles/<name>/profile.json     name, kind, encoder {name, version, dimension}, takes, timestamps
+    profiles/<name>/embeddings.npy   float32 (n_takes, dimension), unit rows
+    profiles/<name>/audio/*.wav      enrollment audio, only with ``idme enroll --keep-audio``
+
+Writes go to a temp file then ``os.replace`` so a crash never leaves a half-written profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ProfileError, StoreError
+
+OWNER = "me"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+
+
+@dataclass
+class Profile:
+    """One enrolled person. embeddings: float32 (n, dimension), unit rows, one per accepted take."""
+
+    name: str
+    encoder: dict
+    embeddings: np.ndarray
+    takes: list[dict] = field(default_factory=list)
+    created_at: str = ""
+    updated_at: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "me" if self.name == OWNER else "enrolled"
+
+    @property
+    def display(self) -> str:
+        """The label shown and emitted: "Me" for the owner, the name otherwise."""
+        return "Me" if self.name == OWNER else self.name
+
+    @property
+    def centroid(self) -> np.ndarray:
+        c = self.embeddings.mean(axis=0)
+        return (c / max(float(np.linalg.norm(c)), 1e-12)).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "encoder": self.encoder, "n_takes": len(self.embeddings),
+                "takes": self.takes, "created_at": self.created_at, "updated_at": self.updated_at}
+
+
+def check_name(name: str) -> str:
+    """Validates a profile name (used as a directory name); returns it stripped."""
+    name = name.strip()
+    if not _NAME_RE.match(name) or name in (".", ".."):
+        raise ProfileError(f"invalid profile name {name!r}: use letters, digits, space, '.', '_' or '-' "
+                           "(at most 64 characters)")
+    if name.lower() == OWNER:
+        name = OWNER  # "Me", "ME": all mean the owner
+    if re.fullmatch(r"(?i)speaker \d+", name):
+        raise ProfileError(f"{name!r} is reserved for unknown speakers; choose a person's name")
+    return name
+
+
+def _private_write(path: Path, data: bytes) -> None:
+    """Writes ``data`` atomically with mode 0600 (temp file in the same directory, fsync, rename)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ProfileStore:
+    """Named profiles on disk under ``home/profiles``."""
+
+    def __init__(self, home: Path) -> None:
+        self.root = Path(home) / "profiles"
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.root}: {exc.strerror}") from None
+
+    def _dir(self, name: str) -> Path:
+        return self.root / name
+
+    def names(self) -> list[str]:
+        """Profile names, the owner first."""
+        names = sorted(p.name for p in self.root.iterdir() if (p / "profile.json").exists())
+        return sorted(names, key=lambda n: (n != OWNER, n.lower()))
+
+    def exists(self, name: str) -> bool:
+        return (self._dir(name) / "profile.json").exists()
+
+    def get(self, name: str) -> Profile:
+        d = self._dir(name)
+        try:
+            meta = json.loads((d / "profile.json").read_text())
+            emb = np.load(d / "embeddings.npy")
+        except FileNotFoundError:
+            hint = "enrol yourself with `idme enroll`" if name == OWNER else \
+                f"enrol them with `idme enroll --name {name}`"
+            raise ProfileError(f"no profile '{name}': {hint}") from None
+        except (OSError, ValueError) as exc:
+            raise ProfileError(f"profile '{name}' is unreadable ({exc}); remove it with "
+                               f"`idme profiles rm {name}` and enrol again") from None
+        return Profile(name=meta["name"], encoder=meta["encoder"], embeddings=emb.astype(np.float32),
+                       takes=meta.get("takes", []), created_at=meta.get("created_at", ""),
+                       updated_at=meta.get("updated_at", ""))
+
+    def all(self) -> list[Profile]:
+        return [self.get(n) for n in self.names()]
+
+    def save(self, profile: Profile) -> None:
+        d = self._dir(profile.name)
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        buf = _npy_bytes(profile.embeddings.astype(np.float32))
+        _private_write(d / "embeddings.npy", buf)
+        meta = {"name": profile.name, "kind": profile.kind, "encoder": profile.encoder,
+                "takes": profile.takes, "created_at": profile.created_at or _now(), "updated_at": _now()}
+        _private_write(d / "profile.json", json.dumps(meta, indent=1).encode())
+
+    def add(self, name: str, embeddings: np.ndarray, encoder: dict, takes: list[dict]) -> Profile:
+        """Adds takes to ``name`` (creating it). Refuses to mix encoders in one profile."""
+        name = check_name(name)
+        if self.exists(name):
+            prof = self.get(name)
+            check_encoder(prof, encoder)
+            prof.embeddings = np.vstack([prof.embeddings, embeddings]).astype(np.float32)
+            prof.takes = prof.takes + takes
+        else:
+            prof = Profile(name=name, encoder=encoder, embeddings=np.asarray(embeddings, np.float32),
+                           takes=takes, created_at=_now())
+        self.save(prof)
+        return prof
+
+    def audio_dir(self, name: str) -> Path:
+        d = self._dir(name) / "audio"
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return d
+
+    def rename(self, old: str, new: str) -> None:
+        new = check_name(new)
+        if not self.exists(old):
+            raise ProfileError(f"no profile '{old}'; see `idme profiles list`")
+        if self.exists(new):
+            raise ProfileError(f"a profile '{new}' already exists; remove it first or pick another name")
+        prof = self.get(old)
+        os.replace(self._dir(old), self._dir(new))
+        prof.name = new
+        self.save(prof)
+
+    def remove(self, name: str) -> None:
+        """Deletes everything about ``name``: embeddings, metadata, kept audio."""
+        d = self._dir(name)
+        if not d.exists():
+            raise ProfileError(f"no profile '{name}'; see `idme profiles list`")
+        shutil.rmtree(d)
+
+
+def check_encoder(profile: Profile, encoder: dict) -> None:
+    """Raises ProfileError if ``profile`` was made by another encoder (or another version of it)."""
+    pe = profile.encoder
+    if pe.get("name") != encoder.get("name") or pe.get("version") != encoder.get("version"):
+        who = "--name " + profile.name if profile.name != OWNER else ""
+        raise ProfileError(
+            f"profile '{profile.name}' was made with encoder {pe.get('name')} {pe.get('version')}, not "
+            f"{encoder.get('name')} {encoder.get('version')}: re-enrol with `idme enroll {who}`".rstrip()
+            + " (or `idme profiles reembed` if its audio was kept)")
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    b = io.BytesIO()
+    np.save(b, arr, allow_pickle=False)
+    return b.getvalue()
