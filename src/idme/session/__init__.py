@@ -1,0 +1,1 @@
+"""Where results go: the crash-safe session store (``store``) and transcript exports (``export``)."""

@@ -1,0 +1,433 @@
+"""Transcript exports of a :class:`~idme.session.store.Session`: md, txt, srt, vtt, json, rttm.
+
+Every format is a pure function of the session (``export``); ``write_export`` adds the file handling:
+format from the extension, atomic replace (a crash never leaves half a transcript), ``-`` for stdout.
+
+Conventions shared by the formats:
+- A *turn* (md, txt) is a run of consecutive segments with the same speaker label.
+- A *cue* (srt, vtt) is a segment, cut into chunks of at most ``MAX_CUE_S`` seconds and two lines of
+  ``MAX_LINE_CHARS``, following the usual subtitle guidance (BBC subtitle guidelines: two lines of
+  about 37-42 characters; Netflix timed-text style guide: at most 7 s per event). A segment without a
+  transcript still gets a cue, ``[Speaker 2]``, so a viewer sees who is talking.
+- RTTM uses the label ``Me`` for the owner and replaces blanks in labels with ``_`` (RTTM is split on
+  whitespace, so "Speaker 2" would otherwise become two fields).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import ExportError
+from .store import Segment, Session
+
+#: Formats ``export`` writes, by name (also the file extension).
+EXPORT_FORMATS = ("md", "txt", "srt", "vtt", "json", "rttm")
+#: Other names accepted for a format (extension or ``fmt`` argument).
+_ALIASES = {"markdown": "md", "text": "txt", "webvtt": "vtt"}
+#: Longest subtitle cue, s (Netflix timed-text style guide: 7 s maximum duration).
+MAX_CUE_S = 7.0
+#: Characters per subtitle line; a cue has at most two (BBC guidelines: 37-42 characters per line).
+MAX_LINE_CHARS = 42
+#: Marker for a turn whose speech was not transcribed (md, txt).
+NO_TRANSCRIPT = "(no transcript)"
+_KIND_NAMES = {"me": "owner", "enrolled": "enrolled", "unknown": "unknown"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------
+
+
+def export(session: Session, fmt: str) -> str:
+    """The session rendered as ``fmt`` (one of :data:`EXPORT_FORMATS`); an empty session gives a valid,
+    empty transcript (an empty SRT, a bare ``WEBVTT`` header, a markdown header saying "no speech")."""
+    return _RENDERERS[_normalise_format(fmt)](session)
+
+
+def write_export(session: Session, out: str | os.PathLike[str], fmt: str | None = None) -> Path | None:
+    """Writes ``export(session, fmt)`` to ``out`` and returns the path (None for stdout).
+
+    out: a file path, or "-" for stdout. fmt: a format name; None takes it from the extension of ``out``.
+    The file is replaced atomically (temporary file in the same directory, fsync, ``os.replace``); a new
+    file is created 0600, an existing one keeps its mode. Raises ExportError with one line for an
+    unknown format or an unwritable path, leaving nothing behind.
+    """
+    to_stdout = str(out) == "-"
+    if fmt is None:
+        if to_stdout:
+            raise ExportError(f"cannot tell the export format of stdout; pass a format ({', '.join(EXPORT_FORMATS)})")
+        suffix = Path(out).suffix.lstrip(".")
+        if not suffix:
+            raise ExportError(f"cannot tell the export format of '{out}' (no extension); "
+                              f"use one of {', '.join('.' + f for f in EXPORT_FORMATS)} or pass a format")
+        fmt = suffix
+    text = export(session, fmt)
+    if to_stdout:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return None
+    path = Path(out).expanduser()
+    _atomic_write(path, text.encode("utf-8"), hint=f"{session.id}.{_normalise_format(fmt)}")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _normalise_format(fmt: str) -> str:
+    name = str(fmt).lower().lstrip(".")
+    name = _ALIASES.get(name, name)
+    if name not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format '{fmt}'; use one of {', '.join(EXPORT_FORMATS)}")
+    return name
+
+
+def _clock(seconds: float) -> str:
+    """hh:mm:ss (hours grow past 99 rather than wrap)."""
+    s = max(0, int(seconds))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _join_words(words: Iterable[str]) -> str:
+    """Joins recogniser words: Whisper words carry their own leading space (and none in Chinese or
+    Japanese), Vosk words carry none and need one."""
+    words = list(words)
+    if any(w[:1].isspace() for w in words):
+        return _one_line("".join(words))
+    return _one_line(" ".join(words))
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """Consecutive segments of one speaker."""
+
+    speaker: str
+    kind: str
+    start: float
+    end: float
+    text: str  # "" when none of its segments was transcribed
+
+
+def _turns(segments: Iterable[Segment]) -> list[_Turn]:
+    turns: list[_Turn] = []
+    texts: list[str] = []
+    for seg in segments:
+        text = _one_line(seg.text)
+        if turns and turns[-1].speaker == seg.speaker:
+            last = turns[-1]
+            texts[-1] = f"{texts[-1]} {text}".strip()
+            turns[-1] = _Turn(last.speaker, last.kind, last.start, max(last.end, seg.end), texts[-1])
+        else:
+            texts.append(text)
+            turns.append(_Turn(seg.speaker, seg.kind, seg.start, seg.end, text))
+    return turns
+
+
+# --------------------------------------------------------------------------------------------------
+# md, txt
+# --------------------------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
+
+
+def _md_escape(text: str) -> str:
+    """Backslash-escapes the characters that would turn a transcript or a name into markup."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _display_date(created_at: str) -> str:
+    try:
+        when = datetime.fromisoformat(created_at)
+    except ValueError:
+        return created_at
+    zone = "UTC" if when.utcoffset() is not None and not when.utcoffset() else when.strftime("%z")
+    return f"{when:%Y-%m-%d %H:%M:%S} {zone}".strip()
+
+
+def _model_line(models: dict) -> str:
+    parts = []
+    for role, info in models.items():
+        if isinstance(info, dict) and info.get("name"):
+            version = f" {info['version']}" if info.get("version") not in (None, "") else ""
+            parts.append(f"{role}: {info['name']}{version}")
+        else:
+            parts.append(f"{role}: {json.dumps(info, ensure_ascii=False, default=str)}")
+    return "; ".join(parts) or "not recorded"
+
+
+def _to_md(session: Session) -> str:
+    speakers = ", ".join(f"{_md_escape(s.label)} ({_KIND_NAMES.get(s.kind, s.kind)})" for s in session.speakers)
+    lines = [
+        f"# idme session {session.id}",
+        "",
+        f"- **Date:** {_display_date(session.created_at)}",
+        f"- **Duration:** {_clock(session.duration_s)}",
+        f"- **Status:** {session.status}",
+    ]
+    if session.source:
+        lines.append(f"- **Source:** {_md_escape(_one_line(session.source))}")
+    lines += [
+        f"- **Speakers:** {speakers or 'none'}",
+        f"- **Models:** {_md_escape(_model_line(session.models))}",
+        "",
+        "## Transcript",
+        "",
+    ]
+    turns = _turns(session.segments)
+    if not turns:
+        lines += ["_No speech was recorded._", ""]
+    for turn in turns:
+        text = _md_escape(turn.text) if turn.text else f"*{NO_TRANSCRIPT}*"
+        # One paragraph per turn: a blank line between turns keeps them apart in every renderer.
+        lines += [f"[{_clock(turn.start)}] **{_md_escape(turn.speaker)}:** {text}", ""]
+    return "\n".join(lines)
+
+
+def _to_txt(session: Session) -> str:
+    return "".join(f"[{_clock(t.start)}] {t.speaker}: {t.text or NO_TRANSCRIPT}\n" for t in _turns(session.segments))
+
+
+# --------------------------------------------------------------------------------------------------
+# srt, vtt
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cue:
+    start_ms: int
+    end_ms: int
+    speaker: str
+    text: str  # "" when the segment has no transcript
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(round(seconds * 1000)))
+
+
+def _tokens(text: str, budget: int) -> list[tuple[str, str]]:
+    """(separator, token) pairs; a token longer than ``budget`` (text without blanks, e.g. Chinese) is
+    cut into pieces joined with no separator."""
+    out = []
+    for m in re.finditer(r"\S+", text):
+        sep = " " if out else ""
+        tok = m.group()
+        for i in range(0, len(tok), budget):
+            out.append((sep if i == 0 else "", tok[i:i + budget]))
+    return out
+
+
+def _balanced_cuts(offsets: list[int], total: int, n_pieces: int) -> list[int]:
+    """Token indices where pieces start: the token boundary nearest each k * total / n_pieces."""
+    cuts = [0]
+    for k in range(1, n_pieces):
+        goal = k * total / n_pieces
+        best = min(range(cuts[-1] + 1, len(offsets)), key=lambda i: abs(offsets[i] - goal), default=None)
+        if best is None:
+            break
+        cuts.append(best)
+    return cuts
+
+
+def _chunk_segment(seg: Segment, budget: int) -> list[tuple[float, float, str]]:
+    """(start_s, end_s, text) pieces of one segment that each fit a cue.
+
+    A long segment is cut into the fewest pieces of at most ``budget`` characters and ``MAX_CUE_S``
+    seconds, cut at the word boundaries nearest equal lengths, so the last cue is not a one-word stub.
+    """
+    text = _one_line(seg.text)
+    dur = seg.end - seg.start
+    if not text or (len(text) <= budget and dur <= MAX_CUE_S):
+        return [(seg.start, seg.end, text)]
+    words = [w for w in seg.words if w.word.strip()]
+    if words:  # times from the recogniser's word timings
+        pieces = [(w.word, w.start, w.end) for w in words]
+        join = _join_words
+    else:  # no word timings: spread the time in proportion to the characters
+        tokens = _tokens(text, budget)
+        pieces, pos = [], 0
+        for sep, tok in tokens:
+            pos += len(sep)
+            pieces.append((sep + tok, seg.start + dur * pos / len(text), seg.start + dur * (pos + len(tok)) / len(text)))
+            pos += len(tok)
+        join = lambda parts: "".join(parts).strip()  # noqa: E731 - separators are already in the tokens
+    offsets, pos = [], 0
+    for word, _, _ in pieces:
+        offsets.append(pos)
+        pos += len(word.strip()) + 1
+    n_pieces = max(math.ceil(len(text) / budget), math.ceil(dur / MAX_CUE_S))
+    while True:
+        cuts = _balanced_cuts(offsets, pos, n_pieces)
+        groups = [pieces[a:b] for a, b in zip(cuts, cuts[1:] + [len(pieces)])]
+        fits = all(len(join(w for w, _, _ in g)) <= budget and g[-1][2] - g[0][1] <= MAX_CUE_S for g in groups)
+        if fits or n_pieces >= len(pieces):
+            break
+        n_pieces += 1
+    # Each chunk runs until the next one starts, so the cues of a segment cover it without gaps.
+    starts = [seg.start] + [min(max(g[0][1], seg.start), seg.end) for g in groups[1:]]
+    ends = starts[1:] + [seg.end]
+    return [(a, b, join(w for w, _, _ in g)) for a, b, g in zip(starts, ends, groups)]
+
+
+def _cues(session: Session) -> list[_Cue]:
+    cues: list[_Cue] = []
+    for seg in session.segments:
+        speaker = _one_line(seg.speaker)
+        budget = max(2 * MAX_LINE_CHARS - len(speaker) - 2, MAX_LINE_CHARS)
+        for a, b, text in _chunk_segment(seg, budget):
+            cues.append(_Cue(_ms(a), _ms(b), speaker, text))
+    cues.sort(key=lambda c: (c.start_ms, c.end_ms))
+    # One speaker cannot say two things at once: clip a cue where the next cue of the same speaker
+    # starts (or merge the two when they start together), then make every cue last at least 1 ms.
+    last: dict[str, _Cue] = {}
+    kept: list[_Cue] = []
+    for cue in cues:
+        prev = last.get(cue.speaker)
+        if prev is not None and cue.start_ms < prev.end_ms:
+            if cue.start_ms > prev.start_ms:
+                prev.end_ms = cue.start_ms
+            else:
+                prev.end_ms = max(prev.end_ms, cue.end_ms)
+                prev.text = f"{prev.text} {cue.text}".strip()
+                continue
+        last[cue.speaker] = cue
+        kept.append(cue)
+    for cue in kept:
+        cue.end_ms = max(cue.end_ms, cue.start_ms + 1)
+    return kept
+
+
+def _wrap(text: str) -> list[str]:
+    """At most two lines: one when it fits, else broken at the blank nearest the middle."""
+    if len(text) <= MAX_LINE_CHARS or " " not in text:
+        return [text]
+    mid = len(text) / 2
+    cut = min((i for i, ch in enumerate(text) if ch == " "), key=lambda i: abs(i - mid))
+    return [text[:cut], text[cut + 1:]]
+
+
+def _cue_text(cue: _Cue) -> str:
+    return f"{cue.speaker}: {cue.text}" if cue.text else f"[{cue.speaker}]"
+
+
+def _stamp(ms: int, sep: str) -> str:
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def _to_srt(session: Session) -> str:
+    blocks = []
+    for i, cue in enumerate(_cues(session), start=1):
+        lines = "\n".join(_wrap(_cue_text(cue)))
+        blocks.append(f"{i}\n{_stamp(cue.start_ms, ',')} --> {_stamp(cue.end_ms, ',')}\n{lines}\n")
+    return "\n".join(blocks)
+
+
+def _vtt_escape(text: str) -> str:
+    # WebVTT cue text: & and < start entities/tags; ">" is escaped too so "-->" can never appear.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _to_vtt(session: Session) -> str:
+    blocks = ["WEBVTT\n"]
+    for cue in _cues(session):
+        lines = "\n".join(_vtt_escape(line) for line in _wrap(_cue_text(cue)))
+        # <v Speaker> marks the voice for players and tools that read it; the visible "Speaker:" prefix
+        # stays for the many players that do not show voice names.
+        blocks.append(f"{_stamp(cue.start_ms, '.')} --> {_stamp(cue.end_ms, '.')}\n"
+                      f"<v {_vtt_escape(cue.speaker)}>{lines}\n")
+    return "\n".join(blocks)
+
+
+# --------------------------------------------------------------------------------------------------
+# json, rttm
+# --------------------------------------------------------------------------------------------------
+
+
+def _to_json(session: Session) -> str:
+    head = session.to_dict()
+    del head["segments"]
+    doc = {"session": head, "segments": [s.to_dict() for s in session.segments]}
+    return json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n"
+
+
+def _rttm_token(text: str) -> str:
+    return "_".join(str(text).split()) or "NA"
+
+
+def _to_rttm(session: Session) -> str:
+    file_id = _rttm_token(session.id)
+    lines = []
+    for seg in session.segments:
+        start, dur = round(seg.start, 3), round(seg.end - seg.start, 3)
+        if dur <= 0:  # RTTM turns have positive duration; a zero-length segment says nothing
+            continue
+        label = "Me" if seg.kind == "me" else _rttm_token(seg.speaker)
+        lines.append(f"SPEAKER {file_id} 1 {start:.3f} {dur:.3f} <NA> <NA> {label} <NA> <NA>\n")
+    return "".join(lines)
+
+
+_RENDERERS: dict[str, Callable[[Session], str]] = {
+    "md": _to_md, "txt": _to_txt, "srt": _to_srt, "vtt": _to_vtt, "json": _to_json, "rttm": _to_rttm,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, data: bytes, hint: str) -> None:
+    """Temp file in the target's directory, fsync, rename over the target, fsync the directory."""
+    if path.is_dir():
+        raise ExportError(f"cannot write {path}: it is a directory; give a file name such as {path / hint}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ExportError(f"cannot write {path}: directory {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")  # created 0600
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # replacing a file keeps its mode
+        except FileNotFoundError:
+            pass
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:  # make the rename itself durable; not possible on every platform (Windows), so best effort
+        dir_fd = os.open(parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
