@@ -23,6 +23,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from idme import models
+from idme.progress import RichProgress
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,34 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS",
                         help="network timeout for name lookup, connect and each read (default 15)")
     return parser
-
-
-class RichProgress:
-    """Rich download bars on stderr, one per file, driven by ``models.ProgressFn`` calls."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
-
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=False)
-        self._tasks: dict[str, int] = {}
-
-    def __enter__(self) -> RichProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-    def __call__(self, label: str, done: int, total: int | None) -> None:
-        task = self._tasks.get(label)
-        if task is None:
-            task = self._tasks[label] = self._progress.add_task(label, total=total)
-        self._progress.update(task, completed=done, total=total)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

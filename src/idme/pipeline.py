@@ -409,7 +409,7 @@ class Pipeline:
         for t in threads:
             t.join()
         if self._worker is not None:
-            self.labeller.times.asr = getattr(self._worker, "busy_s", 0.0)
+            self.labeller.times.asr = self._worker.stats().compute_s
         if self._errors:
             raise self._errors[0]
         return self.labeller.times

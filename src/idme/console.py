@@ -1,0 +1,84 @@
+"""The live rich console of ``idme listen``: who is talking now, and the last segments with their text.
+
+Speakers keep one colour for the whole session (the owner always green), so a glance is enough.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .pipeline import SegmentEvent
+
+_PALETTE = ("cyan", "magenta", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta", "orange3",
+            "turquoise2", "plum2")
+
+
+def speaker_style(label: str, kind: str) -> str:
+    """A stable colour per speaker: Me green; others from a fixed palette by a hash of the label."""
+    if kind == "me":
+        return "bold green"
+    return _PALETTE[zlib.crc32(label.encode()) % len(_PALETTE)] + (" bold" if kind == "enrolled" else "")
+
+
+def stamp(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class LiveView:
+    """A sink for SegmentEvents that renders a live table (terminal) or prints final segments (pipe)."""
+
+    def __init__(self, console: Console, title: str, rows: int = 14) -> None:
+        self.console = console
+        self.title = title
+        self.rows = rows
+        self.segments: dict[int, SegmentEvent] = {}
+        self.now: SegmentEvent | None = None
+        self._live: Live | None = None
+
+    def __enter__(self) -> "LiveView":
+        if self.console.is_terminal:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self.now = None
+            self._live.update(self._render(all_rows=True))
+            self._live.__exit__(*exc)
+        else:
+            self.console.print(self._render(all_rows=True))
+
+    def __call__(self, ev: SegmentEvent) -> None:
+        if ev.final:
+            self.segments[ev.id] = ev
+            if self.now is not None and self.now.id == ev.id:
+                self.now = None
+        else:
+            self.now = ev
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self, all_rows: bool = False) -> Group | Table:
+        table = Table(title=self.title, expand=True, show_lines=False, title_justify="left")
+        table.add_column("time", width=8, no_wrap=True, style="dim")
+        table.add_column("speaker", width=14, no_wrap=True)
+        table.add_column("score", width=5, justify="right", style="dim")
+        table.add_column("text", ratio=1)
+        segs = sorted(self.segments.values(), key=lambda e: e.start)
+        if not all_rows:
+            segs = segs[-self.rows:]
+        for e in segs:
+            table.add_row(stamp(e.start), Text(e.speaker, style=speaker_style(e.speaker, e.kind)),
+                          f"{e.score:.2f}", e.text or Text("…", style="dim"))
+        if self.now is None:
+            return table
+        now = Text.assemble(("● talking now: ", "dim"), (self.now.speaker, speaker_style(self.now.speaker, self.now.kind)),
+                            (f"  ({stamp(self.now.start)}, {self.now.end - self.now.start:.0f} s)", "dim"))
+        return Group(table, now)
