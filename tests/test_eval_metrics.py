@@ -196,7 +196,7 @@ def test_score_trials_cosine_and_cache(tmp_path: Path) -> None:
     scores, labels = score_trials(trials, emb, EmbeddingCache(cache_dir, "toy", "1", pipeline="vad=off"))
     assert len(emb.calls) == 4  # 4 distinct files, 8 trial sides
     np.testing.assert_array_equal(labels, [True, False, False, False])
-    vec = {p.name: emb(p) for p in emb.calls}
+    vec = {p.name: emb(p) for p in list(emb.calls)}
     unit = {k: v / np.linalg.norm(v) for k, v in vec.items()}
     assert scores[1] == pytest.approx(float(unit["s1a.wav"] @ unit["s2a.wav"]))
     emb.calls.clear()

@@ -19,7 +19,9 @@ from idme.identity.thresholds import load
 from idme.identity.tracker import SpeakerTracker
 from idme.pipeline import Labeller, Pipeline
 
-from conftest import BOB_TAKE, EXAMPLES, OWNER_TAKES
+from conftest import BOB_TAKE, DATA, EXAMPLES, OWNER_TAKES
+
+DATA_CLIP_1998 = DATA / "audio_src_1998.flac"
 
 
 def _profiles(tmp_path, emb, with_bob=False):
@@ -168,7 +170,8 @@ def _unit(v):
     return v / np.linalg.norm(v)
 
 
-_BASIS = np.linalg.qr(np.random.default_rng(42).normal(size=(16, 16)))[0].T.astype(np.float32)
+DIM = 64
+_BASIS = np.linalg.qr(np.random.default_rng(42).normal(size=(DIM, DIM)))[0].T.astype(np.float32)
 
 
 def _voice(k):
@@ -187,7 +190,7 @@ def test_decisions_me_named_unknown():
     profiles = [Profile("me", {}, np.stack([_noisy(me, rng) for _ in range(3)])),
                 Profile("bob", {}, np.stack([_noisy(bob, rng) for _ in range(3)]))]
     th = replace(load("campplus"))
-    tr = SpeakerTracker(profiles, 16, th)
+    tr = SpeakerTracker(profiles, DIM, th)
     d = [tr.decide(i, _noisy(v, rng, 0.2), 2.0, 2.0 * i) for i, v in enumerate([me, bob, stranger, stranger])]
     assert [(x.label, x.kind) for x in d] == [("Me", "me"), ("bob", "enrolled"), ("Speaker 1", "unknown"),
                                               ("Speaker 1", "unknown")]
@@ -200,7 +203,7 @@ def test_reclustering_merges_a_duplicate_speaker():
     drift = _voice(5)
     profiles = [Profile("me", {}, np.stack([_noisy(me, rng) for _ in range(3)]))]
     th = replace(load("campplus"), same_unknown=0.95)  # online: strict, so the voice splits
-    tr = SpeakerTracker(profiles, 16, th)
+    tr = SpeakerTracker(profiles, DIM, th)
     for i in range(8):
         v = _unit(a + (0.4 if i % 2 else 0.0) * drift)
         tr.decide(i, _noisy(v, rng, 0.05), 2.0, 2.0 * i)
@@ -215,7 +218,7 @@ def test_short_segment_takes_its_neighbours_speaker():
     rng = np.random.default_rng(2)
     me, other = _voice(1), _voice(6)
     profiles = [Profile("me", {}, np.stack([_noisy(me, rng) for _ in range(3)]))]
-    tr = SpeakerTracker(profiles, 16, load("campplus"))
+    tr = SpeakerTracker(profiles, DIM, load("campplus"))
     tr.decide(0, _noisy(other, rng, 0.1), 3.0, 0.0)
     tr.decide(1, _noisy(me, rng, 0.1), 3.0, 3.5)
     # ambiguous short piece, closer to the owner than to the other voice but under the owner threshold
@@ -225,3 +228,22 @@ def test_short_segment_takes_its_neighbours_speaker():
     tr.recluster(final=True)
     assert tr.label_of(2).kind == "me"
     assert tr.label_of(0).kind == "unknown"
+
+
+def test_speaker_change_without_a_pause_is_split(tmp_path, campplus):
+    """Two people talking back to back with no pause (one VAD chunk) get two labels, split near the turn."""
+    from idme.audio.frames import AudioFrame
+    from idme.vad import speech_only
+
+    a = speech_only(read_audio(OWNER_TAKES[1]))[: 16000 * 5]
+    b = speech_only(read_audio(DATA_CLIP_1998))[: 16000 * 3]
+    x = np.concatenate([np.zeros(8000, np.float32), a, b, np.zeros(16000, np.float32)])
+    profiles, th = _profiles(tmp_path, campplus)
+    lab = Labeller(campplus, SpeakerTracker(profiles, campplus.dimension, th))
+    events = lab.push(AudioFrame(x, 16000, 0)) + lab.finish()
+    finals = _final(events)
+    labels = [(e.speaker, round(e.start, 2), round(e.end, 2)) for e in finals]
+    assert {e.kind for e in finals} == {"me", "unknown"}, labels
+    turn = 0.5 + len(a) / 16000
+    me_end = max(e.end for e in finals if e.kind == "me")
+    assert abs(me_end - turn) < 0.8, labels

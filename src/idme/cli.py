@@ -6,12 +6,14 @@ Exit codes: 0 ok, 1 runtime error (one line, no traceback unless IDME_DEBUG=1), 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -54,12 +56,18 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("idme").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-@app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr."),
-          version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # Eager: click checks for a missing subcommand before the group callback runs, so `idme --version`
+    # must print and exit while the options are parsed.
+    if value:
         typer.echo(f"idme {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
     _setup_logging(verbose)
 
 
@@ -122,6 +130,8 @@ def _record_take(device: str | None, seconds: float, index: int, total: int) -> 
     """Records one take from the microphone with a countdown; returns 16 kHz float32 samples."""
     from .audio.sources import MicrophoneSource
 
+    # Find the device first: a missing microphone is reported at once, not after the prompt and countdown.
+    mic = MicrophoneSource(device=device)
     err.print(f"\n[bold]Take {index}/{total}[/]: read this aloud in your normal voice:", markup=True)
     err.print(f"  [italic]{_PROMPTS[(index - 1) % len(_PROMPTS)]}[/]", markup=True)
     for n in (3, 2, 1):
@@ -129,7 +139,7 @@ def _record_take(device: str | None, seconds: float, index: int, total: int) -> 
         time.sleep(1)
     err.print("  [bold red]● recording[/]", markup=True)
     parts, need = [], int(seconds * 16000)
-    with MicrophoneSource(device=device) as mic:
+    with mic:
         got = 0
         for frame in mic.frames():
             parts.append(frame.samples)
@@ -202,13 +212,37 @@ def enroll(
 
 
 # -- listen -------------------------------------------------------------------------------------------
-def _install_sigterm() -> None:
-    """SIGTERM ends a session like Ctrl+C: drain, save, exit 0."""
-    if hasattr(signal, "SIGTERM"):
+@contextlib.contextmanager
+def _stop_on_signals(stop) -> Iterator[list[int]]:
+    """Ctrl+C and SIGTERM end a session normally: the first one calls ``stop()`` (the source stops, and
+    everything already heard is labelled, saved and printed), a second one aborts. Yields the signals
+    received.
+
+    A handler that only sets a flag, instead of Python's default KeyboardInterrupt, cannot land in the
+    middle of a sink call, where it would lose a segment already printed but not yet committed. The
+    previous handlers are restored on exit (``listen`` may run inside another program, e.g. a test).
+    """
+    received: list[int] = []
+
+    def handler(signum, _frame) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        stop()
+
+    old = {}
+    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        if sig is None:
+            continue
         try:
-            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        except ValueError:  # not the main thread (e.g. under some test runners)
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: keep the default behaviour
             pass
+    try:
+        yield received
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 @app.command()
@@ -269,13 +303,28 @@ def listen(
         sstore = None if no_save else SessionStore(store_home)
         writer = None if sstore is None else sstore.create(settings, models, source=settings["source"])
         out = sys.stdout
+        sink_errors: list[BaseException] = []
 
         def save(ev) -> None:
             if writer is not None and ev.final:
                 writer.upsert_segment({**ev.to_dict(), "seg_id": ev.id, "words": ev.words})
 
-        if as_json:
+        def guarded(emit):
+            # A failing sink (disk full, stdout closed) must not escape Pipeline.run: its threads would
+            # still be running (onnxruntime aborts the process when the interpreter exits under it).
+            # Stop listening instead, let the pipeline drain and join, and report the error afterwards.
             def sink(ev) -> None:
+                if sink_errors:
+                    return
+                try:
+                    emit(ev)
+                except Exception as exc:
+                    sink_errors.append(exc)
+                    pipeline.stop()
+            return sink
+
+        if as_json:
+            def emit(ev) -> None:
                 out.write(json.dumps(ev.to_dict(), ensure_ascii=False) + "\n")
                 out.flush()
                 save(ev)
@@ -284,33 +333,42 @@ def listen(
             title = f"idme · {settings['source']}" + ("" if writer is None else f" · session {writer.session_id}")
             view = LiveView(Console(), title)
 
-            def sink(ev) -> None:
+            def emit(ev) -> None:
                 view(ev)
                 save(ev)
 
-        _install_sigterm()
-        pipeline = Pipeline(source, labeller, sink, transcriber=transcriber)
+        pipeline = Pipeline(source, labeller, guarded(emit), transcriber=transcriber)
         status = "complete"
         try:
-            if view is not None:
-                with view:
+            with _stop_on_signals(pipeline.stop) as signals:
+                if view is not None:
+                    with view:
+                        pipeline.run()
+                else:
                     pipeline.run()
-            else:
-                pipeline.run()
+            if signals:
+                status = "interrupted"
         except KeyboardInterrupt:
             status = "interrupted"
         except BaseException:
             status = "interrupted"
             raise
         finally:
-            if writer is not None:
-                try:
-                    writer.save_speakers(labeller.speakers())
-                    writer.finish(status if not pipeline._stop.is_set() else "interrupted",
-                                  duration_s=labeller.times.audio_s or None)
-                finally:
-                    writer.close()
-            source.close()
+            try:
+                if writer is not None:
+                    try:
+                        if sink_errors:  # best effort: the store may be what failed
+                            with contextlib.suppress(IdmeError):
+                                writer.finish("interrupted", duration_s=labeller.times.audio_s or None)
+                        else:
+                            writer.save_speakers(labeller.speakers())
+                            writer.finish(status, duration_s=labeller.times.audio_s or None)
+                    finally:
+                        writer.close()
+            finally:
+                source.close()
+        if sink_errors:
+            raise sink_errors[0]
         if not pipeline.latest:
             err.print("no speech found.", markup=False)
         if writer is not None:
@@ -508,7 +566,7 @@ def name(session: str = typer.Argument(..., help="Session id (or 'latest')."),
                                f"see `idme sessions show {sess.id}`")
         encoder = dict(sess.models.get("encoder") or {})
         ProfileStore(store_home).add(person_name, np.asarray(embs, np.float32), encoder,
-                                     [{"source": f"session {sess.id} ({speaker})", "segments": int(len(embs))}])
+                                     [{"source": f"named from {speaker} of a session", "segments": int(len(embs))}])
         n = sstore.rename_speaker(sess.id, speaker, person_name, kind="me" if person_name == "me" else "enrolled")
         err.print(f"{speaker} is now {person_name}: {n} segment(s) relabelled; idme will recognise "
                   f"{person_name} in later sessions.", markup=False)

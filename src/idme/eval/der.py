@@ -148,7 +148,10 @@ def _event_segment(e: Mapping[str, Any]) -> Segment | None:
         return None  # status / transcript-only events
     if e.get("final", True) is False:
         return None  # interim label: a final event for the same speech follows
-    return Segment(float(e["start"]), float(e["end"]), str(e["speaker"]), e.get("kind"))
+    try:
+        return Segment(float(e["start"]), float(e["end"]), str(e["speaker"]), e.get("kind"))
+    except (TypeError, ValueError):
+        raise IdmeError(f"hypothesis event has a non-numeric start/end: {dict(e)!r}") from None
 
 
 def read_hypothesis(source: HypothesisSource, file_id: str | None = None) -> list[Segment]:
@@ -361,7 +364,8 @@ def score_segments(
         if kind == "ref" and name in spk_index:
             mapped[i] = spk_index[name]
     unknown = [i for i, (kind, _) in enumerate(keys) if kind == "unk"]
-    free = [j for j in range(len(spk_ids)) if j not in set(mapped.tolist())]
+    taken = set(mapped.tolist())
+    free = [j for j in range(len(spk_ids)) if j not in taken]
     if unknown and free:
         from scipy.optimize import linear_sum_assignment
 
@@ -499,8 +503,9 @@ def score_rttm_set(
     ref_rttm: RTTM with one file id per recording; nobody is the owner (me_* rates are None).
     uem: UEM path or file id -> regions; when given, exactly its files are scored (md-eval's rule);
         when None, every file of the reference and of the hypothesis is scored in full.
-    hyp_by_file: file id -> hypothesis (path or events), or one RTTM path holding all files. A file with
-        no hypothesis is scored as silence (all miss).
+    hyp_by_file: file id -> hypothesis (path or events; a path is read whole, whatever file ids its RTTM
+        lines carry), or one RTTM path holding all files, split by file id. A file with no hypothesis is
+        scored as silence (all miss).
     Returns ``{"files": {file_id: dict}, "pooled": dict}``; dicts as ``DerResult.to_dict`` and pooled
     = total errors / total scored speech (speaker/label counts summed over files, plus ``n_files``).
     """

@@ -150,14 +150,16 @@ def plot_stage_costs(
         y = np.arange(len(names))
         ax.barh(y, med_a, color="C0", xerr=[np.zeros_like(med_a), p95_a - med_a], capsize=3,
                 error_kw={"ecolor": "0.4", "lw": 1})
-        for yi, m in zip(y, med_a):
-            ax.text(m, yi, f" {m:.3g}", va="center", fontsize=8)
+        for yi, m, top in zip(y, med_a, p95_a):
+            ax.text(max(m, top), yi, f"  {m:.3g}", va="center", fontsize=8)  # right of the whisker
         ax.set_yticks(y)
         ax.set_yticklabels(names)
         ax.invert_yaxis()  # first stage on top, in pipeline order
         ax.set_xlabel(f"{unit} (bar: median, whisker: 95th percentile)")
         ax.set_title(title)
         ax.grid(True, axis="x", color="0.85", lw=0.6)
+        ax.set_axisbelow(True)
+        ax.set_xlim(0, 1.15 * float(max(p95_a.max(), med_a.max(), 1e-9)))  # room for the value labels
         fig.tight_layout()
         return _save(fig, out_png)
     finally:

@@ -252,7 +252,9 @@ def score_trials(
     return scores, labels
 
 
-def split_scores(scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def split_scores(
+    scores: Sequence[float] | np.ndarray, labels: Sequence[bool] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """``(target_scores, nontarget_scores)`` from parallel score and label arrays."""
     s = np.asarray(scores, dtype=np.float64)
     lab = np.asarray(labels, dtype=bool)

@@ -36,14 +36,23 @@ class Thresholds:
     source: str = ""
 
 
-#: Shipped defaults. CAM++ (campplus_cn_en_common): measured with scripts/measure_thresholds.py on
-#: ../shared/data (see docs/thresholds.md for the run and the score distributions).
+#: Shipped defaults.
+#: CAM++ (3D-Speaker campplus_cn_en_common), measured on ../shared/data (docs/thresholds.md has the runs):
+#: * me / enrolled = 0.40: the non-target score at FAR 0.1% on librispeech-test-other/trials.txt
+#:   (4,950 pairs, VAD-trimmed utterances; FAR 1% would give 0.35). There FAR 0.07%, FRR 0.0%; against a
+#:   3-utterance centroid, 2 s test crops give FRR 0.0% and 1 s crops ~1% (target p1 = 0.40).
+#: * same_unknown = 0.45, merge = 0.40: chosen on meetings-dev + ami-excerpts (bench/run.py) among
+#:   {0.40..0.55} x {0.40..0.50}: lowest pooled AMI DER (41.0%) with meetings-dev unchanged (DER 1.26%);
+#:   merge is an average-linkage similarity, so it sits below the per-pair same_unknown.
+#: * change = 0.30: non-overlapping 1.5 s windows of one voice score >= 0.6 (p1 of 1 s crops vs a
+#:   centroid is 0.40); two voices drop below 0.3 at the turn (tests/test_pipeline.py).
 DEFAULTS: dict[str, Thresholds] = {
-    "campplus": Thresholds(me=0.60, enrolled=0.60, same_unknown=0.55, merge=0.45, change=0.45,
+    "campplus": Thresholds(me=0.40, enrolled=0.40, same_unknown=0.45, merge=0.40, change=0.30,
                            source="defaults measured on ../shared/data (docs/thresholds.md)"),
-    # ECAPA (speechbrain/spkrec-ecapa-voxceleb) could not be measured offline here; the values follow
-    # SpeechBrain's own verification threshold (0.25) and must be recalibrated with `idme eval calibrate`.
-    "ecapa": Thresholds(me=0.45, enrolled=0.45, same_unknown=0.40, merge=0.45, change=0.30,
+    # ECAPA (speechbrain/spkrec-ecapa-voxceleb) cannot be measured offline here (no weights): `me` is
+    # SpeechBrain's own SpeakerRecognition.verify_files threshold (0.25); the others keep CAM++'s offsets
+    # from `me`. Recalibrate with `idme eval calibrate --embedder ecapa` once the model is installed.
+    "ecapa": Thresholds(me=0.25, enrolled=0.25, same_unknown=0.30, merge=0.25, change=0.15,
                         source="uncalibrated defaults; run `idme eval calibrate --embedder ecapa`"),
 }
 

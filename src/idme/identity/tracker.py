@@ -246,6 +246,7 @@ class SpeakerTracker:
                     sim[a, b] = -np.inf
         alive = np.ones(n, bool)
         members = [[k] for k in range(n)]
+        sums = x * w[:, None]  # duration-weighted sum of each cluster's vectors (its centroid's direction)
         while True:
             flat = int(np.argmax(sim))
             a, b = divmod(flat, n)
@@ -253,12 +254,24 @@ class SpeakerTracker:
                 break
             if anchor[b] >= 0 and anchor[a] < 0:
                 a, b = b, a  # the anchored cluster survives the merge
+            if anchor[a] >= 0 and anchor[b] < 0:
+                # Joining a person needs the joining cluster itself to pass that person's threshold against
+                # the enrolled voiceprint. Average linkage alone is not enough: on narrow-band (8 kHz) audio
+                # every voice of a session resembles the others more than it resembles any enrollment.
+                c = sums[b] / max(float(np.linalg.norm(sums[b])), 1e-12)
+                if float(c @ x[a if len(members[a]) == 1 else self._anchor_row(members[a], len(names))]) \
+                        < self._accept(names[anchor[a]]):
+                    sim[a, b] = sim[b, a] = -np.inf
+                    continue
             # Lance-Williams update for weighted average linkage.
             row = (w[a] * sim[a] + w[b] * sim[b]) / (w[a] + w[b])
+            keep_inf = ~np.isfinite(sim[a]) | ~np.isfinite(sim[b])  # cannot-links of either side persist
+            row[keep_inf] = -np.inf
             sim[a, :], sim[:, a] = row, row
             sim[a, a] = -np.inf
             sim[b, :], sim[:, b] = -np.inf, -np.inf
             w[a] += w[b]
+            sums[a] += sums[b]
             anchor[a] = max(anchor[a], anchor[b])
             members[a] += members[b]
             members[b] = []
@@ -274,6 +287,11 @@ class SpeakerTracker:
             if segs:
                 out.append((names[anchor[k]] if anchor[k] >= 0 else None, segs))
         return out
+
+    @staticmethod
+    def _anchor_row(members: list[int], n_anchors: int) -> int:
+        """The anchor (profile voiceprint row) among a cluster's members."""
+        return next(m for m in members if m < n_anchors)
 
     def _apply(self, assignment: list[tuple[str | None, list[int]]]) -> None:
         """Rewrites keys from a clustering, keeping unknown cluster ids (numbers) where they overlap."""
