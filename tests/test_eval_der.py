@@ -28,7 +28,7 @@ DATA = Path(__file__).parent / "data"
 MEETING01 = DATA / "meetings" / "meeting01"  # owner 367, nobody named
 MEETING03 = DATA / "meetings" / "meeting03"  # owner 367, "alice" = 3005
 AMI = DATA / "ami"
-SCORER = Path(os.environ.get("IDME_SCORER", "/work/shared/tools/score_meeting.py"))
+from conftest import SCORER
 needs_scorer = pytest.mark.skipif(not SCORER.is_file(), reason=f"reference scorer {SCORER} not present")
 
 Event = dict

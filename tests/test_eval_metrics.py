@@ -20,7 +20,9 @@ from idme.eval.trials import EmbeddingCache, Trial, read_trials, score_trials, s
 #   FAR   6/6  5/6  4/6  3/6  3/6  2/6  1/6  1/6  0    0    0
 TGT = np.array([0.9, 0.8, 0.7, 0.4])
 NON = np.array([0.75, 0.6, 0.5, 0.3, 0.2, 0.1])
-LIBRI_TRIALS = Path("/work/shared/data/librispeech-test-other/trials.txt")
+from conftest import SHARED
+
+LIBRI_TRIALS = SHARED / "data" / "librispeech-test-other" / "trials.txt"
 
 
 def test_det_curve_matches_hand_sweep() -> None:

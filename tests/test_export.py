@@ -21,7 +21,7 @@ import idme.session.export as export_mod
 from idme.session.export import EXPORT_FORMATS, MAX_CUE_S, MAX_LINE_CHARS, export, write_export
 from idme.session.store import Segment, Session, SessionStore, SpeakerInfo, Word
 
-SCORER = Path("/work/shared/tools/score_meeting.py")
+from conftest import SCORER
 LONG_TEXT = ("so the plan for next week is to finish the store first and then move on to the exports "
              "because the command line needs both before the demo on friday")
 

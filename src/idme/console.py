@@ -6,6 +6,7 @@ Speakers keep one colour for the whole session (the owner always green), so a gl
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -28,6 +29,31 @@ def speaker_style(label: str, kind: str) -> str:
 def stamp(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+@dataclass
+class _Turn:
+    start: float
+    end: float
+    speaker: str
+    kind: str
+    score: float
+    text: str
+
+
+def _turns(segs: list[SegmentEvent], max_gap_s: float = 2.0) -> list[_Turn]:
+    """Consecutive segments of one speaker, shown as one row (score: duration-weighted mean)."""
+    out: list[_Turn] = []
+    for e in segs:
+        last = out[-1] if out else None
+        if last is not None and last.speaker == e.speaker and e.start - last.end <= max_gap_s:
+            d0, d1 = last.end - last.start, e.end - e.start
+            last.score = (last.score * d0 + e.score * d1) / max(d0 + d1, 1e-9)
+            last.end = e.end
+            last.text = " ".join(t for t in (last.text, e.text) if t)
+        else:
+            out.append(_Turn(e.start, e.end, e.speaker, e.kind, e.score, e.text))
+    return out
 
 
 class LiveView:
@@ -71,12 +97,12 @@ class LiveView:
         table.add_column("speaker", width=14, no_wrap=True)
         table.add_column("score", width=5, justify="right", style="dim")
         table.add_column("text", ratio=1)
-        segs = sorted(self.segments.values(), key=lambda e: e.start)
+        turns = _turns(sorted(self.segments.values(), key=lambda e: e.start))
         if not all_rows:
-            segs = segs[-self.rows:]
-        for e in segs:
-            table.add_row(stamp(e.start), Text(e.speaker, style=speaker_style(e.speaker, e.kind)),
-                          f"{e.score:.2f}", e.text or Text("…", style="dim"))
+            turns = turns[-self.rows:]
+        for t in turns:
+            table.add_row(stamp(t.start), Text(t.speaker, style=speaker_style(t.speaker, t.kind)),
+                          f"{t.score:.2f}", t.text or Text("…", style="dim"))
         if self.now is None:
             return table
         now = Text.assemble(("● talking now: ", "dim"), (self.now.speaker, speaker_style(self.now.speaker, self.now.kind)),
