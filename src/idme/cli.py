@@ -25,6 +25,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import AudioError, EnrollmentError, IdmeError, ProfileError
+from .eval.commands import eval_app
 
 log = logging.getLogger("idme")
 
@@ -35,7 +36,6 @@ profiles_app = typer.Typer(no_args_is_help=True, help="List, inspect, rename and
 sessions_app = typer.Typer(no_args_is_help=True, help="List, inspect and delete recorded sessions.")
 models_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
                          help="Show installed models, or download them.")
-eval_app = typer.Typer(no_args_is_help=True, help="Measure accuracy: verification trials, meetings, calibration.")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(models_app, name="models")
