@@ -54,9 +54,20 @@ class SpeakerTracker:
 
     def __init__(self, profiles: list[Profile], dimension: int, thresholds: Thresholds,
                  min_reliable_s: float = 1.0, context_s: float = 2.0, anchor_weight_s: float = 3.0,
-                 min_speaker_s: float = 2.0) -> None:
+                 min_speaker_s: float = 2.0, live_window: int = 400) -> None:
+        """profiles: enrolled people (may be empty); dimension: the encoder's embedding size.
+
+        min_reliable_s: shorter segments never open a speaker or move a centroid (sub-second CAM++
+            embeddings are unreliable: EER 3.8% at 0.5 s vs 0.4% at 1 s, docs/thresholds.md).
+        context_s: how far around a short segment its neighbours are looked for.
+        anchor_weight_s: how much an enrolled voiceprint weighs in re-clustering, in seconds of speech.
+        min_speaker_s: an unknown "speaker" with less speech than this after re-clustering is folded
+            into its neighbours (a stray segment far more often than a new person).
+        live_window: periodic (non-final) re-clustering revisits at most this many latest segments.
+        """
         self.th = thresholds
         self.min_speaker_s = min_speaker_s
+        self.live_window = live_window
         self.anchor_weight_s = anchor_weight_s
         self.context_s = context_s
         self.dimension = dimension
@@ -203,6 +214,10 @@ class SpeakerTracker:
         """
         before = {i: self.label_of(i) for i in self.segs}
         long_ids = [i for i, s in self.segs.items() if s.duration_s >= self.min_reliable_s]
+        if not final and len(long_ids) > self.live_window:
+            # Periodic passes of a long live session revisit only the latest segments, which bounds their
+            # cost (AHC is quadratic in memory and worse in time); the final pass revisits everything.
+            long_ids = sorted(long_ids, key=lambda i: self.segs[i].start_s)[-self.live_window:]
         if long_ids:
             assignment = self._ahc(long_ids)
             # A "speaker" heard for less than min_speaker_s in all is far more often a stray segment of
@@ -215,7 +230,10 @@ class SpeakerTracker:
             self._apply([(n, [i for i in segs if i not in stray]) for n, segs in assignment])
         else:
             stray = set()
+        since = min((self.segs[i].start_s for i in long_ids), default=0.0) if not final else -1.0
         for sid, s in self.segs.items():
+            if s.start_s < since:
+                continue
             if s.duration_s < self.min_reliable_s or sid in stray:
                 key, score = self._choose(s.emb, min(s.duration_s, self.min_reliable_s - 1e-3), s.start_s,
                                           exclude=sid)
@@ -234,7 +252,7 @@ class SpeakerTracker:
         # An anchor weighs like one long segment: enough to pull its person's segments together, not so
         # much that it outvotes the session's own evidence.
         w = np.array([self.anchor_weight_s] * len(names) + [self.segs[i].duration_s for i in ids], np.float64)
-        x = np.stack(vecs).astype(np.float64)
+        x = np.stack(vecs).astype(np.float32)
         sim = x @ x.T
         n = len(vecs)
         np.fill_diagonal(sim, -np.inf)
