@@ -62,7 +62,7 @@ def rtf_row(f: FileModeResult) -> list:
             num(f.load_s, ".2f"), notes]
 
 
-def cost_section(r: BenchResult) -> str:
+def processing_section(r: BenchResult) -> str:
     base = next(f for f in r.file_mode if f.asr == "none")
     with_asr = [f for f in r.file_mode if f.asr != "none" and f.runs]
     columns = [base]
@@ -76,11 +76,12 @@ def cost_section(r: BenchResult) -> str:
     rtf_rows += [[f.label, None, None, None, None, None, None, f"skipped: {f.skipped}"]
                  for f in r.file_mode if f.skipped]
     return "\n\n".join([
-        "## 1. Processing cost, file mode\n\nSame path as `idme listen --file`: `Pipeline(FileSource(wav), Labeller(...), "
-        "transcriber=make_transcriber(asr)[0])`. Stage times are the Labeller's own counters (compute seconds "
-        "per second of audio, pooled over the meetings; the stages run on two threads, the recogniser on a "
-        "third, so they overlap and do not add up to the wall time; the re-clustering at the end of a file "
-        "is in none of them). With a recogniser the labelling stages get slower: two cores are shared with it.",
+        "## 1. Processing cost, file mode\n\nSame path as `idme listen --file`: `Pipeline(FileSource(wav), "
+        "Labeller(...), transcriber=make_transcriber(asr)[0])`. Stage times are the Labeller's own counters "
+        "(compute seconds per second of audio, pooled over the meetings; the stages run on two threads, the "
+        "recogniser on a third, so they overlap and do not add up to the wall time; the re-clustering at the "
+        "end of a file is in none of them). With a recogniser the labelling stages get slower: two cores are "
+        "shared with it.",
         table(header, rows),
         "Real-time factor (wall time / audio time; below 1 keeps up with speech). *ASR RTF* is the "
         "recogniser's compute time per second of audio; *load* is reading its model, once per process.",
@@ -154,12 +155,12 @@ def latency_section(r: BenchResult) -> str:
     ])
 
 
-def costs_section(r: BenchResult) -> str:
+def oneoff_section(r: BenchResult) -> str:
     c = r.costs.to_dict()
-    rows = [["enrol 3 takes x 5 s (VAD trim, quality gate, embed, consistency check, save)",
-             c["enrol_3x5s_ms"]["median"], c["enrol_3x5s_ms"]["min"], c["enrol_3x5s_ms"]["max"], c["enrol_source"]],
-            ["verify a 3 s utterance 1:1 (read, VAD trim, embed, cosine)", c["verify_3s_ms"]["median"],
-             c["verify_3s_ms"]["min"], c["verify_3s_ms"]["max"], c["verify_source"]]]
+    ops = [("enrol 3 takes x 5 s (VAD trim, quality gate, embed, consistency check, save)", "enrol_3x5s_ms",
+            c["enrol_source"]),
+           ("verify a 3 s utterance 1:1 (read, VAD trim, embed, cosine)", "verify_3s_ms", c["verify_source"])]
+    rows = [[what, c[key]["median"], c[key]["min"], c[key]["max"], source] for what, key, source in ops]
     rss = "\n".join(f"- after {k}: {v:.0f} MiB" for k, v in r.rss_after_mib.items())
     return "\n\n".join([
         f"## 4. Enrolment, verification, memory\n\nCAM++ loaded once beforehand (session creation "
@@ -195,8 +196,8 @@ def render_markdown(r: BenchResult) -> str:
     """The whole docs/benchmarks.md."""
     intro = ("# Benchmarks\n\nProduced by `python bench/run.py --data ../shared/data` (see bench/README.md for "
              "what each number means); raw numbers in `bench/results/latest.json`. Do not edit by hand.")
-    return "\n\n".join([intro, machine_section(r), cost_section(r), quality_section(r), latency_section(r),
-                        costs_section(r), robustness_section(r)]) + "\n"
+    return "\n\n".join([intro, machine_section(r), processing_section(r), quality_section(r), latency_section(r),
+                        oneoff_section(r), robustness_section(r)]) + "\n"
 
 
 def render_plot(r: BenchResult, out_png: Path) -> Path:

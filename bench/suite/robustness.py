@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from idme.audio import StreamResampler, TARGET_RATE_HZ, read_audio
+from idme.audio import TARGET_RATE_HZ, StreamResampler, read_audio
 from idme.embed.base import Embedder
 from idme.eval.metrics import rates_at, summarize
 from idme.eval.trials import read_trials, split_scores

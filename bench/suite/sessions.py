@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from idme.audio import read_audio
+from idme.audio import AudioSource, read_audio
 from idme.embed.base import Embedder
 from idme.identity.enroll import enroll
 from idme.identity.profiles import Profile, ProfileStore
 from idme.identity.thresholds import Thresholds
 from idme.identity.tracker import SpeakerTracker
 from idme.pipeline import Labeller, LabelOptions, Pipeline, SegmentEvent, StageTimes
+from idme.transcribe.base import Transcriber
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,12 @@ class SessionRun:
         return path
 
 
-def run_session(source, embedder: Embedder, profiles: list[Profile], thresholds: Thresholds, *,
-                transcriber=None, live: bool = False, options: LabelOptions = LabelOptions()) -> SessionRun:
-    """Labels ``source`` (an idme AudioSource) through the threaded Pipeline; closes the source."""
+def run_session(source: AudioSource, embedder: Embedder, profiles: list[Profile], thresholds: Thresholds, *,
+                transcriber: Transcriber | None = None, live: bool = False) -> SessionRun:
+    """Labels ``source`` (an idme AudioSource) through the threaded Pipeline with the CLI's default
+    LabelOptions; closes the source."""
     tracker = SpeakerTracker(profiles, embedder.dimension, thresholds)
-    labeller = Labeller(embedder, tracker, options, live=live)
+    labeller = Labeller(embedder, tracker, LabelOptions(), live=live)
     events: list[SegmentEvent] = []
     texted: set[int] = set()
 

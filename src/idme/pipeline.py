@@ -81,6 +81,8 @@ class SegmentEvent:
     words: list[dict] = field(default_factory=list)
     #: The segment's audio (16 kHz float32), attached to its first final event for the recogniser only.
     audio: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: Stream time (s) of ``audio``'s first sample (``start`` may be earlier: a filled pause).
+    audio_start: float = field(default=0.0, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3),
@@ -185,7 +187,7 @@ class Labeller:
                audio: np.ndarray | None = None) -> SegmentEvent:
         d = seg.decision
         return SegmentEvent(seg.id, seg.shown_start, seg.end, d.label, d.kind, d.score, final, latency_ms,
-                            audio=audio)
+                            audio=audio, audio_start=seg.start)
 
     # -- segments ------------------------------------------------------------------------------------
     def _label_chunk(self, chunk: SpeechChunk) -> list[SegmentEvent]:
@@ -315,12 +317,79 @@ class TextUpdate:
     words: list[dict]
 
 
+@dataclass
+class _Turn:
+    """Consecutive segments of one speaker sent to the recogniser together."""
+
+    id: int
+    label: str
+    pieces: list[tuple[int, float, np.ndarray]] = field(default_factory=list)  # (seg_id, start_s, audio)
+
+    @property
+    def end_s(self) -> float:
+        seg_id, start, audio = self.pieces[-1]
+        return start + len(audio) / TARGET_RATE_HZ
+
+    @property
+    def duration_s(self) -> float:
+        return sum(len(a) for _, _, a in self.pieces) / TARGET_RATE_HZ
+
+    def audio(self) -> np.ndarray:
+        """The pieces back to back (pauses between them left out)."""
+        return np.concatenate([a for _, _, a in self.pieces])
+
+    def assign(self, words: list[dict]) -> dict[int, list[dict]]:
+        """Maps words timed on ``audio()`` to their segments, with times back on the stream's clock."""
+        out: dict[int, list[dict]] = {sid: [] for sid, _, _ in self.pieces}
+        offsets = np.cumsum([0] + [len(a) for _, _, a in self.pieces]) / TARGET_RATE_HZ
+        for w in words:
+            mid = (float(w["start"]) + float(w["end"])) / 2
+            k = int(np.clip(np.searchsorted(offsets, mid, side="right") - 1, 0, len(self.pieces) - 1))
+            sid, start, audio = self.pieces[k]
+            shift = start - offsets[k]
+            piece_end = start + len(audio) / TARGET_RATE_HZ
+            out[sid].append({**w, "start": round(max(start, float(w["start"]) + shift), 3),
+                             "end": round(min(piece_end, float(w["end"]) + shift), 3)})
+        return out
+
+
+class _TurnBuffer:
+    """Collects first-final segments into turns and hands each finished turn to ``submit``."""
+
+    def __init__(self, submit: Callable[[_Turn], None], max_gap_s: float, max_turn_s: float) -> None:
+        self.submit = submit
+        self.max_gap_s = max_gap_s
+        self.max_turn_s = max_turn_s
+        self.current: _Turn | None = None
+        self._next = 0
+
+    def add(self, ev: SegmentEvent) -> None:
+        cur = self.current
+        if cur is not None and (cur.label != ev.speaker or ev.audio_start - cur.end_s > self.max_gap_s
+                                or cur.duration_s >= self.max_turn_s):
+            self.flush()
+            cur = None
+        if cur is None:
+            cur = self.current = _Turn(self._next, ev.speaker)
+            self._next += 1
+        cur.pieces.append((ev.id, ev.audio_start, ev.audio))
+
+    def flush(self) -> None:
+        if self.current is not None and self.current.pieces:
+            self.submit(self.current)
+        self.current = None
+
+
 class Pipeline:
     """Runs source -> labeller -> sinks on threads; ``run`` blocks until the stream ends or ``stop``.
 
     sink: called on the caller's thread with each ``SegmentEvent`` (label events and text updates merged
     into full segment events), in order.
     """
+
+    #: The recogniser hears whole turns (consecutive segments of one speaker) up to this long: Whisper and
+    #: Vosk both transcribe better with the context of a sentence than pause-delimited fragments of it.
+    max_turn_s = 20.0
 
     def __init__(self, source, labeller: Labeller, sink: Callable[[SegmentEvent], None],
                  transcriber=None, queue_blocks: int = 64, block_s: float | None = None) -> None:
@@ -334,6 +403,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._worker = None
+        self._turn: _TurnBuffer | None = None
+        self._turns: dict[int, _Turn] = {}
         self.latest: dict[int, SegmentEvent] = {}
 
     def stop(self) -> None:
@@ -380,17 +451,26 @@ class Pipeline:
                 pass
         finally:
             if self._worker is not None:
+                self._turn.flush()
                 self._worker.close(drain=True)
             self._put(self._out, _END)
 
     def _emit(self, ev: SegmentEvent) -> None:
         self._put(self._out, ev)
         if ev.final and ev.audio is not None and self._worker is not None:
-            self._worker.submit(ev.id, ev.audio, ev.start if ev.start <= ev.end else ev.end)
+            self._turn.add(ev)
 
-    def _on_text(self, seg_id: int, transcript) -> None:
+    def _submit_turn(self, turn: "_Turn") -> None:
+        self._turns[turn.id] = turn
+        self._worker.submit(turn.id, turn.audio(), 0.0)
+
+    def _on_text(self, turn_id: int, transcript) -> None:
+        """Splits a turn's transcript back onto its segments by word time (worker thread)."""
+        turn = self._turns.pop(turn_id)
         d = transcript.to_dict() if hasattr(transcript, "to_dict") else dict(transcript)
-        self._put(self._out, TextUpdate(seg_id, d.get("text", ""), list(d.get("words", []))))
+        for seg_id, words in turn.assign(list(d.get("words", []))).items():
+            text = "".join(w["word"] if w["word"][:1].isspace() else " " + w["word"] for w in words).strip()
+            self._put(self._out, TextUpdate(seg_id, text, words))
 
     # -- main ----------------------------------------------------------------------------------------
     def run(self) -> StageTimes:
@@ -400,6 +480,7 @@ class Pipeline:
 
             self._worker = TranscriptionWorker(self.transcriber, self._on_text,
                                                block_when_full=not self.labeller.live)
+            self._turn = _TurnBuffer(self._submit_turn, self.labeller.opt.fill_gap_s, self.max_turn_s)
         threads = [threading.Thread(target=self._read, name="idme-source", daemon=True),
                    threading.Thread(target=self._label, name="idme-label", daemon=True)]
         for t in threads:

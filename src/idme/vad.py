@@ -38,8 +38,10 @@ class VadOptions:
     aggressiveness: int = 3
     #: webrtcvad frame length (10, 20 or 30 ms).
     frame_ms: int = 30
-    # Defaults chosen on meetings-dev with oracle speaker labels (docs/thresholds.md): they set how much of
-    # the reference speech a perfect labeller could cover (miss 0.5%, false alarm 0.3%) without merging turns.
+    # Defaults chosen on meetings-dev by labelling each chunk with its reference speaker (an oracle
+    # labeller) and scoring with the shared scorer: these settings let a perfect labeller reach miss 0.5%
+    # and false alarm 0.3% without ever merging two talkers into one chunk (end_pause_ms 150 < the 0.25 s
+    # gaps; 210 ms merged turns in meeting04). Real labelling: `idme eval meetings` (docs/thresholds.md).
     #: Voiced frames needed within ``start_window_ms`` to open a chunk (hysteresis against clicks).
     start_voiced_ms: int = 60
     #: Window in which ``start_voiced_ms`` of voiced frames opens a chunk.

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # numpy and the encoder are only needed once a command runs
     import numpy as np
 
     from ..embed.base import Embedder
+    from ..identity.profiles import Profile
     from ..identity.thresholds import Thresholds
     from ..vad import VadOptions
     from .trials import Trial
@@ -175,6 +176,11 @@ def _read_lists(lists: Sequence[Path]) -> list[Trial]:
     return out
 
 
+def dcf_key(p_target: float) -> str:
+    """JSON key of the minDCF at ``p_target``: 0.01 -> "min_dcf_001", 0.05 -> "min_dcf_005"."""
+    return "min_dcf_" + f"{p_target:g}".replace(".", "")
+
+
 def _finite(x: float) -> float | None:
     """JSON has no infinity: a threshold of +inf (reject everything) becomes None."""
     return None if math.isinf(x) else x
@@ -188,7 +194,7 @@ def verification_report(tgt: np.ndarray, non: np.ndarray, th: Thresholds) -> dic
     far, frr = rates_at(tgt, non, th.me)
     out: dict[str, Any] = {"eer": m.eer, "eer_threshold": _finite(m.eer_threshold)}
     for p, (value, thr) in m.min_dcf.items():
-        key = f"min_dcf_{str(p).replace('0.', '0')}"  # 0.01 -> min_dcf_001, 0.05 -> min_dcf_005
+        key = dcf_key(p)
         out[key] = value
         out[f"{key}_threshold"] = _finite(thr)
     out.update({"far": far, "frr": frr, "threshold": th.me, "n_target": m.n_target,
@@ -254,7 +260,8 @@ def trials_cmd(
             from .plots import plot_det
 
             report["det"] = str(plot_det(tgt, non, det, _det_marks(th),
-                                         title=f"{emb.name}: {', '.join(p.name for p in lists)}"))
+                                         title=f"{emb.name}: {', '.join(p.name for p in lists)}"
+                                               + ("" if test_seconds is None else f", test side {test_seconds:g} s")))
         if as_json:
             typer.echo(json.dumps(report))
             return
@@ -262,7 +269,7 @@ def trials_cmd(
         t.add_row("trials", f"{report['n_target']} target / {report['n_nontarget']} non-target")
         t.add_row("EER", f"{_pct(report['eer'])} (threshold {report['eer_threshold']:.3f})")
         for p in P_TARGETS:
-            key = f"min_dcf_{str(p).replace('0.', '0')}"
+            key = dcf_key(p)
             thr = report[f"{key}_threshold"]
             t.add_row(f"minDCF (p_target {p:g})",
                       f"{report[key]:.4f} (threshold {'reject all' if thr is None else f'{thr:.3f}'})")
@@ -307,7 +314,7 @@ def find_recordings(dirs: Sequence[Path]) -> list[tuple[str, Path]]:
     return found
 
 
-def label_file(path: Path, embedder: Embedder, profiles: list, th: Thresholds) -> list[dict[str, Any]]:
+def label_file(path: Path, embedder: Embedder, profiles: list[Profile], th: Thresholds) -> list[dict[str, Any]]:
     """Labels a recording as ``idme listen --file PATH --json`` does; returns its events in emission order."""
     from ..audio.sources import open_source
     from ..identity.tracker import SpeakerTracker

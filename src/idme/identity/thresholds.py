@@ -39,8 +39,9 @@ class Thresholds:
 #: Shipped defaults.
 #: CAM++ (3D-Speaker campplus_cn_en_common), measured on ../shared/data (docs/thresholds.md has the runs):
 #: * me / enrolled = 0.40: the non-target score at FAR 0.1% on librispeech-test-other/trials.txt
-#:   (4,950 pairs, VAD-trimmed utterances; FAR 1% would give 0.35). There FAR 0.07%, FRR 0.0%; against a
-#:   3-utterance centroid, 2 s test crops give FRR 0.0% and 1 s crops ~1% (target p1 = 0.40).
+#:   (4,950 pairs, VAD-trimmed; `idme eval calibrate --far 0.001` gives 0.386 on whole utterances and
+#:   0.401 with the test side cut to 1 s; FAR 1% would give 0.35). At 0.40: FAR 0.02%, FRR 0% on whole
+#:   utterances; FAR 0.11%, FRR 4.2% with 1 s test sides.
 #: * same_unknown = 0.45, merge = 0.40: chosen on meetings-dev + ami-excerpts (bench/run.py) among
 #:   {0.40..0.55} x {0.40..0.50}: lowest pooled AMI DER (41.0%) with meetings-dev unchanged (DER 1.26%);
 #:   merge is an average-linkage similarity, so it sits below the per-pair same_unknown.

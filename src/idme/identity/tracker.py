@@ -58,7 +58,7 @@ class SpeakerTracker:
         """profiles: enrolled people (may be empty); dimension: the encoder's embedding size.
 
         min_reliable_s: shorter segments never open a speaker or move a centroid (sub-second CAM++
-            embeddings are unreliable: EER 3.8% at 0.5 s vs 0.4% at 1 s, docs/thresholds.md).
+            embeddings are unreliable: EER 6.2% with a 0.5 s test side vs 0.89% at 1 s, docs/thresholds.md).
         context_s: how far around a short segment its neighbours are looked for.
         anchor_weight_s: how much an enrolled voiceprint weighs in re-clustering, in seconds of speech.
         min_speaker_s: an unknown "speaker" with less speech than this after re-clustering is folded
