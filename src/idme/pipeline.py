@@ -218,7 +218,11 @@ class Labeller:
             self._last_end = end
             latency = None
             if self.live:
-                arrived = self._arrival_of(start_sample + b)
+                # Measured from the end of the speech, not of the segment: the segment's last piece ends
+                # with the post-roll, so counting from its last voiced frame keeps the whole VAD hang-over
+                # (end_pause_ms) inside the latency, as a listener experiences it.
+                arrived = chunk.end_arrived_at if b == len(samples) and chunk.end_arrived_at is not None \
+                    else self._arrival_of(start_sample + b)
                 if arrived is not None:
                     latency = (self.clock() - arrived) * 1000.0
             events.append(self._event(seg, True, latency, audio=piece))
@@ -265,6 +269,14 @@ class Labeller:
         return out
 
     # -- streaming API -------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Loads the encoder and runs it once, so the first live label does not pay for it (~1-2 s)."""
+        load = getattr(self.embedder, "load", None)
+        if load is not None:
+            load()
+        noise = np.random.default_rng(0).normal(0.0, 0.01, TARGET_RATE_HZ).astype(np.float32)
+        self.embedder.embed(noise)
+
     def push(self, frame: AudioFrame) -> list[SegmentEvent]:
         """Consumes one 16 kHz frame; returns the events it produced (first labels, interims, corrections)."""
         end_sample = frame.start_sample + len(frame.samples)
@@ -481,6 +493,7 @@ class Pipeline:
             self._worker = TranscriptionWorker(self.transcriber, self._on_text,
                                                block_when_full=not self.labeller.live)
             self._turn = _TurnBuffer(self._submit_turn, self.labeller.opt.fill_gap_s, self.max_turn_s)
+        self.labeller.warm_up()
         threads = [threading.Thread(target=self._read, name="idme-source", daemon=True),
                    threading.Thread(target=self._label, name="idme-label", daemon=True)]
         for t in threads:
