@@ -71,6 +71,30 @@ def test_ecapa_installed_from_a_copy_enrols_and_listens_offline(tmp_path: Path, 
     assert r.exit_code == 1 and "re-enrol" in r.stderr and "Traceback" not in r.output
 
 
+@pytest.mark.ecapa
+def test_reembed_moves_a_profile_to_another_encoder(tmp_path: Path, monkeypatch, no_network):
+    """A profile enrolled with --keep-audio under CAM++ is re-embedded with ECAPA from its kept takes
+    (stored 0600), after which ECAPA can use it and CAM++ refuses it."""
+    from tiny_ecapa import write_tiny_ecapa
+
+    home = tmp_path / "home"
+    r = _cli("enroll", *sum((["--file", str(p)] for p in OWNER_TAKES), []), "--keep-audio", "--home", home)
+    assert r.exit_code == 0, r.output
+    kept = sorted((home / "profiles" / "me" / "audio").glob("*.wav"))
+    assert len(kept) == 3 and all(p.stat().st_mode & 0o777 == 0o600 for p in kept)
+    cam = json.loads(_cli("profiles", "show", "me", "--home", home).stdout)["encoder"]
+    models_dir = tmp_path / "models"
+    monkeypatch.setenv("IDME_MODELS_DIR", str(models_dir))
+    assert _cli("models", "download", "--only", "ecapa", "--from", write_tiny_ecapa(tmp_path / "e")).exit_code == 0
+    r = _cli("profiles", "reembed", "--embedder", "ecapa", "--home", home)
+    assert r.exit_code == 0, r.output
+    prof = json.loads(_cli("profiles", "show", "me", "--home", home).stdout)
+    assert prof["encoder"]["name"] == "ecapa" and prof["n_takes"] == 3 and cam["name"] == "campplus"
+    r = _cli("listen", "--embedder", "ecapa", "--file", EXAMPLES / "meeting.wav", "--json", "--asr", "none",
+             "--home", home)
+    assert r.exit_code == 0, r.output
+
+
 def test_listen_transcribes_with_a_vosk_model_directory(tmp_path: Path):
     """`--asr vosk --asr-model DIR` (the Korean model from PyPI: the only Vosk model here) adds text with
     word timings to labelled segments; labels are emitted before their text."""
