@@ -18,14 +18,14 @@ import pytest
 import soundfile as sf
 import srt
 import webvtt
-from typer.testing import CliRunner
 
 import idme.audio.sources
 from idme import __version__
 from idme.audio.microphone import MicrophoneSource
 from idme.audio.sources import read_audio
-from idme.cli import app
 from idme.eval.der import read_rttm, score_meeting
+
+from clihelp import cli, enroll_args, events_of, final_labels, ok, refused
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -39,60 +39,6 @@ EVENT_TYPES = {"id": int, "start": float, "end": float, "speaker": str, "kind": 
                "final": bool, "latency_ms": (float, type(None)), "text": str}
 KINDS = {"me", "enrolled", "unknown"}
 FORMATS = ("md", "txt", "srt", "vtt", "json", "rttm")
-
-# IDME_DEBUG would turn one-line errors into tracebacks; IDME_HOME must never point at a real store.
-RUNNER = CliRunner(env={"IDME_DEBUG": None, "IDME_HOME": None, "IDME_EMBEDDER": None, "IDME_ASR_LANG": None})
-
-
-def cli(*args: object):
-    """Runs ``idme ARGS`` in-process; stdout and stderr are captured separately."""
-    return RUNNER.invoke(app, [str(a) for a in args])
-
-
-def ok(result):
-    """Asserts a clean exit 0 and returns the result."""
-    assert result.exit_code == 0 and result.exception is None, (
-        f"exit {result.exit_code}, {result.exception!r}\nstderr: {result.stderr}")
-    return result
-
-
-def refused(result, *, contains: str = "") -> str:
-    """Asserts exit 1 with exactly one line on stderr, no traceback and nothing on stdout; returns the line."""
-    assert result.exit_code == 1, f"exit {result.exit_code}: {result.stderr}"
-    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an escaped exception
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert result.stdout == ""
-    assert contains.lower() in lines[0].lower(), lines[0]
-    return lines[0]
-
-
-def events_of(stdout: str) -> list[dict]:
-    """The JSON Lines of ``listen --json`` stdout; fails on any line that is not a JSON object."""
-    assert stdout == "" or stdout.endswith("\n")
-    out = []
-    for line in stdout.splitlines():
-        obj = json.loads(line)
-        assert isinstance(obj, dict), line
-        out.append(obj)
-    return out
-
-
-def final_labels(events: list[dict]) -> dict[int, dict]:
-    """The latest final event of every segment id (later events replace earlier ones)."""
-    latest: dict[int, dict] = {}
-    for e in events:
-        if e["final"]:
-            latest[e["id"]] = e
-    return latest
-
-
-def enroll_args(home: Path) -> list[object]:
-    args: list[object] = ["enroll", "--home", home]
-    for f in OWNER_TAKES:
-        args += ["--file", f]
-    return args
 
 
 def copy_home(src: Path, dst: Path) -> Path:

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from typer.testing import CliRunner
 
 import idme.audio.sources
 from idme.audio.microphone import MicrophoneSource
-from idme.cli import app
 from idme.eval.der import score_files
+
+from clihelp import CLEAN_ENV, PROC_ENV, cli, events_of, final_labels, ok, one_error_line, refused
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -32,61 +32,6 @@ MEETING = EXAMPLES / "meeting.wav"
 OWNER_TAKES = [EXAMPLES / "enroll" / f"me_{i}.wav" for i in (1, 2, 3)]
 #: The example meeting is cut here, in a pause: it holds two turns of the owner and both other people.
 CROP_S = 26.0
-
-# IDME_DEBUG would turn one-line errors into tracebacks; IDME_HOME must never point at a real store.
-CLEAN_ENV = {"IDME_DEBUG": None, "IDME_HOME": None, "IDME_EMBEDDER": None, "IDME_ASR_LANG": None}
-RUNNER = CliRunner(env=CLEAN_ENV)
-PROC_ENV = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
-
-
-def cli(*args: object, env: dict | None = None):
-    """Runs ``idme ARGS`` in-process; stdout and stderr are captured separately."""
-    return RUNNER.invoke(app, [str(a) for a in args], env=env)
-
-
-def ok(result):
-    """Asserts a clean exit 0 and returns the result."""
-    assert result.exit_code == 0 and result.exception is None, (
-        f"exit {result.exit_code}, {result.exception!r}\nstderr: {result.stderr}")
-    assert "Traceback" not in result.output
-    return result
-
-
-def one_error_line(stderr: str, contains: str = "") -> str:
-    """Asserts stderr is exactly one 'error: ...' line (containing ``contains``) and returns it."""
-    assert "Traceback" not in stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), lines[0]
-    assert contains.lower() in lines[0].lower(), lines[0]
-    return lines[0]
-
-
-def refused(result, contains: str = "") -> str:
-    """Asserts exit 1, one line on stderr, nothing on stdout and no escaped exception; returns the line."""
-    assert result.exit_code == 1, f"exit {result.exit_code}: {result.stderr}"
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.stdout == ""
-    return one_error_line(result.stderr, contains)
-
-
-def events_of(stdout: str) -> list[dict]:
-    """The JSON Lines of ``listen --json``; fails on any line that is not a JSON object."""
-    out = []
-    for line in stdout.splitlines():
-        obj = json.loads(line)
-        assert isinstance(obj, dict), line
-        out.append(obj)
-    return out
-
-
-def final_labels(events: list[dict]) -> dict[int, dict]:
-    """The latest final event of every segment id."""
-    latest: dict[int, dict] = {}
-    for e in events:
-        if e["final"]:
-            latest[e["id"]] = e
-    return latest
 
 
 def sessions(home: Path) -> list[dict]:

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
 from idme.audio.sources import read_audio
-from idme.cli import app
 from idme.session.store import SessionStore
 from idme.transcribe.select import find_models
+
+from clihelp import cli, ok
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -28,20 +28,6 @@ OTHER_CLIP = DATA / "ls_2414_128291-0003.flac"
 OWNER_CLIP = DATA / "asr_1688-142285-0000.flac"
 #: A label nobody else uses, so finding its bytes means finding this speaker.
 UNIQUE_LABEL = "Quetzalcoatl Xyzzy"
-
-RUNNER = CliRunner(env={"IDME_DEBUG": None, "IDME_HOME": None, "IDME_EMBEDDER": None, "IDME_ASR_LANG": None})
-
-
-def cli(*args: object):
-    """Runs ``idme ARGS`` in-process."""
-    return RUNNER.invoke(app, [str(a) for a in args])
-
-
-def ok(result):
-    """Asserts a clean exit 0 and returns the result."""
-    assert result.exit_code == 0 and result.exception is None, (
-        f"exit {result.exit_code}, {result.exception!r}\nstderr: {result.stderr}")
-    return result
 
 
 def enroll_owner(home: Path, *extra: object) -> None:
