@@ -246,3 +246,32 @@ def test_speaker_change_without_a_pause_is_split(tmp_path, campplus):
     turn = 0.5 + len(a) / 16000
     me_end = max(e.end for e in finals if e.kind == "me")
     assert abs(me_end - turn) < 0.8, labels
+
+
+def test_telephone_rate_enrollment_and_meeting_use_the_narrowband_threshold(tmp_path, campplus):
+    """Owner enrolled from 8 kHz takes, meeting at 8 kHz: the profile is marked narrow-band, the session's
+    tracker holds it to the narrow-band threshold, and the owner is still found with no false Me."""
+    from idme.identity.enroll import read_takes
+
+    def to_8k(src, dst):
+        x, sr = sf.read(src, dtype="float32")
+        sf.write(dst, soxr.resample(x, sr, 8000, "HQ"), 8000, subtype="PCM_16")
+        return dst
+
+    takes, rates = read_takes([to_8k(p, tmp_path / p.name) for p in OWNER_TAKES])
+    store = ProfileStore(tmp_path / "home")
+    th = load(campplus.name)
+    enroll(store, campplus, "me", takes, th, native_rates=rates)
+    me = store.get("me")
+    assert rates == [8000] * 3 and me.narrowband
+    meeting = to_8k(EXAMPLES / "meeting.wav", tmp_path / "meeting8k.wav")
+    tracker = SpeakerTracker(store.all(), campplus.dimension, th, narrowband=True)
+    assert tracker._accept("me") == th.narrowband > th.me
+    lab = Labeller(campplus, tracker)
+    events = []
+    with FileSource(meeting) as src:
+        for frame in src.frames():
+            events += lab.push(frame)
+    events += lab.finish()
+    res = score_meeting(EXAMPLES, [e.to_dict() for e in events])
+    assert res["me_recall"] >= 0.9 and res["false_me"] <= 0.01, res

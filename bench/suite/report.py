@@ -177,10 +177,12 @@ def robustness_section(r: BenchResult) -> str:
              "encoder. Crops keep the middle of the test side's speech; *8 kHz* band-limits both sides "
              "(soxr down to 8 kHz, then idme's StreamResampler back to 16 kHz, as an 8 kHz source would be); "
              "noise is white Gaussian on the test side at the stated SNR against the segment's power. "
-             "FAR/FRR are at the shipped `me` threshold; minDCF at P_target = 0.01."]
+             "FAR/FRR are at the shipped threshold idme applies to the condition (`me`, or `narrowband` when "
+             "both sides are telephone-rate, column *threshold*); minDCF at P_target = 0.01."]
     for ds in r.robustness:
         rows = [[c.condition, f"{c.test_speech_s:.2f}", f"**{pct(c.eer, 2)}**", f"{c.eer_threshold:.3f}",
-                 f"{c.min_dcf:.3f}", pct(c.far_at_me, 2), pct(c.frr_at_me, 2)] for c in ds.conditions]
+                 f"{c.min_dcf:.3f}", f"{c.threshold:.2f}", pct(c.far_at_me, 2), pct(c.frr_at_me, 2)]
+                for c in ds.conditions]
         n = ds.conditions[0] if ds.conditions else None
         counts = f"{n.n_target} target / {n.n_nontarget} non-target trials" if n else ""
         untrimmed = f" Embedded untrimmed (VAD found < 1 s of speech): {', '.join(ds.untrimmed)}." \
@@ -188,7 +190,7 @@ def robustness_section(r: BenchResult) -> str:
         parts.append(f"### {ds.dataset}\n\n{ds.description}; {counts}; `me` threshold {ds.me_threshold:.2f}."
                      + untrimmed)
         parts.append(table(["condition", "test speech s", "EER", "EER threshold", "minDCF 0.01",
-                            "FAR @ me", "FRR @ me"], rows))
+                            "threshold", "FAR", "FRR"], rows))
     return "\n\n".join(parts)
 
 

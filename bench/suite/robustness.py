@@ -195,9 +195,11 @@ class ConditionResult:
     eer: float
     eer_threshold: float
     min_dcf: float
-    #: False acceptance / false rejection when accepting ``score >= me_threshold``.
+    #: False acceptance / false rejection when accepting ``score >= threshold``.
     far_at_me: float
     frr_at_me: float
+    #: The shipped threshold idme applies to this condition (``narrowband`` when both sides are 8 kHz).
+    threshold: float
     #: Mean seconds of speech on the test side (shows what a crop actually left).
     test_speech_s: float
     #: Embeddings computed for this condition (reused ones not counted) and seconds spent on them.
@@ -236,19 +238,20 @@ def score_condition(pairs: Sequence[Pair], cond: Condition, enc: VariantEmbedder
     far, frr = rates_at(tgt, non, me_threshold)
     test_s = float(np.mean([enc.seconds[(u, cond.variant("test"))] for u in {p.test for p in pairs}]))
     return ConditionResult(cond.name, summary.n_target, summary.n_nontarget, summary.eer, summary.eer_threshold,
-                           summary.min_dcf[P_TARGET][0], far, frr, test_s, enc.computed - before_n,
+                           summary.min_dcf[P_TARGET][0], far, frr, me_threshold, test_s, enc.computed - before_n,
                            enc.embed_s - before_s)
 
 
 def evaluate(dataset: str, description: str, pairs: Sequence[Pair], conditions: Sequence[Condition],
-             embedder: Embedder, me_threshold: float) -> RobustnessResult:
-    """Scores ``pairs`` under every condition."""
+             embedder: Embedder, me_threshold: float, narrowband_threshold: float | None = None) -> RobustnessResult:
+    """Scores ``pairs`` under every condition, each at the threshold idme would apply to it."""
     enc = VariantEmbedder(embedder)
     result = RobustnessResult(dataset, description, me_threshold)
     for cond in conditions:
-        res = score_condition(pairs, cond, enc, me_threshold)
+        thr = narrowband_threshold if cond.narrowband and narrowband_threshold is not None else me_threshold
+        res = score_condition(pairs, cond, enc, thr)
         result.conditions.append(res)
         log.info("%s, %s: EER %.2f%%, FAR %.2f%% / FRR %.2f%% at %.2f", dataset, cond.name, 100 * res.eer,
-                 100 * res.far_at_me, 100 * res.frr_at_me, me_threshold)
+                 100 * res.far_at_me, 100 * res.frr_at_me, thr)
     result.untrimmed = sorted(str(p.name) for p in enc.untrimmed)
     return result

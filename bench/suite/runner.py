@@ -178,11 +178,11 @@ def run_all(data: Path, scorer: Path, hyp_dir: Path, plan: Plan, repo: Path, com
         ls = data / "librispeech-test-other"
         result.robustness.append(evaluate(
             "librispeech-test-other", "trials.txt: whole files, 10 speakers",
-            trial_list_pairs(ls / "trials.txt"), conditions, embedder, thresholds.me))
+            trial_list_pairs(ls / "trials.txt"), conditions, embedder, thresholds.me, thresholds.narrowband))
         files = sorted((data / "librispeech-train-clean-100").glob("*.flac"))[:plan.unseen_speakers]
         result.robustness.append(evaluate(
             "librispeech-train-clean-100", f"unseen speakers: halves of one utterance each, {len(files)} speakers",
-            half_pairs(files, plan.unseen_nontarget), conditions, embedder, thresholds.me))
+            half_pairs(files, plan.unseen_nontarget), conditions, embedder, thresholds.me, thresholds.narrowband))
 
     result.load_avg_end = tuple(round(x, 2) for x in os.getloadavg())
     result.elapsed_s = time.perf_counter() - t_start

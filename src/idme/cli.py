@@ -168,7 +168,6 @@ def enroll(
     def body() -> None:
         import soundfile as sf
 
-        from .audio.sources import read_audio
         from .identity.enroll import enroll as do_enroll
         from .identity.profiles import ProfileStore, check_name
         from .identity.thresholds import load
@@ -177,8 +176,11 @@ def enroll(
         store_home = _home(home)
         emb = _embedder(embedder, compute)
         store = ProfileStore(store_home)
+        rates: list[int] = []
         if files:
-            take_audio = [(str(f), read_audio(f)) for f in files]
+            from .identity.enroll import read_takes
+
+            take_audio, rates = read_takes(files)
         else:
             take_audio = []
             for i in range(1, takes + 1):
@@ -194,7 +196,8 @@ def enroll(
                         if attempt == 2:
                             raise
                 take_audio.append((f"take {i}", samples))
-        profile, reports = do_enroll(store, emb, profile_name, take_audio, load(emb.name, store_home))
+        profile, reports = do_enroll(store, emb, profile_name, take_audio, load(emb.name, store_home),
+                                     native_rates=rates or None)
         if keep_audio:
             adir = store.audio_dir(profile.name)
             start = len(list(adir.glob("*.wav")))
@@ -291,13 +294,16 @@ def listen(
             err.print(hint, markup=False)
         th = load(emb.name, store_home)
         options = LabelOptions()
-        tracker = SpeakerTracker(profiles, emb.dimension, th)
+        from .identity.profiles import NARROWBAND_MAX_HZ
+
+        narrowband = getattr(source, "native_rate", 16000) <= NARROWBAND_MAX_HZ
+        tracker = SpeakerTracker(profiles, emb.dimension, th, narrowband=narrowband)
         labeller = Labeller(emb, tracker, options, live=live)
         models = {"encoder": encoder,
                   "asr": None if transcriber is None else {"name": transcriber.name, "version": transcriber.version,
                                                            "language": getattr(transcriber, "language", None)}}
         settings = {"source": getattr(source, "description", str(file or device or "microphone")),
-                    "realtime": realtime, "live": live, "thresholds": th.__dict__,
+                    "realtime": realtime, "live": live, "thresholds": th.__dict__, "narrowband": narrowband,
                     "vad": options.vad.__dict__, "fill_gap_s": options.fill_gap_s,
                     "profiles": [p.name for p in profiles]}
         sstore = None if no_save else SessionStore(store_home)

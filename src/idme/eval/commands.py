@@ -323,7 +323,11 @@ def label_file(path: Path, embedder: Embedder, profiles: list[Profile], th: Thre
     events: list[dict[str, Any]] = []
     source = open_source(file=path)
     try:
-        labeller = Labeller(embedder, SpeakerTracker(profiles, embedder.dimension, th), LabelOptions(), live=False)
+        from ..identity.profiles import NARROWBAND_MAX_HZ
+
+        narrowband = getattr(source, "native_rate", 16000) <= NARROWBAND_MAX_HZ
+        tracker = SpeakerTracker(profiles, embedder.dimension, th, narrowband=narrowband)
+        labeller = Labeller(embedder, tracker, LabelOptions(), live=False)
         Pipeline(source, labeller, lambda ev: events.append(ev.to_dict())).run()
     finally:
         source.close()
@@ -347,9 +351,8 @@ def _write_hyp(path: Path, events: list[dict[str, Any]]) -> None:
 def eval_meeting(mdir: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path | None = None) -> dict[str, Any]:
     """Enrols ``me`` and each ``named`` person of ``meta.json`` into a temporary store, labels meeting.wav,
     scores it (score_meeting.py's dict) and adds ``labels`` (final label -> segments)."""
-    from ..audio.sources import read_audio
     from ..errors import IdmeError
-    from ..identity.enroll import enroll
+    from ..identity.enroll import enroll, read_takes
     from ..identity.profiles import ProfileStore
     from .der import score_meeting
 
@@ -365,7 +368,8 @@ def eval_meeting(mdir: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path |
         for who in people:
             if not clips.get(who):
                 raise IdmeError(f"{mdir / 'meta.json'}: no enrollment clips for {who!r} under 'enroll'")
-            enroll(store, embedder, who, [(str(mdir / f), read_audio(mdir / f)) for f in clips[who]], th)
+            takes, rates = read_takes([mdir / f for f in clips[who]])
+            enroll(store, embedder, who, takes, th, native_rates=rates)
         events = label_file(mdir / "meeting.wav", embedder, store.all(), th)
     if hyp_dir is not None:
         _write_hyp(hyp_dir / f"{mdir.name}.jsonl", events)

@@ -43,20 +43,22 @@ class TakeReport:
     speech_s: float
     clipped: float
     level_dbfs: float
+    #: Sample rate the take was recorded at (before resampling to 16 kHz), if known.
+    native_rate: int | None = None
 
     def to_dict(self) -> dict:
         return {"source": self.source, "speech_s": round(self.speech_s, 2), "clipped": round(self.clipped, 5),
-                "level_dbfs": round(self.level_dbfs, 1)}
+                "level_dbfs": round(self.level_dbfs, 1), "native_rate": self.native_rate}
 
 
 def check_take(samples: np.ndarray, source: str, gate: QualityGate = QualityGate(),
-               vad: VadOptions = VadOptions()) -> tuple[np.ndarray, TakeReport]:
+               vad: VadOptions = VadOptions(), native_rate: int | None = None) -> tuple[np.ndarray, TakeReport]:
     """Trims a take (16 kHz float32 (n,)) to its speech and checks it; raises EnrollmentError if unusable."""
     speech = speech_only(samples, vad)
     speech_s = len(speech) / TARGET_RATE_HZ
     clipped = float(np.mean(np.abs(speech) >= gate.clip_level)) if len(speech) else 0.0
     level = float(20 * np.log10(np.sqrt(np.mean(speech ** 2)) + 1e-10)) if len(speech) else -200.0
-    rep = TakeReport(source, speech_s, clipped, level)
+    rep = TakeReport(source, speech_s, clipped, level, native_rate)
     if speech_s < gate.min_speech_s:
         raise EnrollmentError(
             f"{source}: only {speech_s:.1f} s of speech (need {gate.min_speech_s:.1f} s); record again, "
@@ -68,10 +70,25 @@ def check_take(samples: np.ndarray, source: str, gate: QualityGate = QualityGate
     return speech, rep
 
 
+def read_takes(paths: list) -> tuple[list[tuple[str, np.ndarray]], list[int]]:
+    """Reads enrollment recordings: ([(path, 16 kHz float32 samples)], [native sample rate of each])."""
+    from ..audio.sources import FileSource
+
+    takes, rates = [], []
+    for p in paths:
+        with FileSource(p) as src:
+            rates.append(src.native_rate)
+            takes.append((str(p), np.concatenate([f.samples for f in src.frames()] or [np.zeros(0, np.float32)])))
+    return takes, rates
+
+
 def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple[str, np.ndarray]],
            thresholds: Thresholds, gate: QualityGate = QualityGate(),
-           vad: VadOptions = VadOptions()) -> tuple[Profile, list[TakeReport]]:
+           vad: VadOptions = VadOptions(),
+           native_rates: list[int | None] | None = None) -> tuple[Profile, list[TakeReport]]:
     """Checks and embeds ``takes`` ([(source, 16 kHz float32 samples)]) and adds them to profile ``name``.
+
+    native_rates: the rate each take was recorded at (marks telephone-rate profiles, see Thresholds).
 
     Every take must pass the gate and match the others (and the existing profile, when re-enrolling):
     its cosine with the mean of all the other takes must reach ``thresholds.enrolled`` -- the same bar a
@@ -85,8 +102,9 @@ def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple
     if existing is not None:
         check_encoder(existing, encoder)
     embs, reports = [], []
-    for source, samples in takes:
-        speech, rep = check_take(samples, source, gate, vad)
+    rates = native_rates or [None] * len(takes)
+    for (source, samples), rate in zip(takes, rates):
+        speech, rep = check_take(samples, source, gate, vad, rate)
         embs.append(embedder.embed(speech))
         reports.append(rep)
     embs_a = np.stack(embs).astype(np.float32)

@@ -26,6 +26,8 @@ import numpy as np
 from ..errors import ProfileError, StoreError
 
 OWNER = "me"
+#: Audio recorded at or below this rate carries no speech above 4 kHz (telephone band).
+NARROWBAND_MAX_HZ = 8000
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 
 
@@ -48,6 +50,12 @@ class Profile:
     def display(self) -> str:
         """The label shown and emitted: "Me" for the owner, the name otherwise."""
         return "Me" if self.name == OWNER else self.name
+
+    @property
+    def narrowband(self) -> bool:
+        """True when every take was recorded at telephone rate (<= 8 kHz)."""
+        rates = [t.get("native_rate") for t in self.takes]
+        return bool(rates) and all(r is not None and r <= NARROWBAND_MAX_HZ for r in rates)
 
     @property
     def centroid(self) -> np.ndarray:

@@ -32,6 +32,9 @@ class Thresholds:
     merge: float
     #: Speaker change inside a chunk: adjacent windows less similar than this mark a change.
     change: float
+    #: ``me`` and ``enrolled`` when both the enrollment and the session are narrow-band (telephone rate,
+    #: <= 8 kHz): band-limiting makes every voice score higher against every other. None: same as ``me``.
+    narrowband: float | None = None
     #: Where these numbers come from (a measurement, or "calibrated <date> on <trials>").
     source: str = ""
 
@@ -45,15 +48,19 @@ class Thresholds:
 #: * same_unknown = 0.45, merge = 0.40: chosen on meetings-dev + ami-excerpts (bench/run.py) among
 #:   {0.40..0.55} x {0.40..0.50}: lowest pooled AMI DER (41.0%) with meetings-dev unchanged (DER 1.26%);
 #:   merge is an average-linkage similarity, so it sits below the per-pair same_unknown.
+#: * narrowband = 0.60: both sides of the test-other trials band-limited to 8 kHz raise non-target
+#:   scores (at 0.40: FAR 12.2%); the score at FAR 0.1% there is 0.607, and 0.60 gives FAR 0.13%,
+#:   FRR 0.67% (bench/run.py, robustness "8 kHz"). A 16 kHz enrollment against an 8 kHz session
+#:   keeps ``me``: FAR 0.0%, FRR 3.8% at 0.40.
 #: * change = 0.30: non-overlapping 1.5 s windows of one voice score >= 0.6 (p1 of 1 s crops vs a
 #:   centroid is 0.40); two voices drop below 0.3 at the turn (tests/test_pipeline.py).
 DEFAULTS: dict[str, Thresholds] = {
-    "campplus": Thresholds(me=0.40, enrolled=0.40, same_unknown=0.45, merge=0.40, change=0.30,
+    "campplus": Thresholds(me=0.40, enrolled=0.40, same_unknown=0.45, merge=0.40, change=0.30, narrowband=0.60,
                            source="defaults measured on ../shared/data (docs/thresholds.md)"),
     # ECAPA (speechbrain/spkrec-ecapa-voxceleb) cannot be measured offline here (no weights): `me` is
     # SpeechBrain's own SpeakerRecognition.verify_files threshold (0.25); the others keep CAM++'s offsets
     # from `me`. Recalibrate with `idme eval calibrate --embedder ecapa` once the model is installed.
-    "ecapa": Thresholds(me=0.25, enrolled=0.25, same_unknown=0.30, merge=0.25, change=0.15,
+    "ecapa": Thresholds(me=0.25, enrolled=0.25, same_unknown=0.30, merge=0.25, change=0.15, narrowband=0.45,
                         source="uncalibrated defaults; run `idme eval calibrate --embedder ecapa`"),
 }
 

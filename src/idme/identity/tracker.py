@@ -54,7 +54,7 @@ class SpeakerTracker:
 
     def __init__(self, profiles: list[Profile], dimension: int, thresholds: Thresholds,
                  min_reliable_s: float = 1.0, context_s: float = 2.0, anchor_weight_s: float = 3.0,
-                 min_speaker_s: float = 2.0, live_window: int = 400) -> None:
+                 min_speaker_s: float = 2.0, live_window: int = 400, narrowband: bool = False) -> None:
         """profiles: enrolled people (may be empty); dimension: the encoder's embedding size.
 
         min_reliable_s: shorter segments never open a speaker or move a centroid (sub-second CAM++
@@ -64,7 +64,10 @@ class SpeakerTracker:
         min_speaker_s: an unknown "speaker" with less speech than this after re-clustering is folded
             into its neighbours (a stray segment far more often than a new person).
         live_window: periodic (non-final) re-clustering revisits at most this many latest segments.
+        narrowband: the session's audio is telephone-rate (<= 8 kHz); profiles enrolled narrow-band are
+            then held to ``thresholds.narrowband``.
         """
+        self.narrowband = narrowband
         self.th = thresholds
         self.min_speaker_s = min_speaker_s
         self.live_window = live_window
@@ -81,6 +84,8 @@ class SpeakerTracker:
 
     # -- helpers -------------------------------------------------------------------------------------
     def _accept(self, name: str) -> float:
+        if self.narrowband and self.th.narrowband is not None and self.enrolled.profiles[name].narrowband:
+            return self.th.narrowband
         return self.th.me if name == OWNER else self.th.enrolled
 
     def _decision(self, key: str | int, score: float) -> Decision:
