@@ -144,8 +144,9 @@ def latency_section(r: BenchResult) -> str:
     return "\n\n".join([
         "## 3. Live label latency\n\n`idme listen --realtime` path: `RealtimeFileSource(wav, speed)` releases "
         "30 ms blocks at their real-time deadline into the live Pipeline. Label latency = `latency_ms` of each "
-        "segment's first final event: from the arrival of the segment's last sample to its label (queueing, "
-        "change split, embedding, FAISS decision). The 150 ms VAD end pause that closes a segment comes on top. "
+        "segment's first final event: from the arrival of the last voiced audio of the segment (the end of the "
+        "speech) to its label, so it includes the 150 ms VAD end pause that closes a segment, then queueing, "
+        "change split, embedding and the FAISS decision. "
         "Interim labels (every second inside a long turn) are listed apart. *text* = segments whose text "
         "arrived / final segments (live mode drops text, never labels, when the recogniser falls behind)."
         + speed_note,
