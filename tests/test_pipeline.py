@@ -275,3 +275,22 @@ def test_telephone_rate_enrollment_and_meeting_use_the_narrowband_threshold(tmp_
     events += lab.finish()
     res = score_meeting(EXAMPLES, [e.to_dict() for e in events])
     assert res["me_recall"] >= 0.9 and res["false_me"] <= 0.01, res
+
+
+def test_live_session_hands_over_speakers_after_each_reclustering(tmp_path, campplus):
+    """Live, every periodic re-clustering passes the speakers' voiceprints to ``on_speakers`` while the
+    session runs (so a session killed later still has them), and once more at the end."""
+    from idme.pipeline import LabelOptions
+
+    profiles, th = _profiles(tmp_path, campplus)
+    lab = Labeller(campplus, SpeakerTracker(profiles, campplus.dimension, th),
+                   LabelOptions(recluster_every_s=15.0), live=True)
+    got, snapshots = [], []
+    src = RealtimeFileSource(EXAMPLES / "meeting.wav", speed=8.0)
+    Pipeline(src, lab, got.append, on_speakers=lambda sp: snapshots.append((len(got), sp))).run()
+    assert len(snapshots) >= 3, "periodic passes at 15, 30, 45 s plus the final one"
+    first_at, first = snapshots[0]
+    assert first_at < len(got), "the first snapshot arrives mid-session, before the last events"
+    assert "Me" in first and first["Me"]["embeddings"].shape[1] == campplus.dimension
+    final = snapshots[-1][1]
+    assert {k for k, v in final.items() if v["kind"] == "unknown"} == {"Speaker 1", "Speaker 2"}

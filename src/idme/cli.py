@@ -343,7 +343,8 @@ def listen(
                 view(ev)
                 save(ev)
 
-        pipeline = Pipeline(source, labeller, guarded(emit), transcriber=transcriber)
+        pipeline = Pipeline(source, labeller, guarded(emit), transcriber=transcriber,
+                            on_speakers=None if writer is None else guarded(writer.save_speakers))
         status = "complete"
         try:
             with _stop_on_signals(pipeline.stop) as signals:

@@ -142,6 +142,8 @@ class Labeller:
         self._interim_last_end = 0.0
         self._last_recluster_s = 0.0
         self._stream_end = 0
+        #: Set after each re-clustering: the speakers' voiceprints are worth saving again.
+        self.speakers_changed = False
 
     # -- helpers -------------------------------------------------------------------------------------
     def _arrival_of(self, sample: int) -> float | None:
@@ -295,6 +297,7 @@ class Labeller:
             if now_s - self._last_recluster_s >= self.opt.recluster_every_s:
                 self._last_recluster_s = now_s
                 events += self._corrections(self.tracker.recluster(final=False))
+                self.speakers_changed = True
         return events
 
     def finish(self) -> list[SegmentEvent]:
@@ -303,6 +306,7 @@ class Labeller:
         for ch in self.chunker.flush():
             events += self._label_chunk(ch)
         events += self._corrections(self.tracker.recluster(final=True))
+        self.speakers_changed = True
         self.times.audio_s = self._stream_end / TARGET_RATE_HZ
         return events
 
@@ -327,6 +331,13 @@ class TextUpdate:
     id: int
     text: str
     words: list[dict]
+
+
+@dataclass
+class _Speakers:
+    """A snapshot of ``Labeller.speakers()`` travelling from the labeller thread to the main thread."""
+
+    speakers: dict
 
 
 @dataclass
@@ -404,11 +415,15 @@ class Pipeline:
     max_turn_s = 20.0
 
     def __init__(self, source, labeller: Labeller, sink: Callable[[SegmentEvent], None],
-                 transcriber=None, queue_blocks: int = 64, block_s: float | None = None) -> None:
+                 transcriber=None, queue_blocks: int = 64, block_s: float | None = None,
+                 on_speakers: Callable[[dict], None] | None = None) -> None:
         self.source = source
         self.labeller = labeller
         self.sink = sink
         self.transcriber = transcriber
+        #: Called on the caller's thread with ``Labeller.speakers()`` after every re-clustering (every minute
+        #: live, once at the end), so a session killed later still has its speakers' voiceprints on disk.
+        self.on_speakers = on_speakers
         self.block_s = block_s
         self._frames: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self._out: queue.Queue = queue.Queue(maxsize=1024)
@@ -454,8 +469,10 @@ class Pipeline:
                     break
                 for ev in self.labeller.push(frame):
                     self._emit(ev)
+                self._snapshot_speakers()
             for ev in self.labeller.finish():
                 self._emit(ev)
+            self._snapshot_speakers()
         except BaseException as exc:
             self._errors.append(exc)
             # Keep reading so the source thread never blocks forever on a full queue.
@@ -466,6 +483,12 @@ class Pipeline:
                 self._turn.flush()
                 self._worker.close(drain=True)
             self._put(self._out, _END)
+
+    def _snapshot_speakers(self) -> None:
+        """Labeller thread: hands a consistent copy of the speakers to the main thread after re-clustering."""
+        if self.labeller.speakers_changed and self.on_speakers is not None:
+            self.labeller.speakers_changed = False
+            self._put(self._out, _Speakers(self.labeller.speakers()))
 
     def _emit(self, ev: SegmentEvent) -> None:
         self._put(self._out, ev)
@@ -530,6 +553,9 @@ class Pipeline:
             if item is _END:
                 return
             if not deliver:
+                continue
+            if isinstance(item, _Speakers):
+                self.on_speakers(item.speakers)
                 continue
             if isinstance(item, TextUpdate):
                 base = self.latest.get(item.id)
