@@ -5,7 +5,6 @@ against what ``idme listen --file`` produces."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict
@@ -25,8 +24,7 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 EXAMPLES = ROOT / "examples"
 DATA = TESTS / "data"
-#: The shared scorer beside the repository (as in tests/conftest.py); IDME_SCORER overrides it.
-SCORER = Path(os.environ.get("IDME_SCORER", ROOT.parent / "shared" / "tools" / "score_meeting.py"))
+from conftest import SCORER  # the shared scorer beside the repository; IDME_SCORER overrides it
 
 #: Real clips of five LibriSpeech speakers; me_* are speaker 1688 (the example meeting's owner).
 CLIPS = {

@@ -147,6 +147,7 @@ def test_rttm_lines_are_well_formed(session: Session) -> None:
     assert [(float(f[3]), float(f[4])) for f in fields][2] == (4.2, 1.8)
 
 
+@pytest.mark.skipif(not SCORER.is_file(), reason=f"reference scorer {SCORER} not present")
 def test_rttm_scores_perfectly_with_score_meeting(tmp_path: Path) -> None:
     """An RTTM export of a session that matches a reference scores DER 0 and full owner recall."""
     ref = [(0.5, 2.5, "A"), (3.0, 5.0, "B"), (5.5, 8.0, "C"), (8.5, 10.0, "A"), (10.5, 12.0, "D"), (12.5, 14.0, "C")]
