@@ -42,8 +42,18 @@ FORMATS = ("md", "txt", "srt", "vtt", "json", "rttm")
 
 
 def copy_home(src: Path, dst: Path) -> Path:
-    """A private copy of a store (profiles and sessions), so a test can change it freely."""
-    shutil.copytree(src, dst)
+    """A private copy of a store (profiles and sessions), so a test can change it freely.
+
+    SQLite's -wal/-shm files come and go as connections close (garbage collection of an earlier test's
+    store can remove them mid-copy); a file that vanished is simply not copied: its content is in the db.
+    """
+    def copy(s: str, d: str) -> None:
+        try:
+            shutil.copy2(s, d)
+        except FileNotFoundError:
+            pass
+
+    shutil.copytree(src, dst, copy_function=copy)
     return dst
 
 

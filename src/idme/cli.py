@@ -126,8 +126,9 @@ _PROMPTS = (
 )
 
 
-def _record_take(device: str | None, seconds: float, index: int, total: int) -> np.ndarray:
-    """Records one take from the microphone with a countdown; returns 16 kHz float32 samples."""
+def _record_take(device: str | None, seconds: float, index: int, total: int) -> tuple[np.ndarray, int]:
+    """Records one take from the microphone with a countdown; returns (16 kHz float32 samples, the
+    microphone's native rate)."""
     from .audio.sources import MicrophoneSource
 
     # Find the device first: a missing microphone is reported at once, not after the prompt and countdown.
@@ -147,7 +148,7 @@ def _record_take(device: str | None, seconds: float, index: int, total: int) -> 
             if got >= need:
                 mic.stop()
     err.print("  done.", markup=False)
-    return np.concatenate(parts)[:need] if parts else np.zeros(0, np.float32)
+    return (np.concatenate(parts)[:need] if parts else np.zeros(0, np.float32)), mic.native_rate
 
 
 @app.command()
@@ -185,7 +186,7 @@ def enroll(
             take_audio = []
             for i in range(1, takes + 1):
                 for attempt in range(3):
-                    samples = _record_take(device, seconds, i, takes)
+                    samples, rate = _record_take(device, seconds, i, takes)
                     try:
                         from .identity.enroll import check_take
 
@@ -196,6 +197,7 @@ def enroll(
                         if attempt == 2:
                             raise
                 take_audio.append((f"take {i}", samples))
+                rates.append(rate)
         profile, reports = do_enroll(store, emb, profile_name, take_audio, load(emb.name, store_home),
                                      native_rates=rates or None)
         if keep_audio:

@@ -193,6 +193,10 @@ class Labeller:
 
     # -- segments ------------------------------------------------------------------------------------
     def _label_chunk(self, chunk: SpeechChunk) -> list[SegmentEvent]:
+        # The id announced by this chunk's interim labels carries over to its first final label; an id left
+        # over from another chunk is dropped.
+        if self._interim_start != chunk.start_sample:
+            self._interim_id = None
         # A chunk never starts inside the previous one (pre-roll can reach back across a short gap).
         skip = max(0, int(round(self._last_end * TARGET_RATE_HZ)) - chunk.start_sample)
         if skip >= len(chunk.samples):
@@ -231,6 +235,10 @@ class Labeller:
         return events
 
     def _interim(self) -> list[SegmentEvent]:
+        if self.chunker.current_duration_s < self.opt.interim_min_s:
+            if self.chunker.current_duration_s == 0.0:
+                self._interim_start = None
+            return []
         cur = self.chunker.current
         if cur is None:
             self._interim_start = None
@@ -413,6 +421,8 @@ class Pipeline:
     #: The recogniser hears whole turns (consecutive segments of one speaker) up to this long: Whisper and
     #: Vosk both transcribe better with the context of a sentence than pause-delimited fragments of it.
     max_turn_s = 20.0
+    #: Turns awaiting their text; the ASR worker's own queue (32 jobs) is smaller.
+    max_pending_turns = 64
 
     def __init__(self, source, labeller: Labeller, sink: Callable[[SegmentEvent], None],
                  transcriber=None, queue_blocks: int = 64, block_s: float | None = None,
@@ -497,11 +507,16 @@ class Pipeline:
 
     def _submit_turn(self, turn: "_Turn") -> None:
         self._turns[turn.id] = turn
+        # A live worker that falls behind drops its oldest jobs without a callback: forget those turns too.
+        while len(self._turns) > self.max_pending_turns:
+            self._turns.pop(next(iter(self._turns)))
         self._worker.submit(turn.id, turn.audio(), 0.0)
 
     def _on_text(self, turn_id: int, transcript) -> None:
         """Splits a turn's transcript back onto its segments by word time (worker thread)."""
-        turn = self._turns.pop(turn_id)
+        turn = self._turns.pop(turn_id, None)
+        if turn is None:
+            return
         d = transcript.to_dict() if hasattr(transcript, "to_dict") else dict(transcript)
         for seg_id, words in turn.assign(list(d.get("words", []))).items():
             text = "".join(w["word"] if w["word"][:1].isspace() else " " + w["word"] for w in words).strip()
@@ -510,13 +525,13 @@ class Pipeline:
     # -- main ----------------------------------------------------------------------------------------
     def run(self) -> StageTimes:
         """Runs until the stream ends (or ``stop``); re-raises the first error of a worker thread."""
+        self.labeller.warm_up()  # before any thread starts: a broken model fails here, leaving nothing running
         if self.transcriber is not None:
             from .transcribe.worker import TranscriptionWorker
 
             self._worker = TranscriptionWorker(self.transcriber, self._on_text,
                                                block_when_full=not self.labeller.live)
             self._turn = _TurnBuffer(self._submit_turn, self.labeller.opt.fill_gap_s, self.max_turn_s)
-        self.labeller.warm_up()
         threads = [threading.Thread(target=self._read, name="idme-source", daemon=True),
                    threading.Thread(target=self._label, name="idme-label", daemon=True)]
         for t in threads:

@@ -16,7 +16,7 @@ from ..audio.frames import TARGET_RATE_HZ
 from ..embed.base import Embedder
 from ..errors import EnrollmentError
 from ..vad import VadOptions, speech_only
-from .profiles import Profile, ProfileStore, check_encoder, check_name
+from .profiles import NARROWBAND_MAX_HZ, OWNER, Profile, ProfileStore, check_encoder, check_name
 from .thresholds import Thresholds
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,9 @@ def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple
     native_rates: the rate each take was recorded at (marks telephone-rate profiles, see Thresholds).
 
     Every take must pass the gate and match the others (and the existing profile, when re-enrolling):
-    its cosine with the mean of all the other takes must reach ``thresholds.enrolled`` -- the same bar a
-    meeting segment must clear to be labelled as this person. Nothing is saved unless all takes pass.
+    its cosine with the mean of all the other takes must reach the bar a meeting segment must clear to be
+    labelled as this person (``me`` for the owner, ``enrolled`` for others, ``narrowband`` for telephone-rate
+    takes). Nothing is saved unless all takes pass.
     """
     name = check_name(name)
     if not takes:
@@ -109,15 +110,19 @@ def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple
         reports.append(rep)
     embs_a = np.stack(embs).astype(np.float32)
     pool = embs_a if existing is None else np.vstack([existing.embeddings, embs_a])
+    narrow = bool(rates) and all(r is not None and r <= NARROWBAND_MAX_HZ for r in rates)
+    bar = thresholds.me if name == OWNER else thresholds.enrolled
+    if narrow and thresholds.narrowband is not None:
+        bar = thresholds.narrowband
     if len(pool) >= 2:
         for i, rep in enumerate(reports):
             j = i + (0 if existing is None else len(existing.embeddings))
             others = np.delete(pool, j, axis=0).mean(axis=0)
             score = float(embs_a[i] @ (others / max(np.linalg.norm(others), 1e-12)))
-            if score < thresholds.enrolled:
+            if score < bar:
                 raise EnrollmentError(
                     f"{rep.source}: the voice does not match the other takes (similarity {score:.2f} < "
-                    f"{thresholds.enrolled:.2f}); make sure only {('you' if name == 'me' else name)} "
+                    f"{bar:.2f}); make sure only {('you' if name == 'me' else name)} "
                     "speak(s) in every take, in a quiet room, and record it again")
     takes_meta = [r.to_dict() for r in reports]
     profile = store.add(name, embs_a, encoder, takes_meta)

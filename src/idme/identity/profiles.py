@@ -110,7 +110,9 @@ class ProfileStore:
             raise StoreError(f"cannot create {self.root}: {exc.strerror}") from None
 
     def _dir(self, name: str) -> Path:
-        return self.root / name
+        # Validated here, for every operation: a name is a directory under profiles/ and nothing else
+        # (``rm ..`` must never reach the data store itself).
+        return self.root / check_name(name)
 
     def names(self) -> list[str]:
         """Profile names, the owner first."""
@@ -118,7 +120,10 @@ class ProfileStore:
         return sorted(names, key=lambda n: (n != OWNER, n.lower()))
 
     def exists(self, name: str) -> bool:
-        return (self._dir(name) / "profile.json").exists()
+        try:
+            return (self._dir(name) / "profile.json").exists()
+        except ProfileError:
+            return False
 
     def get(self, name: str) -> Profile:
         d = self._dir(name)
