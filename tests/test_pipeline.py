@@ -294,3 +294,20 @@ def test_live_session_hands_over_speakers_after_each_reclustering(tmp_path, camp
     assert "Me" in first and first["Me"]["embeddings"].shape[1] == campplus.dimension
     final = snapshots[-1][1]
     assert {k for k, v in final.items() if v["kind"] == "unknown"} == {"Speaker 1", "Speaker 2"}
+
+
+def test_short_unlike_segment_does_not_inherit_the_owner():
+    """A sub-second segment right after the owner but with a voice unlike the owner's (cosine below the
+    floor) is not labelled Me, though its only neighbour is Me."""
+    from idme.identity.tracker import SHORT_ENROLLED_FLOOR
+
+    rng = np.random.default_rng(3)
+    me, other = _voice(1), _voice(7)
+    profiles = [Profile("me", {}, np.stack([_noisy(me, rng) for _ in range(3)]))]
+    tr = SpeakerTracker(profiles, DIM, load("campplus"))
+    tr.decide(0, _noisy(me, rng, 0.1), 3.0, 0.0)
+    assert float(other @ profiles[0].centroid) < SHORT_ENROLLED_FLOOR
+    d = tr.decide(1, other, 0.6, 3.2)
+    assert d.kind == "unknown"
+    tr.recluster(final=True)
+    assert tr.label_of(1).kind != "me"
