@@ -25,9 +25,9 @@ from .thresholds import Thresholds
 
 
 #: Cosine a segment shorter than ``min_reliable_s`` needs against an enrolled neighbour's voiceprint to
-#: inherit that person. Sub-second chunks of meetings-dev plus 6 synthetic meetings of unseen speakers
-#: (scripts in the closing note of the first landing) score median 0.26 (p10 0.05) against the owner's
-#: voiceprint when they are the owner, median 0.08 when they are not; 0.10 drops the clearly-other half.
+#: inherit that person. Sub-second VAD chunks of meetings-dev plus 6 synthetic meetings of unseen speakers
+#: (`scripts/make_synthetic_meetings.py 1`), scored against the owner's 3-take centroid: the owner's score
+#: median 0.26 (p10 0.05), other people's median 0.08; 0.10 drops the clearly-other half.
 SHORT_ENROLLED_FLOOR = 0.10
 
 
