@@ -15,6 +15,7 @@ no other: they take the best-scoring speaker talking around them (an enrolled on
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,8 +54,29 @@ class _Seg:
 
 @dataclass
 class _Cluster:
+    """An unknown speaker. Keeps duration-weighted sums of its members' embeddings (reliable ones, and all),
+    so adding or removing a segment updates its centroid in O(dimension), not O(members)."""
+
     members: list[int] = field(default_factory=list)
     number: int = 0  # the N of "Speaker N"
+    sum_reliable: np.ndarray | None = None
+    n_reliable: int = 0
+    sum_all: np.ndarray | None = None
+
+    def add(self, sid: int, seg: "_Seg", reliable: bool) -> None:
+        self.members.append(sid)
+        self._update(seg, reliable, +1.0)
+
+    def remove(self, sid: int, seg: "_Seg", reliable: bool) -> None:
+        self.members.remove(sid)
+        self._update(seg, reliable, -1.0)
+
+    def _update(self, seg: "_Seg", reliable: bool, sign: float) -> None:
+        v = sign * seg.duration_s * seg.emb.astype(np.float64)
+        self.sum_all = v if self.sum_all is None else self.sum_all + v
+        if reliable:
+            self.sum_reliable = v if self.sum_reliable is None else self.sum_reliable + v
+            self.n_reliable += int(sign)
 
 
 class SpeakerTracker:
@@ -86,6 +108,8 @@ class SpeakerTracker:
         self.enrolled = EnrolledIndex(profiles, dimension)
         self.unknown = UnknownIndex(dimension)
         self.segs: dict[int, _Seg] = {}
+        #: (start_s, seg_id) of the reliable segments, in time order (for the neighbour search).
+        self._reliable_by_start: list[tuple[float, int]] = []
         self.clusters: dict[int, _Cluster] = {}
         self._next_cid = 0
         self._next_number = 1
@@ -103,13 +127,14 @@ class SpeakerTracker:
         return Decision(f"Speaker {self.clusters[key].number}", "unknown", score, key)
 
     def _centroid(self, cid: int) -> np.ndarray | None:
-        members = [self.segs[i] for i in self.clusters[cid].members if self.segs[i].duration_s >= self.min_reliable_s]
-        if not members:
-            members = [self.segs[i] for i in self.clusters[cid].members]
-        if not members:
+        """Duration-weighted mean of the cluster's reliable members (of all members if none is reliable)."""
+        c = self.clusters[cid]
+        if not c.members:
             return None
-        w = np.array([m.duration_s for m in members], np.float32)
-        return _unit((np.stack([m.emb for m in members]) * w[:, None]).sum(0))
+        return _unit(c.sum_reliable if c.n_reliable > 0 else c.sum_all)
+
+    def _reliable(self, sid: int) -> bool:
+        return self.segs[sid].duration_s >= self.min_reliable_s
 
     def _refresh(self, cid: int) -> None:
         c = self._centroid(cid)
@@ -142,21 +167,30 @@ class SpeakerTracker:
     def _neighbours(self, start_s: float, end_s: float, exclude: int | None = None) -> list[str | int]:
         """Speakers of the closest reliable segments before and after [start_s, end_s), within
         ``context_s``: a short segment is most likely one of the people talking right around it."""
+        # Segments never overlap (each starts where the previous one ended at the earliest), so the closest
+        # one before is the last to start before start_s, and the closest after the first to start after.
+        order = self._reliable_by_start
         before = after = None
-        for sid, s in self.segs.items():
-            if sid == exclude or s.duration_s < self.min_reliable_s:
-                continue
-            s_end = s.start_s + s.duration_s
-            if s_end <= start_s + 1e-6 and start_s - s_end <= self.context_s:
-                if before is None or s_end > before[0]:
-                    before = (s_end, s.key)
-            elif s.start_s >= end_s - 1e-6 and s.start_s - end_s <= self.context_s:
-                if after is None or s.start_s < after[0]:
-                    after = (s.start_s, s.key)
+        i = bisect.bisect_right(order, (start_s + 1e-6, float("inf"))) - 1
+        while i >= 0:
+            s = self.segs[order[i][1]]
+            if order[i][1] != exclude and s.start_s + s.duration_s <= start_s + 1e-6:
+                if start_s - (s.start_s + s.duration_s) <= self.context_s:
+                    before = s.key
+                break
+            i -= 1
+        j = bisect.bisect_left(order, (end_s - 1e-6, -1))
+        while j < len(order):
+            s = self.segs[order[j][1]]
+            if order[j][1] != exclude:
+                if s.start_s - end_s <= self.context_s:
+                    after = s.key
+                break
+            j += 1
         keys: list[str | int] = []
-        for n in (before, after):
-            if n is not None and n[1] not in keys and (isinstance(n[1], str) or n[1] in self.clusters):
-                keys.append(n[1])
+        for k in (before, after):
+            if k is not None and k not in keys and (isinstance(k, str) or k in self.clusters):
+                keys.append(k)
         return keys
 
     def _choose(self, emb: np.ndarray, duration_s: float, start_s: float | None = None,
@@ -205,8 +239,10 @@ class SpeakerTracker:
         if key is None:
             key = self._new_cluster()
         self.segs[seg_id] = _Seg(emb, duration_s, start_s, key, score)
+        if self._reliable(seg_id):
+            bisect.insort(self._reliable_by_start, (start_s, seg_id))
         if isinstance(key, int):
-            self.clusters[key].members.append(seg_id)
+            self.clusters[key].add(seg_id, self.segs[seg_id], self._reliable(seg_id))
             self._refresh(key)
             score = float(emb @ self.unknown.index.reconstruct(key)) if key in self.clusters else score
             self.segs[seg_id].score = score
@@ -366,11 +402,11 @@ class SpeakerTracker:
         old = s.key
         if old != key:
             if isinstance(old, int) and old in self.clusters and sid in self.clusters[old].members:
-                self.clusters[old].members.remove(sid)
+                self.clusters[old].remove(sid, s, self._reliable(sid))
                 if refresh:
                     self._refresh(old)
             if isinstance(key, int):
-                self.clusters[key].members.append(sid)
+                self.clusters[key].add(sid, s, self._reliable(sid))
                 if refresh:
                     self._refresh(key)
             s.key = key
