@@ -220,6 +220,22 @@ def _pct(x: float | None) -> str:
 
 
 # -- idme eval trials ----------------------------------------------------------------------------------
+
+def _score_lists(lists: list[Path], embedder: str | None, compute: str, home: Path | None, cache_dir: Path | None,
+                 test_seconds: float | None, quiet: bool):
+    """Reads trial lists and scores them with the chosen encoder (embeddings cached under the store):
+    returns (embedder, store path, target scores, non-target scores). Shared by ``trials`` and ``calibrate``."""
+    from ..cli import _embedder, _home
+    from ..vad import VadOptions
+
+    trials = _read_lists(lists)
+    store = _home(home)
+    emb = _embedder(embedder, compute)
+    with _progress(not quiet, f"embedding ({emb.name})") as tick:
+        tgt, non = trial_scores(trials, emb, cache_dir or store / "cache" / "embeddings", VadOptions(),
+                                test_crop_s=test_seconds, progress=tick)
+    return emb, store, tgt, non
+
 @eval_app.command("trials")
 def trials_cmd(
     lists: list[Path] = typer.Argument(..., help="Trial list(s): VoxCeleb '1 a.wav b.wav' "
@@ -234,7 +250,7 @@ def trials_cmd(
     home: Optional[Path] = HOME_OPT,
 ) -> None:
     """Score a verification trial list: EER, minDCF, and FAR/FRR at the thresholds in use."""
-    from ..cli import _embedder, _fail, _home, _run, err
+    from ..cli import _fail, _run, err
 
     if test_seconds is not None and test_seconds <= 0:
         raise _fail(f"--test-seconds must be positive, got {test_seconds:g}", 2)
@@ -244,15 +260,9 @@ def trials_cmd(
         from rich.table import Table
 
         from ..identity.thresholds import load
-        from ..vad import VadOptions
 
-        trials = _read_lists(lists)
-        store = _home(home)
-        emb = _embedder(embedder, compute)
+        emb, store, tgt, non = _score_lists(lists, embedder, compute, home, cache_dir, test_seconds, as_json)
         th = load(emb.name, store)
-        with _progress(not as_json, f"embedding ({emb.name})") as tick:
-            tgt, non = trial_scores(trials, emb, cache_dir or store / "cache" / "embeddings", VadOptions(),
-                                    test_crop_s=test_seconds, progress=tick)
         report = verification_report(tgt, non, th)
         report = {"trials": [str(p) for p in lists], "encoder": {"name": emb.name, "version": emb.version},
                   "test_seconds": test_seconds, **report, "det": None}
@@ -521,7 +531,7 @@ def calibrate_cmd(
     home: Optional[Path] = HOME_OPT,
 ) -> None:
     """Derive thresholds at a target false-accept rate from trial lists and save them to <home>/thresholds.json."""
-    from ..cli import _embedder, _fail, _home, _run, err
+    from ..cli import _fail, _run, err
 
     if not lists:
         raise _fail("no trial list given: pass --trials LIST (e.g. --trials "
@@ -536,17 +546,11 @@ def calibrate_cmd(
         from rich.table import Table
 
         from ..identity.thresholds import DEFAULTS, load, save
-        from ..vad import VadOptions
         from .metrics import rates_at, threshold_at_far
 
-        trials = _read_lists(lists)
-        store = _home(home)
-        emb = _embedder(embedder, compute)
+        emb, store, tgt, non = _score_lists(lists, embedder, compute, home, cache_dir, test_seconds, as_json)
         old = load(emb.name, store)
         base = DEFAULTS.get(emb.name) or DEFAULTS["campplus"]
-        with _progress(not as_json, f"embedding ({emb.name})") as tick:
-            tgt, non = trial_scores(trials, emb, cache_dir or store / "cache" / "embeddings", VadOptions(),
-                                    test_crop_s=test_seconds, progress=tick)
         me = _ceil(threshold_at_far(non, far))
         crop = "" if test_seconds is None else f", test side cut to {test_seconds:g} s"
         source = (f"calibrated {_dt.date.today().isoformat()} at FAR {far:g} on {', '.join(map(str, lists))}"
