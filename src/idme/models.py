@@ -44,7 +44,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import IdmeError, ModelMissingError
-from .paths import _REPO_ROOT, models_dir
+from .paths import _REPO_ROOT, ensure_writable_dir, models_dir
 
 logger = logging.getLogger(__name__)
 
@@ -482,14 +482,8 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def _ensure_root(root: Path) -> None:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ModelInstallError(f"cannot create the models directory {root}: {exc.strerror}; "
-                                "pass --dest or set IDME_MODELS_DIR to a writable directory") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise ModelInstallError(f"the models directory {root} is not writable; "
-                                "pass --dest or set IDME_MODELS_DIR to a writable directory")
+    ensure_writable_dir(root, "models directory", "pass --dest or set IDME_MODELS_DIR to a writable directory",
+                        ModelInstallError)
 
 
 @contextlib.contextmanager

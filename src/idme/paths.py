@@ -26,15 +26,21 @@ def home_dir(home: str | os.PathLike[str] | None = None, create: bool = True) ->
     raw = home or os.environ.get("IDME_HOME") or user_data_dir("idme", appauthor=False)
     path = Path(raw).expanduser()
     if create:
-        try:
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the idme data directory {path}: {exc.strerror}; "
-                             "set IDME_HOME or --home to a writable directory") from None
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise StoreError(f"the idme data directory {path} is not writable; "
-                             "set IDME_HOME or --home to a writable directory")
+        ensure_writable_dir(path, "idme data directory", "set IDME_HOME or --home to a writable directory",
+                            StoreError, mode=0o700)
     return path
+
+
+def ensure_writable_dir(path: Path, what: str, fix: str, error: type[Exception] = StoreError,
+                        mode: int = 0o777) -> None:
+    """Creates ``path`` (and parents) if needed and checks it is writable; raises ``error`` with one line
+    naming ``what`` it is and the ``fix`` otherwise."""
+    try:
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise error(f"cannot create the {what} {path}: {exc.strerror}; {fix}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise error(f"the {what} {path} is not writable; {fix}")
 
 
 def models_dir() -> Path:
