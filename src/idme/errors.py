@@ -39,3 +39,7 @@ class ExportError(IdmeError):
 
 class DeviceError(AudioError):
     """No microphone, unknown or unsupported input device, or the device vanished."""
+
+
+class ConfigError(IdmeError):
+    """A settings value, config file or thresholds file that cannot be used; the message names where it is."""
