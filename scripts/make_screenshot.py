@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from idme.audio.sources import FileSource, read_audio
-from idme.console import LiveView
+from idme.cli.console import LiveView
 from idme.embed import make_embedder
 from idme.identity.enroll import enroll
 from idme.identity.profiles import ProfileStore

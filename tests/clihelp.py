@@ -13,7 +13,8 @@ from idme.cli import app
 from conftest import OWNER_TAKES
 
 # IDME_DEBUG would turn one-line errors into tracebacks; IDME_HOME must never point at a real store.
-CLEAN_ENV = {"IDME_DEBUG": None, "IDME_HOME": None, "IDME_EMBEDDER": None, "IDME_ASR_LANG": None}
+CLEAN_ENV = {"IDME_DEBUG": None, "IDME_HOME": None, "IDME_EMBEDDER": None, "IDME_ASR_LANG": None,
+             "IDME_COMPUTE": None, "IDME_ASR": None, "IDME_ASR_MODEL": None, "IDME_CONFIG": None}
 RUNNER = CliRunner(env=CLEAN_ENV)
 #: The environment for ``idme`` subprocesses: the same variables removed.
 PROC_ENV = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}

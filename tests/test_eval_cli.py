@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from idme.cli import app
 from idme.embed.campplus import CampPlusEmbedder
-from idme.eval.commands import find_recordings
+from idme.eval.meetings import find_recordings
 from idme.eval.der import score_meeting, score_rttm_set
 from idme.errors import IdmeError
 from idme.identity import thresholds
@@ -248,10 +248,13 @@ def test_calibrate_writes_thresholds_that_listen_uses(vox_list: Path, tmp_path: 
     assert res["written"] == str(home / "thresholds.json") and (home / "thresholds.json").is_file()
     assert new["me"] == new["enrolled"] and res["rates_at_me"]["new"]["far"] <= 0.125
     shipped = thresholds.DEFAULTS["campplus"]
-    for name in ("same_unknown", "merge", "change"):  # shipped offsets from me are kept
+    # shipped offsets from me are kept, narrowband's too (review §1.5: it used to stay behind)
+    for name in ("same_unknown", "merge", "change", "narrowband"):
         assert new[name] - new["me"] == pytest.approx(getattr(shipped, name) - shipped.me, abs=1e-9)
     assert new["source"].startswith("calibrated ") and "FAR 0.125" in new["source"]
-    assert asdict(thresholds.load("campplus", home)) == new
+    version = res["encoder"]["version"]
+    assert asdict(thresholds.load("campplus", home, version=version)) == new
+    assert f"campplus@{version}" in json.loads((home / "thresholds.json").read_text())
 
     for take in sorted((EXAMPLES / "enroll").glob("me_*.wav")):
         ok(cli("enroll", "--file", take, "--home", home))

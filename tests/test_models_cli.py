@@ -62,13 +62,15 @@ def test_ecapa_installed_from_a_copy_enrols_and_listens_offline(tmp_path: Path, 
     session = json.loads(_cli("sessions", "show", "latest", "--home", home).stdout)
     assert session["models"]["encoder"]["name"] == "ecapa"
 
-    # Without CAM++ in that models dir, the default encoder is a missing model, named with its fix ...
-    r = _cli("listen", "--file", EXAMPLES / "meeting.wav", "--json", "--home", home)
-    assert r.exit_code == 1 and "download_models.py --only campplus" in r.stderr
-    # ... and with it, the ECAPA profile cannot be used by CAM++: one line saying how to re-enrol.
-    monkeypatch.delenv("IDME_MODELS_DIR")
+    # That models dir holds no CAM++, so the default encoder is the copy shipped in the package; the
+    # ECAPA profile cannot be used by CAM++: one line saying how to re-enrol.
     r = _cli("listen", "--file", EXAMPLES / "meeting.wav", "--json", "--home", home)
     assert r.exit_code == 1 and "re-enrol" in r.stderr and "Traceback" not in r.output
+    # Without the shipped copy (a broken install) the default encoder is a missing model, named with its fix.
+    from idme.models import registry
+    monkeypatch.setattr(registry, "bundled_dir", lambda spec: None)
+    r = _cli("listen", "--file", EXAMPLES / "meeting.wav", "--json", "--home", home)
+    assert r.exit_code == 1 and "download_models.py --only campplus" in r.stderr
 
 
 @pytest.mark.ecapa

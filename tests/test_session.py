@@ -369,3 +369,152 @@ def test_writer_context_marks_a_crashed_block_interrupted(store: SessionStore) -
     s = store.get(w.session_id)
     assert s.status == "interrupted" and s.duration_s == pytest.approx(1.5)
 
+
+
+def _count_commits(conn: sqlite3.Connection) -> list[str]:
+    """Every COMMIT that ``conn`` executes from now on (sqlite3's trace callback sees each statement)."""
+    commits: list[str] = []
+    conn.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    return commits
+
+
+def test_upsert_segments_commits_a_burst_once(store: SessionStore) -> None:
+    """N segment events given to upsert_segments are one transaction, one COMMIT, and all are stored."""
+    w = store.create({}, {})
+    w.upsert_segment(seg(0, "Speaker 1", "unknown", text="kept transcript"))
+    commits = _count_commits(w._conn)
+    burst = [seg(i, "Me", "me", final=True) for i in range(40)]  # a re-clustering re-emits every segment
+    assert w.upsert_segments(burst) == 40
+    assert len(commits) == 1
+    s = store.get(w.session_id)
+    assert [(g.seg_id, g.speaker, g.final) for g in s.segments] == [(i, "Me", True) for i in range(40)]
+    assert s.segments[0].text == "kept transcript"  # "" in a correction does not erase a transcript
+    assert w.upsert_segments([]) == 0 and len(commits) == 1
+    w.close()
+
+
+def test_upsert_segments_stores_nothing_when_one_event_is_bad(store: SessionStore) -> None:
+    """A malformed event anywhere in a burst raises SessionError before anything is written."""
+    w = store.create({}, {})
+    with pytest.raises(SessionError, match="kind"):
+        w.upsert_segments([seg(0), seg(1), seg(2, kind="stranger")])
+    assert store.get(w.session_id).segments == ()
+    w.close()
+
+
+def test_writer_records_with_normal_sync_and_finish_checkpoints(store: SessionStore, tmp_path: Path) -> None:
+    """A writer records with synchronous=NORMAL (WAL); finish() switches to FULL and checkpoints, so the
+    main database file alone, without its write-ahead log, holds the finished session."""
+    w = store.create({}, {})
+    conn = w._conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # maintenance stays FULL
+    w.upsert_segments([seg(i, text=f"said {i}") for i in range(30)])
+    w.finish("complete", duration_s=61.0)
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    w.close()
+    copy = tmp_path / "main-file-only.db"
+    copy.write_bytes(store.path.read_bytes())  # no -wal next to it: only checkpointed pages are seen
+    db = sqlite3.connect(copy)
+    try:
+        assert db.execute("SELECT status, duration_s FROM sessions WHERE id = ?",
+                          (w.session_id,)).fetchone() == ("complete", 61.0)
+        assert db.execute("SELECT COUNT(*) FROM segments WHERE session_id = ?", (w.session_id,)).fetchone()[0] == 30
+    finally:
+        db.close()
+
+
+_CHILD_BATCH_KILL = """
+import os, signal, sys
+from idme.session.store import SessionStore
+w = SessionStore(sys.argv[1]).create({}, {})
+print(w.session_id, w._conn.execute("PRAGMA synchronous").fetchone()[0], flush=True)
+seg = lambda i, spk, kind, final: {"seg_id": i, "start": i * 1.0, "end": i * 1.0 + 0.8, "speaker": spk,
+                                   "kind": kind, "score": 0.5, "final": final, "text": "", "words": []}
+for i in range(20):
+    w.upsert_segment({**seg(i, "Speaker 1", "unknown", False), "text": f"words {i}"})
+w.upsert_segments([seg(i, "Me" if i % 2 else "Speaker 1", "me" if i % 2 else "unknown", True) for i in range(20)])
+w.upsert_segments([seg(i, "Speaker 2", "unknown", True) for i in range(20, 60)])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_kill9_after_batched_writes_keeps_every_event(tmp_path: Path) -> None:
+    """A writer on synchronous=NORMAL killed by SIGKILL before finish() loses nothing it committed,
+    single events and batches alike."""
+    home = tmp_path / "home"
+    proc = subprocess.run([sys.executable, "-c", _CHILD_BATCH_KILL, str(home)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    sid, sync = proc.stdout.split()
+    assert sync == "1"  # the child really recorded with NORMAL
+    with SessionStore(home) as store:
+        s = store.get(sid)
+    assert s.status == "incomplete"
+    assert [g.seg_id for g in s.segments] == list(range(60))
+    assert all(g.final for g in s.segments)
+    assert [g.speaker for g in s.segments[:4]] == ["Speaker 1", "Me", "Speaker 1", "Me"]
+    assert [g.text for g in s.segments[:20]] == [f"words {i}" for i in range(20)]
+    assert {g.speaker for g in s.segments[20:]} == {"Speaker 2"}
+
+
+_CHILD_RECORDING = """
+import sys
+from idme.session.store import SessionStore
+# A short busy timeout: a delete that held the write lock for long would make a write fail here.
+w = SessionStore(sys.argv[1], busy_timeout_s=2.0).create({}, {})
+i = 0
+while True:
+    w.upsert_segment({"seg_id": i, "start": i * 1.0, "end": i * 1.0 + 0.8, "speaker": "Me", "kind": "me",
+                      "score": 0.5, "final": True, "text": "x" * 200, "words": []})
+    print(i, flush=True)
+    i += 1
+"""
+
+
+def test_delete_while_another_session_records(tmp_path: Path) -> None:
+    """Deleting a finished session while another process records one does not VACUUM (which would hold
+    the write lock for the whole rebuild), the listener keeps writing, and the deleted session's text,
+    label and embeddings are still gone from the store's files."""
+    home = tmp_path / "home"
+    label, text = "Zorbulon Quaxley", "the pelican recited 7713 sonnets"
+    emb = np.random.default_rng(7).standard_normal((3, 16)).astype(np.float32)
+    with SessionStore(home) as store:
+        old = store.create({}, {})
+        for i in range(60):
+            old.upsert_segment(seg(i, label, "unknown", text=f"{text} {i}"))
+        old.save_speakers({label: {"kind": "unknown", "embeddings": emb}})
+        old.finish()
+        old.close()
+        files = [store.path, Path(f"{store.path}-wal"), Path(f"{store.path}-shm")]
+        assert label.encode() in b"".join(p.read_bytes() for p in files if p.exists())
+
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD_RECORDING, str(home)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            acked = [int(proc.stdout.readline()) for _ in range(20)]
+            assert store.list()[-1].status == "running"
+            statements: list[str] = []
+            store._db.set_trace_callback(statements.append)
+            assert store.delete(old.session_id) is True
+            store._db.set_trace_callback(None)
+            assert not any(sql.strip().upper().startswith("VACUUM") for sql in statements)
+            after = [int(proc.stdout.readline()) for _ in range(20)]  # the listener still writes
+            assert after[0] == acked[-1] + 1 and proc.poll() is None
+            leftover = b"".join(p.read_bytes() for p in files if p.exists())
+            for needle in (label.encode(), text.encode(), emb[0].tobytes(), emb[2].tobytes(),
+                           old.session_id.encode()):
+                assert needle not in leftover
+        finally:
+            proc.kill()
+            _, stderr = proc.communicate(timeout=30)
+        assert "Error" not in stderr, stderr
+        s = store.get("latest")
+        assert s.status == "incomplete" and len(s.segments) >= 40
+        assert [x.id for x in store.list()] == [s.id]
+        # With nothing recording any more, a delete compacts the file again.
+        statements = []
+        store._db.set_trace_callback(statements.append)
+        assert store.delete(s.id) is True
+        assert any(sql.strip().upper().startswith("VACUUM") for sql in statements)

@@ -1,8 +1,8 @@
 """Meetings, enrolment and labelling sessions, built exactly as ``idme enroll`` / ``idme listen`` build them.
 
-``run_session`` is the benchmark's one way to label audio: a SpeakerTracker over the given profiles, a
-Labeller (``live`` as the CLI sets it for --realtime), and the threaded Pipeline with the source and the
-transcriber ``make_transcriber`` returned. Every measurement of cost, quality and latency goes through it.
+``run_session`` is the benchmark's one way to label audio: the :class:`idme.live.LiveSession` that
+``idme listen`` and ``idme eval meetings`` run, over the given profiles, source and transcriber. Every
+measurement of cost, quality and latency goes through it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from idme.embed.base import Embedder
 from idme.identity.enroll import enroll
 from idme.identity.profiles import Profile, ProfileStore
 from idme.identity.thresholds import Thresholds
-from idme.identity.tracker import SpeakerTracker
-from idme.pipeline import Labeller, LabelOptions, Pipeline, SegmentEvent, StageTimes
+from idme.live import LiveSession
+from idme.pipeline import SegmentEvent, StageTimes
+from idme.sinks import ListSink
 from idme.transcribe.base import Transcriber
 
 
@@ -109,22 +110,11 @@ class SessionRun:
 
 def run_session(source: AudioSource, embedder: Embedder, profiles: list[Profile], thresholds: Thresholds, *,
                 transcriber: Transcriber | None = None, live: bool = False) -> SessionRun:
-    """Labels ``source`` (an idme AudioSource) through the threaded Pipeline with the CLI's default
-    LabelOptions; closes the source."""
-    tracker = SpeakerTracker(profiles, embedder.dimension, thresholds)
-    labeller = Labeller(embedder, tracker, LabelOptions(), live=live)
-    events: list[SegmentEvent] = []
-    texted: set[int] = set()
-
-    def sink(ev: SegmentEvent) -> None:
-        events.append(ev)
-        if ev.text:
-            texted.add(ev.id)
-
-    pipeline = Pipeline(source, labeller, sink, transcriber=transcriber)
+    """Labels ``source`` (an idme AudioSource) through the same :class:`idme.live.LiveSession` that
+    ``idme listen`` runs (default LabelOptions, the narrow-band rule); closes the source."""
+    sink = ListSink()
+    session = LiveSession(source, embedder, profiles, thresholds, transcriber=transcriber, sinks=[sink], live=live)
     t0 = time.perf_counter()
-    try:
-        times = pipeline.run()
-    finally:
-        source.close()
-    return SessionRun(events, times, time.perf_counter() - t0, times.audio_s, texted)
+    result = session.run()
+    texted = {e.id for e in sink.events if e.text}
+    return SessionRun(sink.events, result.times, time.perf_counter() - t0, result.audio_s, texted)

@@ -13,8 +13,20 @@ from platformdirs import user_data_dir
 
 from .errors import StoreError
 
-#: The repository checkout this package runs from, when installed editable (``pip install -e .``).
+#: Two levels above the package: the repository root when idme runs from a checkout (``src/idme``);
+#: in a wheel install, site-packages' parent, which is no checkout (see :func:`checkout_root`).
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def checkout_root() -> Path | None:
+    """The repository checkout idme runs from (an editable install or ``src`` on the path), else None.
+
+    A wheel install has no ``scripts/``, ``models/`` or ``pyproject.toml`` next to it: it gets None.
+    """
+    package = Path(__file__).resolve().parent
+    if package.parent.name == "src" and (_REPO_ROOT / "pyproject.toml").is_file():
+        return _REPO_ROOT
+    return None
 
 
 def home_dir(home: str | os.PathLike[str] | None = None, create: bool = True) -> Path:
@@ -44,11 +56,15 @@ def ensure_writable_dir(path: Path, what: str, fix: str, error: type[Exception] 
 
 
 def models_dir() -> Path:
-    """Models directory: ``$IDME_MODELS_DIR`` > the checkout's ``models/`` > the user data dir's ``models/``."""
+    """Models directory: ``$IDME_MODELS_DIR`` > the checkout's ``models/`` > the user data dir's ``models/``.
+
+    It holds downloaded models (Vosk, ECAPA) and any CAM++ installed to override the copy shipped
+    inside the package (``idme/_models/campplus``, see :func:`idme.models.bundled_dir`).
+    """
     env = os.environ.get("IDME_MODELS_DIR")
     if env:
         return Path(env).expanduser()
-    repo_models = _REPO_ROOT / "models"
-    if (_REPO_ROOT / "pyproject.toml").exists() and repo_models.is_dir():
-        return repo_models
+    checkout = checkout_root()
+    if checkout is not None:
+        return checkout / "models"
     return Path(user_data_dir("idme", appauthor=False)) / "models"

@@ -10,8 +10,10 @@ Threads and queues (all bounded)::
   on a full queue (backpressure); a microphone drops its oldest block inside its own queue instead.
 * The labeller thread segments (VAD + speaker-change split), embeds and decides. Labels never wait for
   transcription: finished segments are handed to the ASR worker and their text arrives as a later update.
-* One stop event plus an end-of-stream sentinel passed down the chain; every thread is joined. Ctrl+C stops
-  the source, then everything already heard is drained, labelled, re-clustered and saved.
+* One stop event plus an end-of-stream sentinel passed down the chain; every thread is joined. ``stop()``
+  (the first Ctrl+C) stops the source, then everything already heard is labelled, re-clustered and saved.
+  ``abort()`` (the second) ends at once: no further labelling, re-clustering or transcription; events
+  already decided are still delivered. A labeller failure stops the source too and is re-raised by ``run``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio.frames import TARGET_RATE_HZ, AudioFrame
+from .audio.sources import AudioSource
 from .embed.base import Embedder
 from .identity.tracker import Decision, SpeakerTracker
+from .transcribe.base import Transcriber
 from .vad import SpeechChunk, SpeechChunker, VadOptions, find_change_points
 
 log = logging.getLogger(__name__)
@@ -239,25 +243,32 @@ class Labeller:
             if self.chunker.current_duration_s == 0.0:
                 self._interim_start = None
             return []
-        cur = self.chunker.current
-        if cur is None:
+        # Timing is decided from the open chunk's bounds; only the window the interim embeds is copied
+        # (concatenating the whole chunk, up to 30 s, every 30 ms frame was the old hot spot).
+        bounds = self.chunker.current_bounds
+        if bounds is None:
             self._interim_start = None
             return []
-        if cur.start_sample != self._interim_start:
-            self._interim_start, self._interim_last_end = cur.start_sample, 0.0
+        start_sample, end_sample = bounds
+        if start_sample != self._interim_start:
+            self._interim_start, self._interim_last_end = start_sample, 0.0
             self._interim_id = None
-        if cur.duration_s < self.opt.interim_min_s or cur.end_s - self._interim_last_end < self.opt.interim_every_s:
+        end_s = end_sample / TARGET_RATE_HZ
+        if end_s - self._interim_last_end < self.opt.interim_every_s:
+            return []
+        cur = self.chunker.current_tail(int(self.opt.interim_window_s * TARGET_RATE_HZ))
+        if cur is None:
             return []
         self._interim_last_end = cur.end_s
         if self._interim_id is None:
             self._interim_id = self._next_id
             self._next_id += 1
-        tail = cur.samples[-int(self.opt.interim_window_s * TARGET_RATE_HZ):]
+        tail = cur.samples
         d = self.tracker.peek(self._embed(tail), len(tail) / TARGET_RATE_HZ)
-        start = max(cur.start_s, self._last_end)
-        arrived = self._arrival_of(cur.start_sample + len(cur.samples))
+        start = max(start_sample / TARGET_RATE_HZ, self._last_end)
+        arrived = self._arrival_of(end_sample)
         latency = None if arrived is None else (self.clock() - arrived) * 1000.0
-        return [SegmentEvent(self._interim_id, start, cur.end_s, d.label, d.kind, d.score, False, latency)]
+        return [SegmentEvent(self._interim_id, start, end_s, d.label, d.kind, d.score, False, latency)]
 
     def _corrections(self, changed: dict[int, Decision]) -> list[SegmentEvent]:
         """Applies re-clustering results and re-emits every segment whose label or shown start changed."""
@@ -319,16 +330,20 @@ class Labeller:
         return events
 
     def speakers(self) -> dict[str, dict]:
-        """Final speakers of the session: label -> {"kind", "embeddings" (n, d) of their segments}."""
+        """Final speakers of the session: label -> {"kind", "embeddings" float32 (n, d) of their segments,
+        "durations" float32 (n,) seconds of speech behind each embedding}."""
         out: dict[str, dict] = {}
         for sid in self._order:
             seg = self.segments[sid]
             s = self.tracker.segs.get(sid)
-            entry = out.setdefault(seg.decision.label, {"kind": seg.decision.kind, "embeddings": []})
+            entry = out.setdefault(seg.decision.label, {"kind": seg.decision.kind, "embeddings": [],
+                                                        "durations": []})
             if s is not None:
                 entry["embeddings"].append(s.emb)
+                entry["durations"].append(s.duration_s)
         for v in out.values():
             v["embeddings"] = np.stack(v["embeddings"]).astype(np.float32) if v["embeddings"] else None
+            v["durations"] = np.asarray(v["durations"], np.float32) if v["durations"] else None
         return out
 
 
@@ -411,6 +426,16 @@ class _TurnBuffer:
         self.current = None
 
 
+def deliver(sink: Callable[[SegmentEvent], None], events: list[SegmentEvent]) -> None:
+    """Hands ``events`` to ``sink``: in one call when it has ``batch(events)``, else one by one."""
+    batch = getattr(sink, "batch", None)
+    if batch is not None:
+        batch(events)
+    else:
+        for ev in events:
+            sink(ev)
+
+
 class Pipeline:
     """Runs source -> labeller -> sinks on threads; ``run`` blocks until the stream ends or ``stop``.
 
@@ -424,9 +449,14 @@ class Pipeline:
     #: Turns awaiting their text; the ASR worker's own queue (32 jobs) is smaller.
     max_pending_turns = 64
 
-    def __init__(self, source, labeller: Labeller, sink: Callable[[SegmentEvent], None],
-                 transcriber=None, queue_blocks: int = 64, block_s: float | None = None,
+    #: Events handed to the sink at once, at most (a burst of corrections becomes one batch).
+    max_batch = 256
+
+    def __init__(self, source: AudioSource, labeller: Labeller, sink: Callable[[SegmentEvent], None],
+                 transcriber: Transcriber | None = None, queue_blocks: int = 64, block_s: float | None = None,
                  on_speakers: Callable[[dict], None] | None = None) -> None:
+        """sink: a callable taking one event; if it also has ``batch(events)``, events that are ready
+        together are handed over in one call (see :mod:`idme.sinks`)."""
         self.source = source
         self.labeller = labeller
         self.sink = sink
@@ -438,11 +468,18 @@ class Pipeline:
         self._frames: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self._out: queue.Queue = queue.Queue(maxsize=1024)
         self._stop = threading.Event()
+        self._abort = threading.Event()
         self._errors: list[BaseException] = []
         self._worker = None
         self._turn: _TurnBuffer | None = None
+        # Written by the labeller thread (_submit_turn), read by the ASR worker thread (_on_text).
         self._turns: dict[int, _Turn] = {}
+        self._turns_lock = threading.Lock()
         self.latest: dict[int, SegmentEvent] = {}
+
+    @property
+    def aborted(self) -> bool:
+        return self._abort.is_set()
 
     def stop(self) -> None:
         """Asks the source to stop; everything already read is still labelled and emitted."""
@@ -450,6 +487,15 @@ class Pipeline:
         stop = getattr(self.source, "stop", None)
         if stop is not None:
             stop()
+
+    def abort(self) -> None:
+        """Ends as soon as possible: the source stops, frames not yet labelled are dropped, there is no
+        final re-clustering and queued transcriptions are dropped. Events already decided are delivered."""
+        self._abort.set()
+        self.stop()
+        worker = self._worker
+        if worker is not None:  # the labeller thread may already wait for the backlog in close(drain=True)
+            worker.cancel()
 
     # -- threads -------------------------------------------------------------------------------------
     def _put(self, q: queue.Queue, item) -> None:
@@ -475,24 +521,35 @@ class Pipeline:
         try:
             while True:
                 frame = self._frames.get()
-                if frame is _END:
+                if frame is _END or self._abort.is_set():
                     break
                 for ev in self.labeller.push(frame):
                     self._emit(ev)
                 self._snapshot_speakers()
-            for ev in self.labeller.finish():
-                self._emit(ev)
-            self._snapshot_speakers()
+            if frame is not _END:  # aborted: let the source thread finish, label nothing more
+                self._discard_frames()
+            else:
+                for ev in self.labeller.finish():
+                    self._emit(ev)
+                self._snapshot_speakers()
         except BaseException as exc:
             self._errors.append(exc)
-            # Keep reading so the source thread never blocks forever on a full queue.
-            while self._frames.get() is not _END:
-                pass
+            # A live source never ends by itself: stop it, or run() would wait for it forever while the
+            # microphone keeps recording (review 2026-12-01 §1.1). Then keep reading so the source thread
+            # never blocks on a full queue.
+            self.stop()
+            self._discard_frames()
         finally:
             if self._worker is not None:
-                self._turn.flush()
-                self._worker.close(drain=True)
+                clean = not self._errors and not self._abort.is_set()
+                if clean:
+                    self._turn.flush()
+                self._worker.close(drain=clean)
             self._put(self._out, _END)
+
+    def _discard_frames(self) -> None:
+        while self._frames.get() is not _END:
+            pass
 
     def _snapshot_speakers(self) -> None:
         """Labeller thread: hands a consistent copy of the speakers to the main thread after re-clustering."""
@@ -505,16 +562,18 @@ class Pipeline:
         if ev.final and ev.audio is not None and self._worker is not None:
             self._turn.add(ev)
 
-    def _submit_turn(self, turn: "_Turn") -> None:
-        self._turns[turn.id] = turn
-        # A live worker that falls behind drops its oldest jobs without a callback: forget those turns too.
-        while len(self._turns) > self.max_pending_turns:
-            self._turns.pop(next(iter(self._turns)))
+    def _submit_turn(self, turn: _Turn) -> None:
+        with self._turns_lock:
+            self._turns[turn.id] = turn
+            # A live worker that falls behind drops its oldest jobs without a callback: forget those too.
+            while len(self._turns) > self.max_pending_turns:
+                self._turns.pop(next(iter(self._turns)))
         self._worker.submit(turn.id, turn.audio(), 0.0)
 
     def _on_text(self, turn_id: int, transcript) -> None:
         """Splits a turn's transcript back onto its segments by word time (worker thread)."""
-        turn = self._turns.pop(turn_id, None)
+        with self._turns_lock:
+            turn = self._turns.pop(turn_id, None)
         if turn is None:
             return
         d = transcript.to_dict() if hasattr(transcript, "to_dict") else dict(transcript)
@@ -537,12 +596,18 @@ class Pipeline:
         for t in threads:
             t.start()
         try:
-            self._drain()
-        except KeyboardInterrupt:
-            # Ctrl+C is a normal stop: stop listening, then label, re-cluster and save what was heard.
-            log.info("stopping: finishing the segments already heard")
-            self.stop()
-            self._drain()
+            try:
+                self._drain()
+            except KeyboardInterrupt:
+                # Ctrl+C is a normal stop: stop listening, then label, re-cluster and save what was heard.
+                log.info("stopping: finishing the segments already heard")
+                self.stop()
+                try:
+                    self._drain()
+                except KeyboardInterrupt:  # a second one: end now, keeping what was decided
+                    log.info("aborting: saving the segments already decided")
+                    self.abort()
+                    self._drain()
         except BaseException:
             # A failing sink: stop the source and let the threads finish (their events are dropped), so
             # no thread outlives run(); then re-raise.
@@ -559,30 +624,48 @@ class Pipeline:
         return self.labeller.times
 
     def _drain(self, deliver: bool = True) -> None:
-        """Hands events to the sink until the labeller thread's end marker (or just discards them)."""
-        while True:
+        """Hands events to the sink until the labeller thread's end marker (or just discards them).
+
+        Whatever is queued together (up to ``max_batch`` items) goes to the sink as one batch."""
+        done = False
+        while not done:
             try:
-                item = self._out.get(timeout=0.1)
+                items = [self._out.get(timeout=0.1)]
             except queue.Empty:
                 continue
-            if item is _END:
-                return
+            while len(items) < self.max_batch:
+                try:
+                    items.append(self._out.get_nowait())
+                except queue.Empty:
+                    break
+            if _END in items:
+                items = items[: items.index(_END)]
+                done = True
             if not deliver:
                 continue
-            if isinstance(item, _Speakers):
-                self.on_speakers(item.speakers)
-                continue
-            if isinstance(item, TextUpdate):
-                base = self.latest.get(item.id)
-                if base is None:
+            batch: list[SegmentEvent] = []
+            for item in items:
+                if isinstance(item, _Speakers):
+                    deliver(self.sink, batch)  # events before the snapshot are saved before it
+                    batch = []
+                    self.on_speakers(item.speakers)
                     continue
-                ev = SegmentEvent(base.id, base.start, base.end, base.speaker, base.kind, base.score,
-                                  base.final, None, item.text, item.words)
-            else:
-                base = self.latest.get(item.id)
-                ev = item
-                if base is not None and base.text and not ev.text:
-                    ev = SegmentEvent(item.id, item.start, item.end, item.speaker, item.kind, item.score,
-                                      item.final, item.latency_ms, base.text, base.words)
-            self.latest[ev.id] = ev
-            self.sink(ev)
+                ev = self._merge(item)
+                if ev is not None:
+                    self.latest[ev.id] = ev
+                    batch.append(ev)
+            if batch:
+                deliver(self.sink, batch)
+
+    def _merge(self, item: SegmentEvent | TextUpdate) -> SegmentEvent | None:
+        """A label event or a text update, as the full segment event the sink receives."""
+        base = self.latest.get(item.id)
+        if isinstance(item, TextUpdate):
+            if base is None:
+                return None
+            return SegmentEvent(base.id, base.start, base.end, base.speaker, base.kind, base.score,
+                                base.final, None, item.text, item.words)
+        if base is not None and base.text and not item.text:
+            return SegmentEvent(item.id, item.start, item.end, item.speaker, item.kind, item.score,
+                                item.final, item.latency_ms, base.text, base.words)
+        return item

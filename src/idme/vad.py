@@ -245,6 +245,28 @@ class SpeechChunker:
         audio = np.concatenate(o.parts)
         return SpeechChunk(o.start_sample, audio, o.last_voiced_arrival)
 
+    @property
+    def current_bounds(self) -> tuple[int, int] | None:
+        """(first, end) stream samples of the open chunk, or None between chunks; no copy."""
+        o = self._open
+        if o is None or not o.parts:
+            return None
+        return o.start_sample, o.start_sample + o.n
+
+    def current_tail(self, max_samples: int) -> SpeechChunk | None:
+        """The last ``max_samples`` of the open chunk (copying only those), or None between chunks."""
+        o = self._open
+        if o is None or not o.parts:
+            return None
+        parts, got = [], 0
+        for part in reversed(o.parts):
+            parts.append(part)
+            got += len(part)
+            if got >= max_samples:
+                break
+        audio = np.concatenate(parts[::-1])[-max_samples:]
+        return SpeechChunk(o.start_sample + o.n - len(audio), audio, o.last_voiced_arrival)
+
     def flush(self) -> list[SpeechChunk]:
         """Closes the open chunk at end of stream."""
         out = self._close()

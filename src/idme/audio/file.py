@@ -102,6 +102,9 @@ class FileSource:
     Non-finite float samples (NaN/inf in float files) are replaced by 0/±1 with a warning.
     """
 
+    #: Live sources get interim labels, latency stamps and periodic re-clustering.
+    live = False
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._file = open_sound_file(self.path)
@@ -225,6 +228,9 @@ class RealtimeFileSource:
     up sleeps, so oversleeping never accumulates into drift. ``arrived_at`` is ``clock()`` at release.
     ``clock`` and ``sleep`` are injectable so tests can run on a fake clock.
     """
+
+    #: Live sources get interim labels, latency stamps and periodic re-clustering.
+    live = True
 
     def __init__(
         self,

@@ -156,6 +156,9 @@ class MicrophoneSource:
     ``samplerate`` is required.
     """
 
+    #: Live sources get interim labels, latency stamps and periodic re-clustering.
+    live = True
+
     def __init__(
         self,
         device: int | str | None = None,

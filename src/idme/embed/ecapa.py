@@ -47,14 +47,22 @@ def _import_backend() -> tuple[Any, Any, Any, Any]:
     """torch, EncoderClassifier, FetchConfig and LocalStrategy, imported with the hub switched off."""
     # huggingface_hub reads these once, at its import, so they only bind if set before speechbrain
     # (or anything else) imports it; the hard guarantee is FetchConfig(allow_network=False) below.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    # They are set for the import only and restored after: a server or notebook that imports idme keeps its
+    # own hub settings (review 2026-12-01 §1.14).
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")}
+    os.environ.update({k: "1" for k in saved})
     try:
         import torch
         from speechbrain.inference.speaker import EncoderClassifier
         from speechbrain.utils.fetching import FetchConfig, LocalStrategy
     except ImportError as exc:
         raise IdmeError(f"{_EXTRA_HINT} ({exc})") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return torch, EncoderClassifier, FetchConfig, LocalStrategy
 
 

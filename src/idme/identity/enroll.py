@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..audio.frames import TARGET_RATE_HZ
 from ..embed.base import Embedder
-from ..errors import EnrollmentError
+from ..errors import EnrollmentError, ProfileError
 from ..vad import VadOptions, speech_only
 from .profiles import NARROWBAND_MAX_HZ, OWNER, Profile, ProfileStore, check_encoder, check_name
 from .thresholds import Thresholds
@@ -82,6 +83,119 @@ def read_takes(paths: list) -> tuple[list[tuple[str, np.ndarray]], list[int]]:
     return takes, rates
 
 
+def acceptance_bar(name: str, thresholds: Thresholds, narrowband: bool) -> float:
+    """The score a segment needs to be labelled as ``name``: ``me`` for the owner, ``enrolled`` for others,
+    ``narrowband`` for telephone-rate profiles (when set)."""
+    if narrowband and thresholds.narrowband is not None:
+        return thresholds.narrowband
+    return thresholds.me if name == OWNER else thresholds.enrolled
+
+
+def check_consistency(embs: np.ndarray, sources: list[str], bar: float, name: str,
+                      existing: np.ndarray | None = None) -> None:
+    """Each new take (rows of ``embs``, unit vectors) must score at least ``bar`` against the mean of all the
+    other takes (``existing`` ones included); raises EnrollmentError naming the take that does not."""
+    pool = embs if existing is None or not len(existing) else np.vstack([existing, embs])
+    if len(pool) < 2:
+        return
+    offset = 0 if existing is None else len(existing)
+    for i, source in enumerate(sources):
+        others = np.delete(pool, offset + i, axis=0).mean(axis=0)
+        score = float(embs[i] @ (others / max(np.linalg.norm(others), 1e-12)))
+        if score < bar:
+            raise EnrollmentError(
+                f"{source}: the voice does not match the other takes (similarity {score:.2f} < {bar:.2f}); "
+                f"make sure only {('you' if name == OWNER else name)} speak(s) in every take, in a quiet room, "
+                "and record it again")
+
+
+def keep_audio(store: ProfileStore, name: str, takes: list[tuple[str, np.ndarray]]) -> list[Path]:
+    """Saves enrollment takes (16 kHz float32) as 16-bit WAVs, mode 0600, for a later ``reembed``."""
+    import io
+
+    import soundfile as sf
+
+    from .._fs import atomic_write
+
+    adir = store.audio_dir(name)
+    start = len(list(adir.glob("*.wav")))
+    paths = []
+    for k, (_, samples) in enumerate(takes):
+        buf = io.BytesIO()
+        sf.write(buf, samples, TARGET_RATE_HZ, format="WAV", subtype="PCM_16")
+        path = adir / f"take_{start + k + 1:03d}.wav"
+        atomic_write(path, buf.getvalue(), mode=0o600)
+        paths.append(path)
+    return paths
+
+
+def reembed(store: ProfileStore, embedder: Embedder, name: str, thresholds: Thresholds,
+            gate: QualityGate = QualityGate(), vad: VadOptions = VadOptions()) -> Profile:
+    """Rebuilds profile ``name`` from its kept enrollment audio with ``embedder``, behind the enrollment gate.
+
+    Refuses (ProfileError) unless every take of the profile has kept audio: re-embedding only some of them
+    would silently drop the others (review 2026-12-01 §1.10). Nothing is saved unless every take passes.
+    """
+    from ..audio.sources import read_audio
+
+    profile = store.get(name)
+    adir = store.root / profile.name / "audio"
+    wavs = sorted(adir.glob("*.wav")) if adir.is_dir() else []
+    n_takes = max(len(profile.takes), len(profile.embeddings))
+    enrol_again = f"enrol again with `idme enroll{'' if profile.name == OWNER else ' --name ' + profile.name} --keep-audio`"
+    if not wavs:
+        raise ProfileError(f"profile '{profile.name}' has no kept audio; {enrol_again}")
+    if len(wavs) != n_takes:
+        raise ProfileError(f"profile '{profile.name}' has {n_takes} takes but kept audio for {len(wavs)}; "
+                           f"re-embedding would drop the others: {enrol_again}")
+    embs = []
+    for w in wavs:
+        speech, _ = check_take(read_audio(w), str(w), gate, vad)
+        embs.append(embedder.embed(speech))
+    embs_a = np.stack(embs).astype(np.float32)
+    check_consistency(embs_a, [str(w) for w in wavs],
+                      acceptance_bar(profile.name, thresholds, profile.narrowband), profile.name)
+    new = Profile(profile.name, {"name": embedder.name, "version": embedder.version,
+                                 "dimension": embedder.dimension}, embs_a, profile.takes, profile.created_at)
+    store.save(new)
+    return new
+
+
+def profile_from_speaker(embeddings: np.ndarray, durations: np.ndarray | None, name: str,
+                         thresholds: Thresholds, min_reliable_s: float = 1.0,
+                         n_takes: int = 3) -> tuple[np.ndarray, list[dict]]:
+    """Voiceprint takes for ``idme name``: a session speaker's segment embeddings (n, d), in time order,
+    become up to ``n_takes`` duration-weighted means of consecutive segments, behind the enrollment gate.
+
+    durations: seconds behind each embedding; segments shorter than ``min_reliable_s`` are dropped (their
+        embeddings are noisy). None (sessions saved before durations were kept): equal weights.
+    Returns (takes float32 (k, d), takes metadata). Raises EnrollmentError when too little reliable speech
+    is left or when the pieces disagree (the cluster may hold two people).
+    """
+    embs = np.asarray(embeddings, np.float32)
+    w = np.ones(len(embs), np.float32) if durations is None else np.asarray(durations, np.float32)
+    keep = w >= (min_reliable_s if durations is not None else 0.0)
+    embs, w = embs[keep], w[keep]
+    if not len(embs):
+        raise EnrollmentError(f"no segment of {name!r}'s speaker is {min_reliable_s:g} s or longer; "
+                              "enrol them from a recording instead (`idme enroll --name NAME --file F`)")
+    k = int(min(n_takes, len(embs)))
+    # Consecutive pieces of about equal speech: each is a take recorded at a different time of the session.
+    edges = np.searchsorted(np.cumsum(w), np.linspace(0, w.sum(), k + 1)[1:-1], side="left")
+    takes, meta = [], []
+    for part_e, part_w in zip(np.split(embs, edges + 1), np.split(w, edges + 1)):
+        if not len(part_e):
+            continue
+        mean = (part_e * part_w[:, None]).sum(axis=0)
+        takes.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        meta.append({"source": "named from a session speaker", "segments": int(len(part_e)),
+                     "speech_s": round(float(part_w.sum()), 2) if durations is not None else None})
+    takes_a = np.stack(takes).astype(np.float32)
+    check_consistency(takes_a, [f"part {i + 1} of the speaker's segments" for i in range(len(takes_a))],
+                      acceptance_bar(name, thresholds, False), name)
+    return takes_a, meta
+
+
 def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple[str, np.ndarray]],
            thresholds: Thresholds, gate: QualityGate = QualityGate(),
            vad: VadOptions = VadOptions(),
@@ -109,21 +223,9 @@ def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple
         embs.append(embedder.embed(speech))
         reports.append(rep)
     embs_a = np.stack(embs).astype(np.float32)
-    pool = embs_a if existing is None else np.vstack([existing.embeddings, embs_a])
     narrow = bool(rates) and all(r is not None and r <= NARROWBAND_MAX_HZ for r in rates)
-    bar = thresholds.me if name == OWNER else thresholds.enrolled
-    if narrow and thresholds.narrowband is not None:
-        bar = thresholds.narrowband
-    if len(pool) >= 2:
-        for i, rep in enumerate(reports):
-            j = i + (0 if existing is None else len(existing.embeddings))
-            others = np.delete(pool, j, axis=0).mean(axis=0)
-            score = float(embs_a[i] @ (others / max(np.linalg.norm(others), 1e-12)))
-            if score < bar:
-                raise EnrollmentError(
-                    f"{rep.source}: the voice does not match the other takes (similarity {score:.2f} < "
-                    f"{bar:.2f}); make sure only {('you' if name == 'me' else name)} "
-                    "speak(s) in every take, in a quiet room, and record it again")
+    check_consistency(embs_a, [r.source for r in reports], acceptance_bar(name, thresholds, narrow), name,
+                      existing=None if existing is None else existing.embeddings)
     takes_meta = [r.to_dict() for r in reports]
     profile = store.add(name, embs_a, encoder, takes_meta)
     log.info("enrolled %d take(s) into profile %s (%d in all)", len(embs), name, len(profile.embeddings))

@@ -1,7 +1,9 @@
 """Per-encoder decision thresholds: shipped defaults (measured, see comments) and the user's calibrated ones.
 
-``idme eval calibrate`` writes ``<IDME_HOME>/thresholds.json``; the pipeline reads that file first, then falls
-back to the defaults below. Every number here is a cosine similarity between unit embeddings.
+``idme eval calibrate`` writes ``<IDME_HOME>/thresholds.json``, one entry per encoder keyed
+``"<name>@<version>"`` (calibrated numbers belong to one set of weights, as profiles do); the pipeline reads
+that file first, then falls back to the defaults below. Every number here is a cosine similarity between unit
+embeddings, so it lies in [-1, 1].
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,14 @@ class Thresholds:
     narrowband: float | None = None
     #: Where these numbers come from (a measurement, or "calibrated <date> on <trials>").
     source: str = ""
+
+    def accept_for(self, owner: bool, profile_narrowband: bool = False, session_narrowband: bool = False) -> float:
+        """The score a segment needs to be labelled as a profile: ``narrowband`` when both the profile's
+        enrollment and the session are telephone-rate (and it is set), else ``me`` for the owner and
+        ``enrolled`` for anyone else."""
+        if profile_narrowband and session_narrowband and self.narrowband is not None:
+            return self.narrowband
+        return self.me if owner else self.enrolled
 
 
 #: Shipped defaults.
@@ -65,35 +78,145 @@ DEFAULTS: dict[str, Thresholds] = {
 }
 
 
+#: The cosine cut-offs (each a float in [-1, 1]; ``narrowband`` may be None); ``source`` is free text.
+CUTOFFS = tuple(f.name for f in fields(Thresholds) if f.name != "source")
+
+
 def _file(home: Path) -> Path:
     return Path(home) / "thresholds.json"
 
 
-def load(encoder: str, home: Path | None = None) -> Thresholds:
-    """Thresholds for ``encoder``: the calibrated ones in ``home`` if any, else the shipped defaults."""
+def entry_key(encoder: str, version: str | None = None) -> str:
+    """The thresholds.json key of an encoder: ``"<name>@<version>"``, or the bare name without a version."""
+    return f"{encoder}@{version}" if version else encoder
+
+
+def _bad_cutoff(value: Any, nullable: bool) -> bool:
+    if value is None:
+        return not nullable
+    # bool is an int subclass, and JSON's true/false are no thresholds; NaN fails the range test.
+    return isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0
+
+
+def _check_entry(where: str | Path, key: str, entry: Any) -> dict[str, Any]:
+    """Validates one encoder's entry; returns it with the cut-offs as floats. Raises ConfigError whose message
+    starts with ``where`` (the file)."""
+    path = where
+    fix = "fix or delete the file (`idme eval calibrate` writes it)"
+    if not key:
+        raise ConfigError(f"{path}: an empty encoder key; {fix}")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{path}: {key!r} must be an object of thresholds, got {type(entry).__name__}; {fix}")
+    unknown = sorted(set(entry) - set(CUTOFFS) - {"source"})
+    if unknown:
+        raise ConfigError(f"{path}: {key!r} has unknown key(s) {', '.join(map(repr, unknown))} "
+                          f"(known: {', '.join(CUTOFFS)}, source); {fix}")
+    out: dict[str, Any] = {}
+    for name, value in entry.items():
+        if name == "source":
+            if not isinstance(value, str):
+                raise ConfigError(f"{path}: {key!r}.source must be a string, got {value!r}; {fix}")
+            out[name] = value
+        elif _bad_cutoff(value, nullable=name == "narrowband"):
+            raise ConfigError(f"{path}: {key!r}.{name} must be a number in [-1, 1], got {value!r} "
+                              f"({type(value).__name__}); {fix}")
+        else:
+            out[name] = None if value is None else float(value)
+    return out
+
+
+def read_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Reads and validates a thresholds file: {encoder key: {cut-off: float, "source": str}}; {} if absent.
+
+    Raises ConfigError, one line naming ``path`` and what is wrong: unreadable, not JSON, not an object, an
+    unknown key, or a cut-off that is not a number in [-1, 1].
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ConfigError(f"{path} is not valid JSON ({msg}{where}); fix or delete the file "
+                          "(`idme eval calibrate` writes it)") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object of encoder -> thresholds, got {type(data).__name__}; "
+                          "fix or delete the file (`idme eval calibrate` writes it)")
+    return {key: _check_entry(path, key, entry) for key, entry in data.items()}
+
+
+def load(encoder: str, home: Path | None = None, version: str | None = None) -> Thresholds:
+    """Thresholds for ``encoder``: the calibrated ones in ``home`` if any, else the shipped defaults.
+
+    version: the encoder's weights version (``Embedder.version``). The entry ``"<encoder>@<version>"`` is used
+    first; an entry under the bare name (written before entries carried a version) is used with a warning.
+    Without ``version`` only the bare name is looked up. Raises ConfigError for a malformed file.
+    """
     base = DEFAULTS.get(encoder) or DEFAULTS["campplus"]
-    if home is not None and _file(home).exists():
-        try:
-            saved = json.loads(_file(home).read_text()).get(encoder)
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s (%s)", _file(home), exc)
-            saved = None
-        if saved:
-            known = {f.name for f in fields(Thresholds)}
-            return replace(base, **{k: v for k, v in saved.items() if k in known})
-    return base
-
-
-def save(encoder: str, values: Thresholds, home: Path) -> Path:
-    """Writes calibrated thresholds for ``encoder`` into ``home/thresholds.json`` (atomic, 0600)."""
+    if home is None:
+        return base
     path = _file(home)
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[encoder] = asdict(values)
+    data = read_file(path)
+    saved = data.get(entry_key(encoder, version)) if version else None
+    if saved is None and encoder in data:
+        saved = data[encoder]
+        if version:
+            log.warning("%s has no thresholds for %s; using the ones saved for %s without a weights version "
+                        "(rerun `idme eval calibrate` to key them by version)", path, entry_key(encoder, version),
+                        encoder)
+    if saved is None:
+        others = sorted(k for k in data if k.startswith(encoder + "@"))
+        if others:
+            log.warning("%s holds thresholds for %s, not %s: using the shipped defaults (rerun "
+                        "`idme eval calibrate`)", path, ", ".join(others), entry_key(encoder, version))
+        return base
+    return replace(base, **saved)
+
+
+def calibrated(old: Thresholds, base: Thresholds, me: float, source: str) -> Thresholds:
+    """Thresholds moved to a measured ``me`` (= ``enrolled``).
+
+    ``same_unknown``, ``merge``, ``change`` and ``narrowband`` keep the offsets from ``me`` that the shipped
+    defaults ``base`` have (CAM++: +0.05, +0.00, -0.10, +0.20), so the relations tuned on meetings and on
+    8 kHz trials survive a different score scale; a narrow-band bar left behind would sit below a raised
+    ``me`` and accept telephone-rate voices more easily than wideband ones (review §1.5). Each value is
+    rounded to 4 decimals and clipped to [-1, 1]. ``narrowband`` stays ``old``'s when ``base`` has none.
+    """
+    def clip(x: float) -> float:
+        return float(min(1.0, max(-1.0, x)))
+
+    moved = {n: clip(round(me + getattr(base, n) - base.me, 4)) for n in ("same_unknown", "merge", "change")}
+    if base.narrowband is not None:
+        moved["narrowband"] = clip(round(me + base.narrowband - base.me, 4))
+    return replace(old, me=clip(me), enrolled=clip(me), source=source, **moved)
+
+
+def save(encoder: str, values: Thresholds, home: Path, version: str | None = None) -> Path:
+    """Writes calibrated thresholds for ``encoder`` into ``home/thresholds.json`` (atomic, 0600), under the key
+    ``"<encoder>@<version>"`` (the bare name without ``version``); other entries are kept.
+
+    Raises ConfigError if the existing file is malformed or ``values`` holds a cut-off outside [-1, 1].
+    """
+    path = _file(home)
+    key = entry_key(encoder, version)
+    entry = _check_entry(f"thresholds to save in {path}", key, asdict(values))
+    data = read_file(path)
+    data[key] = entry
     fd, tmp = tempfile.mkstemp(dir=home, prefix=".tmp-")
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

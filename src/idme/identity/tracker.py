@@ -1,16 +1,10 @@
 """The Me / named / unknown decision, unknown-speaker clusters, and re-clustering.
 
-Each segment's embedding is scored against the enrolled profiles (the "Me" index). If no profile accepts it,
-it joins the closest unknown speaker (the "Not-Me" index) or opens a new one. Unknown speakers are clusters
-whose centroid is the duration-weighted mean of their members, so they improve as people talk instead of
-being frozen at their first embedding. ``recluster`` revisits every segment with the full session in view:
-it merges duplicate unknown clusters, hands clusters that match a profile to that profile, reassigns
-segments to their best centroid, and renumbers "Speaker N" by first appearance.
-
-Segments shorter than ``min_reliable_s`` give noisy embeddings (on meetings-dev, target scores of sub-second
-chunks overlap the non-target range), so they do not move a centroid and open a new speaker only when there is
-no other: they take the best-scoring speaker talking around them (an enrolled one only above
-``SHORT_ENROLLED_FLOOR``), else the closest unknown speaker.
+A segment is the best-scoring profile if that profile accepts it (``verify.accept``), else it joins the
+closest unknown speaker above ``same_unknown`` or opens a new one. An unknown speaker's centroid is the
+duration-weighted mean of its members. Segments shorter than ``min_reliable_s`` never move a centroid and
+open a speaker only when there is no other: they take the best speaker talking around them (an enrolled one
+only above ``SHORT_ENROLLED_FLOOR``). ``recluster`` revisits the session as a whole.
 """
 
 from __future__ import annotations
@@ -20,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import verify
 from .indices import EnrolledIndex, UnknownIndex, _unit
-from .profiles import OWNER, Profile
+from .profiles import Profile
 from .thresholds import Thresholds
 
 
@@ -116,9 +111,8 @@ class SpeakerTracker:
 
     # -- helpers -------------------------------------------------------------------------------------
     def _accept(self, name: str) -> float:
-        if self.narrowband and self.th.narrowband is not None and self.enrolled.profiles[name].narrowband:
-            return self.th.narrowband
-        return self.th.me if name == OWNER else self.th.enrolled
+        """The score profile ``name`` needs in this session (narrow-band or not)."""
+        return verify.threshold(self.th, self.enrolled.profiles[name], self.narrowband)
 
     def _decision(self, key: str | int, score: float) -> Decision:
         if isinstance(key, str):
@@ -161,8 +155,8 @@ class SpeakerTracker:
 
     def _score_key(self, emb: np.ndarray, key: str | int) -> float:
         if isinstance(key, str):
-            return float(emb @ self.enrolled.profiles[key].centroid)
-        return float(emb @ self.unknown.index.reconstruct(key)) if key in self.clusters else -1.0
+            return verify.score(self.enrolled.profiles[key], emb)
+        return verify.score(self.unknown.get(key), emb) if key in self.clusters else -1.0
 
     def _neighbours(self, start_s: float, end_s: float, exclude: int | None = None) -> list[str | int]:
         """Speakers of the closest reliable segments before and after [start_s, end_s), within
@@ -244,7 +238,7 @@ class SpeakerTracker:
         if isinstance(key, int):
             self.clusters[key].add(seg_id, self.segs[seg_id], self._reliable(seg_id))
             self._refresh(key)
-            score = float(emb @ self.unknown.index.reconstruct(key)) if key in self.clusters else score
+            score = verify.score(self.unknown.get(key), emb) if key in self.clusters else score
             self.segs[seg_id].score = score
         return self._decision(key, score)
 
@@ -256,13 +250,10 @@ class SpeakerTracker:
     def recluster(self, final: bool = False) -> dict[int, Decision]:
         """Revisits every segment; returns {seg_id: new decision} for the segments whose label changed.
 
-        Agglomerative clustering (duration-weighted average linkage on cosine) of all reliable segments,
-        with each enrolled profile's voiceprint as an anchor that two profiles never share. A cluster that
-        holds an anchor is that person; this lets a segment that scored just under the owner's threshold
-        join the owner through the owner's other segments in this session (same room, same microphone).
-        Other clusters are unknown speakers; they keep their earlier number where they overlap an earlier
-        cluster, and ``final`` renumbers them by first appearance. Short segments then take the best of the
-        speakers talking around them.
+        Reliable segments are clustered (``_ahc``), with each profile's voiceprint as an anchor: a cluster
+        holding an anchor is that person. Unknown clusters keep their earlier number where they overlap an
+        earlier cluster; ``final`` renumbers them by first appearance. Short segments then take the best of
+        the speakers talking around them.
         """
         before = {i: self.label_of(i) for i in self.segs}
         long_ids = [i for i, s in self.segs.items() if s.duration_s >= self.min_reliable_s]
@@ -298,70 +289,41 @@ class SpeakerTracker:
         return {i: d for i, d in after.items() if (d.label, d.kind) != (before[i].label, before[i].kind)}
 
     def _ahc(self, ids: list[int]) -> list[tuple[str | None, list[int]]]:
-        """Clusters segments ``ids``; returns [(profile name or None, member ids)]."""
+        """Clusters segments ``ids``; returns [(profile name or None, member ids)].
+
+        Duration-weighted average linkage on cosine, merging the most similar pair until none reaches
+        ``merge``; each profile's voiceprint is an anchor weighing ``anchor_weight_s``, and two anchors never
+        merge. A cluster joins an anchor only if its own centroid passes that profile's threshold against
+        the voiceprint: on narrow-band (8 kHz) audio every voice of a session resembles the others more than
+        any enrollment, so linkage alone would hand strangers to the owner.
+        """
         names = list(self.enrolled.profiles)
         vecs = [self.enrolled.profiles[n].centroid for n in names] + [self.segs[i].emb for i in ids]
         # An anchor weighs like one long segment: enough to pull its person's segments together, not so
         # much that it outvotes the session's own evidence.
         w = np.array([self.anchor_weight_s] * len(names) + [self.segs[i].duration_s for i in ids], np.float64)
         x = np.stack(vecs).astype(np.float32)
-        sim = x @ x.T
-        n = len(vecs)
-        np.fill_diagonal(sim, -np.inf)
-        anchor = np.full(n, -1)
-        anchor[: len(names)] = np.arange(len(names))
-        for a in range(len(names)):  # cannot-link: two profiles never merge
-            for b in range(len(names)):
-                if a != b:
-                    sim[a, b] = -np.inf
-        alive = np.ones(n, bool)
-        members = [[k] for k in range(n)]
-        sums = x * w[:, None]  # duration-weighted sum of each cluster's vectors (its centroid's direction)
+        anchor = np.full(len(vecs), -1)
+        anchor[: len(names)] = np.arange(len(names))  # row k < len(names) is profile k's voiceprint
+        agg = _Agglomeration(x, w, anchor)
         while True:
-            flat = int(np.argmax(sim))
-            a, b = divmod(flat, n)
-            if not np.isfinite(sim[a, b]) or sim[a, b] < self.th.merge:
+            a, b, sim = agg.best()
+            if not np.isfinite(sim) or sim < self.th.merge:
                 break
-            if anchor[b] >= 0 and anchor[a] < 0:
+            if agg.anchor[b] >= 0 and agg.anchor[a] < 0:
                 a, b = b, a  # the anchored cluster survives the merge
-            if anchor[a] >= 0 and anchor[b] < 0:
-                # Joining a person needs the joining cluster itself to pass that person's threshold against
-                # the enrolled voiceprint. Average linkage alone is not enough: on narrow-band (8 kHz) audio
-                # every voice of a session resembles the others more than it resembles any enrollment.
-                c = sums[b] / max(float(np.linalg.norm(sums[b])), 1e-12)
-                if float(c @ x[a if len(members[a]) == 1 else self._anchor_row(members[a], len(names))]) \
-                        < self._accept(names[anchor[a]]):
-                    sim[a, b] = sim[b, a] = -np.inf
+            if agg.anchor[a] >= 0 and agg.anchor[b] < 0:
+                c = agg.sums[b] / max(float(np.linalg.norm(agg.sums[b])), 1e-12)
+                if verify.score(x[agg.anchor[a]], c) < self._accept(names[agg.anchor[a]]):
+                    agg.block(a, b)  # until b grows: a bigger cluster is checked again on its new centroid
                     continue
-            # Lance-Williams update for weighted average linkage.
-            row = (w[a] * sim[a] + w[b] * sim[b]) / (w[a] + w[b])
-            keep_inf = ~np.isfinite(sim[a]) | ~np.isfinite(sim[b])  # cannot-links of either side persist
-            row[keep_inf] = -np.inf
-            sim[a, :], sim[:, a] = row, row
-            sim[a, a] = -np.inf
-            sim[b, :], sim[:, b] = -np.inf, -np.inf
-            w[a] += w[b]
-            sums[a] += sums[b]
-            anchor[a] = max(anchor[a], anchor[b])
-            members[a] += members[b]
-            members[b] = []
-            alive[b] = False
-            if anchor[a] >= 0:
-                # The merged cluster now holds an anchor: it may never merge with another anchored one.
-                for c in np.where(alive & (anchor >= 0))[0]:
-                    if c != a:
-                        sim[a, c] = sim[c, a] = -np.inf
+            agg.merge(a, b)
         out: list[tuple[str | None, list[int]]] = []
-        for k in np.where(alive)[0]:
-            segs = [ids[m - len(names)] for m in members[k] if m >= len(names)]
+        for k in np.flatnonzero(agg.alive):
+            segs = [ids[m - len(names)] for m in agg.members[k] if m >= len(names)]
             if segs:
-                out.append((names[anchor[k]] if anchor[k] >= 0 else None, segs))
+                out.append((names[agg.anchor[k]] if agg.anchor[k] >= 0 else None, segs))
         return out
-
-    @staticmethod
-    def _anchor_row(members: list[int], n_anchors: int) -> int:
-        """The anchor (profile voiceprint row) among a cluster's members."""
-        return next(m for m in members if m < n_anchors)
 
     def _apply(self, assignment: list[tuple[str | None, list[int]]]) -> None:
         """Rewrites keys from a clustering, keeping unknown cluster ids (numbers) where they overlap."""
@@ -421,3 +383,85 @@ class SpeakerTracker:
         for cid, c in self.clusters.items():
             c.number = first.get(cid, c.number)
         self._next_number = len(first) + 1
+
+
+class _Agglomeration:
+    """State of a greedy weighted-average-linkage clustering with anchors (O(n^2) memory).
+
+    ``sim`` holds the linkage similarity of every pair (float32, Lance-Williams updated); ``eff`` is ``sim``
+    with the pairs that may not merge set to -inf: dead clusters, two anchored clusters (cannot-link), and
+    ``blocked`` pairs (an unanchored cluster that failed an anchor's check). Each row caches its best
+    partner (``rowarg``, the first column holding ``rowmax``), so picking the next merge costs O(n) and a
+    merge rescans only the rows whose best partner changed: ~O(n^2) in all instead of O(n^3). The pick
+    equals ``argmax`` over the whole of ``eff`` (first row, then first column, on ties).
+    """
+
+    def __init__(self, x: np.ndarray, w: np.ndarray, anchor: np.ndarray) -> None:
+        """x: float32 (n, dimension) unit rows; w: float64 (n,) weights (seconds); anchor: (n,) int, the
+        profile index of an anchor row, -1 for a segment."""
+        n = len(x)
+        self.sim = x @ x.T
+        np.fill_diagonal(self.sim, -np.inf)
+        self.w = w.copy()
+        self.anchor = anchor.copy()
+        self.sums = x * self.w[:, None]  # duration-weighted sum of each cluster's vectors (its centroid)
+        self.members = [[k] for k in range(n)]
+        self.alive = np.ones(n, bool)
+        self.blocked = np.zeros((n, n), bool)
+        self.eff = self.sim.copy()
+        anchored = self.anchor >= 0
+        self.eff[np.ix_(anchored, anchored)] = -np.inf
+        self.rowarg = np.zeros(n, np.int64)
+        self.rowmax = np.full(n, -np.inf, self.eff.dtype)
+        self._rescan(np.arange(n))
+
+    def _rescan(self, rows: np.ndarray) -> None:
+        if len(rows):
+            sub = self.eff[rows]
+            arg = sub.argmax(axis=1)
+            self.rowarg[rows] = arg
+            self.rowmax[rows] = sub[np.arange(len(rows)), arg]
+
+    def best(self) -> tuple[int, int, np.floating]:
+        """(a, b, similarity) of the most similar pair that may merge; similarity -inf when none may."""
+        r = int(np.argmax(self.rowmax))
+        return r, int(self.rowarg[r]), self.rowmax[r]
+
+    def block(self, a: int, b: int) -> None:
+        """Forbids merging ``a`` and ``b`` until one of them merges with another cluster."""
+        self.blocked[a, b] = self.blocked[b, a] = True
+        self.eff[a, b] = self.eff[b, a] = -np.inf
+        self._rescan(np.array([a, b]))
+
+    def merge(self, a: int, b: int) -> None:
+        """Merges cluster ``b`` into ``a`` (the anchored one, if either is)."""
+        row = (self.w[a] * self.sim[a] + self.w[b] * self.sim[b]) / (self.w[a] + self.w[b])
+        self.sim[a, :], self.sim[:, a] = row, row
+        self.sim[a, a] = -np.inf
+        self.w[a] += self.w[b]
+        self.sums[a] += self.sums[b]
+        self.anchor[a] = max(self.anchor[a], self.anchor[b])
+        self.members[a] += self.members[b]
+        self.members[b] = []
+        self.alive[b] = False
+        # The anchor check compares the joining cluster with the profile's voiceprint, so an anchored
+        # cluster's blocks still hold after it grew; an unanchored one has a new centroid: check it again.
+        if self.anchor[a] < 0:
+            self.blocked[a, :] = self.blocked[:, a] = False
+        self.blocked[b, :] = self.blocked[:, b] = False
+        valid = self.alive & ~self.blocked[a]
+        valid[a] = False
+        if self.anchor[a] >= 0:
+            valid &= self.anchor < 0
+        col = np.where(valid, self.sim[a], -np.inf).astype(self.eff.dtype)
+        self.eff[a, :], self.eff[:, a] = col, col
+        self.eff[b, :], self.eff[:, b] = -np.inf, -np.inf
+        self.rowmax[b] = -np.inf
+        others = self.alive.copy()
+        others[a] = False
+        # Rows whose best partner was b, or was a and dropped, look again; the rest only compare with a.
+        stale = others & ((self.rowarg == b) | ((self.rowarg == a) & (col < self.rowmax)))
+        better = others & ~stale & ((col > self.rowmax) | ((col == self.rowmax) & (a < self.rowarg)))
+        self.rowmax[better] = col[better]
+        self.rowarg[better] = a
+        self._rescan(np.append(np.flatnonzero(stale), a))

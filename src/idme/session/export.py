@@ -1,4 +1,4 @@
-"""Transcript exports of a :class:`~idme.session.store.Session`: md, txt, srt, vtt, json, rttm.
+"""Transcript exports of a :class:`~idme.session.model.Session`: md, txt, srt, vtt, json, rttm.
 
 Every format is a pure function of the session (``export``); ``write_export`` adds the file handling:
 format from the extension, atomic replace (a crash never leaves half a transcript), ``-`` for stdout.
@@ -19,16 +19,15 @@ import json
 import math
 import os
 import re
-import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from .._fs import atomic_write
 from ..errors import ExportError
-from .store import Segment, Session
+from .model import Segment, Session
 
 #: Formats ``export`` writes, by name (also the file extension).
 EXPORT_FORMATS = ("md", "txt", "srt", "vtt", "json", "rttm")
@@ -373,7 +372,9 @@ def _rttm_token(text: str) -> str:
 
 
 def _to_rttm(session: Session) -> str:
-    file_id = _rttm_token(session.id)
+    # The recording's name (what a reference RTTM calls it) when the session came from a file, so the
+    # export scores against a reference as is; the session id otherwise (microphone sessions).
+    file_id = _rttm_token((session.settings or {}).get("uri") or session.id)
     lines = []
     for seg in session.segments:
         start, dur = round(seg.start, 3), round(seg.end - seg.start, 3)
@@ -395,39 +396,14 @@ _RENDERERS: dict[str, Callable[[Session], str]] = {
 
 
 def _atomic_write(path: Path, data: bytes, hint: str) -> None:
-    """Temp file in the target's directory, fsync, rename over the target, fsync the directory."""
+    """Writes the export atomically (see :func:`idme._fs.atomic_write`); a replaced file keeps its mode,
+    a new one is 0600."""
     if path.is_dir():
         raise ExportError(f"cannot write {path}: it is a directory; give a file name such as {path / hint}")
     parent = path.parent
     if not parent.is_dir():
         raise ExportError(f"cannot write {path}: directory {parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")  # created 0600
+        atomic_write(path, data, 0o600, keep_mode=True)
     except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # replacing a file keeps its mode
-        except FileNotFoundError:
-            pass
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:  # make the rename itself durable; not possible on every platform (Windows), so best effort
-        dir_fd = os.open(parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)

@@ -149,6 +149,25 @@ class TranscriptionWorker:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def cancel(self) -> int:
+        """Drops every queued segment now (the one in progress still finishes), also while another thread
+        waits in ``close(drain=True)``: its end marker is kept, so that close returns soon. Returns how
+        many segments were dropped."""
+        dropped, end = 0, False
+        while True:
+            try:
+                old = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if old is _END:
+                end = True
+            else:
+                dropped += 1
+        self._dropped += dropped
+        if end:
+            self._queue.put(_END)
+        return dropped
+
     def __enter__(self) -> TranscriptionWorker:
         return self
 

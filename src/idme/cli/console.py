@@ -5,6 +5,7 @@ Speakers keep one colour for the whole session (the owner always green), so a gl
 
 from __future__ import annotations
 
+import bisect
 import zlib
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .pipeline import SegmentEvent
+from ..pipeline import SegmentEvent
 
 _PALETTE = ("cyan", "magenta", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta", "orange3",
             "turquoise2", "plum2")
@@ -64,6 +65,8 @@ class LiveView:
         self.title = title
         self.rows = rows
         self.segments: dict[int, SegmentEvent] = {}
+        #: (start, id) of every final segment, kept sorted as events arrive (no re-sort per event).
+        self._keys: list[tuple[float, int]] = []
         self.now: SegmentEvent | None = None
         self._live: Live | None = None
 
@@ -83,7 +86,12 @@ class LiveView:
 
     def __call__(self, ev: SegmentEvent) -> None:
         if ev.final:
+            old = self.segments.get(ev.id)
             self.segments[ev.id] = ev
+            if old is None or old.start != ev.start:
+                if old is not None:
+                    self._keys.pop(bisect.bisect_left(self._keys, (old.start, ev.id)))
+                bisect.insort(self._keys, (ev.start, ev.id))
             if self.now is not None and self.now.id == ev.id:
                 self.now = None
         else:
@@ -91,15 +99,24 @@ class LiveView:
         if self._live is not None:
             self._live.update(self._render())
 
+    def _last_turns(self, n: int | None) -> list[_Turn]:
+        """The last ``n`` turns (all when None), grouping only as many recent segments as that needs."""
+        if n is None:
+            return _turns([self.segments[i] for _, i in self._keys])
+        take = 4 * n
+        while True:
+            turns = _turns([self.segments[i] for _, i in self._keys[-take:]])
+            if len(turns) > n or take >= len(self._keys):
+                return turns[-n:]
+            take *= 2
+
     def _render(self, all_rows: bool = False) -> Group | Table:
         table = Table(title=self.title, expand=True, show_lines=False, title_justify="left")
         table.add_column("time", width=8, no_wrap=True, style="dim")
         table.add_column("speaker", width=14, no_wrap=True)
         table.add_column("score", width=5, justify="right", style="dim")
         table.add_column("text", ratio=1)
-        turns = _turns(sorted(self.segments.values(), key=lambda e: e.start))
-        if not all_rows:
-            turns = turns[-self.rows:]
+        turns = self._last_turns(None if all_rows else self.rows)
         for t in turns:
             table.add_row(stamp(t.start), Text(t.speaker, style=speaker_style(t.speaker, t.kind)),
                           f"{t.score:.2f}", t.text or Text("…", style="dim"))

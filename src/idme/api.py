@@ -1,0 +1,257 @@
+"""idme as a library: one facade that the CLI, the server and the benchmark all call.
+
+    from idme.api import Idme
+    idme = Idme()                                   # settings: flag > IDME_* > config file > default
+    idme.enroll_files("me", ["me1.wav", "me2.wav"])
+    with_sink = idme.open_live(file="meeting.wav", sinks=[JsonLinesSink(sys.stdout)])
+    result = with_sink.run()
+    idme.export(result.session_id, "meeting.md")
+
+Nothing here prints, parses arguments or exits: results are dataclasses, failures are ``IdmeError``s with a
+one-line message. The encoder is loaded lazily, once per ``Idme``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .embed.base import Embedder
+from .errors import AudioError, ProfileError
+from .identity.enroll import TakeReport
+from .identity.profiles import OWNER, Profile, ProfileStore
+from .identity.thresholds import Thresholds
+from .live import LiveSession, is_narrowband, session_settings
+from .pipeline import LabelOptions
+from .session.store import SessionStore
+from .settings import Settings, resolve
+
+
+@dataclass
+class EnrollResult:
+    """What an enrolment added."""
+
+    profile: Profile
+    reports: list[TakeReport]
+    #: Paths of the kept enrollment audio (``keep_audio=True``), else empty.
+    kept_audio: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile.to_dict(), "takes": [r.to_dict() for r in self.reports],
+                "kept_audio": [str(p) for p in self.kept_audio]}
+
+
+@dataclass
+class NamedSpeaker:
+    """``name_speaker``'s outcome: the new (or grown) profile and how many segments were relabelled."""
+
+    session_id: str
+    speaker: str
+    profile: Profile
+    relabelled: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session_id": self.session_id, "speaker": self.speaker, "profile": self.profile.to_dict(),
+                "relabelled": self.relabelled}
+
+
+class Idme:
+    """The library facade. Cheap to create; the encoder and stores are opened on first use."""
+
+    def __init__(self, settings: Settings | None = None, *, embedder: Embedder | None = None) -> None:
+        """settings: None resolves them from the environment and config file (``idme.settings.resolve``).
+        embedder: an already-loaded encoder to share (a server shares one across requests)."""
+        self.settings = settings if settings is not None else resolve()
+        if embedder is not None:
+            self.__dict__["embedder"] = embedder
+
+    # -- building blocks -----------------------------------------------------------------------------
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        from .embed import make_embedder
+
+        return make_embedder(self.settings.embedder, self.settings.compute)
+
+    @property
+    def encoder_info(self) -> dict[str, Any]:
+        e = self.embedder
+        return {"name": e.name, "version": e.version, "dimension": e.dimension}
+
+    @cached_property
+    def profiles(self) -> ProfileStore:
+        return ProfileStore(self.home)
+
+    @cached_property
+    def sessions(self) -> SessionStore:
+        return SessionStore(self.home)
+
+    def thresholds(self) -> Thresholds:
+        """The thresholds in force for this encoder: calibrated ones in ``home`` if any, else the defaults."""
+        from .identity.thresholds import load
+
+        return load(self.embedder.name, self.home, version=self.embedder.version)
+
+    # -- enrolment -----------------------------------------------------------------------------------
+    def enroll(self, name: str, takes: Sequence[tuple[str, np.ndarray]], native_rates: Sequence[int] | None = None,
+               keep_audio: bool = False) -> EnrollResult:
+        """Adds takes ([(source label, 16 kHz float32 samples)]) to profile ``name`` behind the quality gate."""
+        from .identity.enroll import enroll, keep_audio as save_audio
+        from .identity.profiles import check_name
+
+        name = check_name(name)
+        profile, reports = enroll(self.profiles, self.embedder, name, list(takes), self.thresholds(),
+                                  native_rates=list(native_rates) if native_rates else None)
+        kept = save_audio(self.profiles, profile.name, list(takes)) if keep_audio else []
+        return EnrollResult(profile, reports, kept)
+
+    def enroll_files(self, name: str, files: Sequence[str | os.PathLike[str]], keep_audio: bool = False) -> EnrollResult:
+        """``enroll`` from recordings (any format and rate libsndfile reads)."""
+        from .identity.enroll import read_takes
+
+        takes, rates = read_takes(list(files))
+        return self.enroll(name, takes, rates, keep_audio)
+
+    def reembed(self, name: str | None = None) -> list[Profile]:
+        """Re-embeds ``name`` (or every profile with kept audio) with the current encoder."""
+        from .identity.enroll import reembed
+
+        names = [name] if name else [n for n in self.profiles.names()
+                                     if (self.profiles.root / n / "audio").is_dir()]
+        return [reembed(self.profiles, self.embedder, n, self.thresholds()) for n in names]
+
+    # -- live sessions -------------------------------------------------------------------------------
+    def open_live(self, file: str | os.PathLike[str] | None = None, *, realtime: bool = False, speed: float = 1.0,
+                  device: int | str | None = None, source: Any = None, sinks: Sequence[Any] = (),
+                  save: bool = True, transcribe: bool = True, require_owner: bool = True) -> LiveSession:
+        """A ready-to-run session: ``file`` (as fast as possible, or ``realtime`` at ``speed``), the
+        microphone ``device`` (default input when neither is given), or an already-open ``source``.
+
+        save: journal it in the store (a session id the user can export). transcribe: use the recogniser
+        ``settings.asr`` selects. require_owner: refuse to start when nobody is enrolled as "me".
+        ``session.notes`` holds hints worth showing once (e.g. how to add a transcription model).
+        """
+        from .audio.sources import open_source
+        from .identity.profiles import check_encoder
+        from .transcribe.select import make_transcriber
+
+        if realtime and file is None:
+            raise AudioError("--realtime plays a recording: add --file PATH")
+        if file is not None and device is not None:
+            raise AudioError("--device is for the microphone; drop it when labelling --file")
+        profiles = self.profiles.all()
+        if require_owner and not any(p.name == OWNER for p in profiles):
+            raise ProfileError("no enrolled owner: run `idme enroll` (microphone) or `idme enroll --file me.wav` first")
+        encoder = self.encoder_info
+        for p in profiles:
+            check_encoder(p, encoder)
+        transcriber, hint = (make_transcriber(self.settings.asr, self.settings.asr_model) if transcribe
+                             else (None, None))
+        th = self.thresholds()
+        if source is None:
+            source = open_source(file=file, realtime=realtime, device=device,
+                                 **({"speed": speed} if realtime else {}))
+        writer = None
+        try:
+            options = LabelOptions()
+            live = bool(getattr(source, "live", True))
+            if save:
+                models = {"encoder": encoder,
+                          "asr": None if transcriber is None else {
+                              "name": transcriber.name, "version": transcriber.version,
+                              "language": getattr(transcriber, "language", None)}}
+                extra: dict[str, Any] = {"realtime": realtime}
+                if file is not None:
+                    extra["uri"] = Path(file).stem  # the RTTM file id a reference for this recording uses
+                settings = session_settings(source, th, options, live, is_narrowband(source), profiles, **extra)
+                writer = self.sessions.create(settings, models, source=settings["source"])
+            session = LiveSession(source, self.embedder, profiles, th, transcriber=transcriber, sinks=sinks,
+                                  writer=writer, live=live, options=options)
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            source.close()
+            raise
+        session.notes = [hint] if hint else []
+        return session
+
+    # -- sessions ------------------------------------------------------------------------------------
+    def name_speaker(self, session: str, speaker: str, person: str) -> NamedSpeaker:
+        """Turns ``speaker`` of ``session`` (e.g. "Speaker 2") into profile ``person`` and relabels the session.
+
+        The voiceprint is built from the speaker's reliable segments (>= 1 s), weighted by duration, and
+        must pass the enrollment gate (a cluster that holds two people is refused)."""
+        from .identity.enroll import profile_from_speaker
+        from .identity.profiles import check_name
+
+        person = check_name(person)
+        sess = self.sessions.get(session)
+        embs = self.sessions.speaker_embeddings(sess.id, speaker)
+        durations = self.sessions.speaker_durations(sess.id, speaker)
+        if embs is None or len(embs) == 0:
+            raise ProfileError(f"session {sess.id} has no voice samples for '{speaker}'; "
+                               f"see `idme sessions show {sess.id}`")
+        takes, meta = profile_from_speaker(embs, durations, person, self.thresholds())
+        encoder = dict(sess.models.get("encoder") or {})
+        for m in meta:
+            m["source"] = f"named from {speaker} of session {sess.id}"
+        profile = self.profiles.add(person, takes, encoder, meta)
+        n = self.sessions.rename_speaker(sess.id, speaker, person, kind="me" if person == OWNER else "enrolled")
+        return NamedSpeaker(sess.id, speaker, profile, n)
+
+    def export(self, session: str, out: str | os.PathLike[str], fmt: str | None = None) -> Path | None:
+        """Writes ``session`` as md/txt/srt/vtt/json/rttm to ``out`` ("-" = stdout); returns the path."""
+        from .session.export import write_export
+
+        return write_export(self.sessions.get(session), out, fmt)
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def score_trials(self, lists: Sequence[Path], test_seconds: float | None = None,
+                     cache_dir: Path | None = None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+        """(target, non-target) scores of trial lists, through the enrollment audio path."""
+        from .eval.verification import score_lists
+
+        return score_lists(lists, self.embedder, cache_dir or self.home / "cache" / "embeddings",
+                           test_seconds, progress)
+
+    def eval_trials(self, lists: Sequence[Path], test_seconds: float | None = None, cache_dir: Path | None = None,
+                    progress=None) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        """EER, minDCF and FAR/FRR at the thresholds in force; returns (report, target, non-target scores)."""
+        from .eval.verification import verification_report
+
+        tgt, non = self.score_trials(lists, test_seconds, cache_dir, progress)
+        th = self.thresholds()
+        report = {"trials": [str(p) for p in lists], "encoder": {"name": self.embedder.name,
+                                                                  "version": self.embedder.version},
+                  "test_seconds": test_seconds, **verification_report(tgt, non, th)}
+        return report, tgt, non
+
+    def eval_meetings(self, dirs: Sequence[Path], hyp_dir: Path | None = None, say=None) -> dict[str, Any]:
+        """Labels and scores meetings / RTTM sets as ``idme listen --file`` would label them."""
+        from .eval.meetings import evaluate
+
+        return evaluate(dirs, self.embedder, self.thresholds(), hyp_dir, say)
+
+    def calibrate(self, lists: Sequence[Path], far: float = 0.01, test_seconds: float | None = None,
+                  cache_dir: Path | None = None, dry_run: bool = False, progress=None):
+        """Thresholds at false-accept rate ``far`` on trial lists; saved (keyed by encoder name@version)
+        unless ``dry_run``. Returns (Calibration, path written or None)."""
+        from .identity.thresholds import DEFAULTS, save
+        from .eval.verification import calibrate
+
+        tgt, non = self.score_trials(lists, test_seconds, cache_dir, progress)
+        emb = self.embedder
+        base = DEFAULTS.get(emb.name) or DEFAULTS["campplus"]
+        crop = "" if test_seconds is None else f", test side cut to {test_seconds:g} s"
+        result = calibrate(tgt, non, self.thresholds(), base, far, ", ".join(map(str, lists)) + crop)
+        path = None if dry_run else save(emb.name, result.new, self.home, version=emb.version)
+        return result, path

@@ -1,0 +1,75 @@
+"""The ``idme`` command line: parses options, calls :mod:`idme.api`, maps errors to one line and an exit code.
+
+stdout carries data only (``--json`` JSON Lines, exports to ``-``); logs, progress and hints go to stderr.
+Exit codes: 0 ok, 1 runtime error (one line, no traceback unless IDME_DEBUG=1), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+from rich.logging import RichHandler
+
+from .. import __version__
+from ..errors import IdmeError
+from . import enroll as _enroll
+from . import eval as _eval
+from . import listen as _listen
+from . import models as _models
+from . import profiles as _profiles
+from . import sessions as _sessions
+from .common import err
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="idme: who said what, live and local. Labels speech as Me, people you enrolled, "
+                       "or new speakers, and transcribes it.")
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = RichHandler(console=err, show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler],
+                        format="%(message)s", force=True)
+    logging.getLogger("idme").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _print_version(value: bool) -> None:
+    # Eager: click checks for a missing subcommand before the group callback runs, so `idme --version`
+    # must print and exit while the options are parsed.
+    if value:
+        typer.echo(f"idme {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    _setup_logging(verbose)
+
+
+app.command()(_enroll.enroll)
+app.command()(_listen.listen)
+app.command()(_listen.devices)
+app.command()(_sessions.name)
+app.command()(_sessions.transcript)
+app.add_typer(_profiles.profiles_app, name="profiles")
+app.add_typer(_sessions.sessions_app, name="sessions")
+app.add_typer(_models.models_app, name="models")
+app.add_typer(_eval.eval_app, name="eval")
+
+
+def main() -> None:
+    """Console-script entry point: every IdmeError becomes one line on stderr and its exit code."""
+    try:
+        app(standalone_mode=True)
+    except IdmeError as exc:
+        if os.environ.get("IDME_DEBUG"):
+            raise
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(exc.exit_code)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,62 @@
+"""What every command shares: the stderr console, the common options, settings from flags, error mapping."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import IdmeError
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+HOME_OPT = typer.Option(None, "--home", help="Data store directory (default $IDME_HOME or the user data dir).")
+EMBEDDER_OPT = typer.Option(None, "--embedder", help="Speaker encoder: campplus (bundled) or ecapa "
+                                                     "(default $IDME_EMBEDDER, config.toml, or campplus).")
+COMPUTE_OPT = typer.Option(None, "--compute", help="Where the ECAPA encoder runs: cpu or cuda "
+                                                   "(default $IDME_COMPUTE or cpu).")
+CACHE_OPT = typer.Option(None, "--cache-dir", help="Embedding cache (default <home>/cache/embeddings).")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Prints ``error: message`` on stderr; returns the Exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+def cli_errors(fn: F) -> F:
+    """Runs a command, turning IdmeError/OSError into one line on stderr and exit 1 (2 for usage errors).
+    Tracebacks only with IDME_DEBUG=1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except IdmeError as exc:
+            if os.environ.get("IDME_DEBUG"):
+                raise
+            raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
+        except OSError as exc:
+            if os.environ.get("IDME_DEBUG"):
+                raise
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            raise fail(f"{exc.strerror or exc}{where}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def make_idme(home: Path | None = None, embedder: str | None = None, compute: str | None = None,
+              asr: str | None = None, asr_model: Path | None = None):
+    """The library facade with settings from these flags (> IDME_* > config file > defaults)."""
+    from ..api import Idme
+    from ..settings import resolve
+
+    return Idme(resolve(home, embedder=embedder, compute=compute, asr=asr, asr_model=asr_model))

@@ -1,0 +1,96 @@
+"""``idme enroll``: files or microphone takes into a profile, behind the quality gate."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from ..errors import EnrollmentError
+from .common import COMPUTE_OPT, EMBEDDER_OPT, HOME_OPT, cli_errors, err, make_idme
+
+_PROMPTS = (
+    "The quick brown fox jumps over the lazy dog, and then runs back into the quiet forest.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "I usually start my day with a cup of coffee and a look at the news from around the world.",
+    "When the sunlight strikes raindrops in the air, they act as a prism and form a rainbow.",
+    "We talked about the budget, the schedule and who will take care of the next release.",
+)
+
+
+def _record_take(device: str | None, seconds: float, index: int, total: int) -> tuple[np.ndarray, int]:
+    """Records one take from the microphone with a countdown; returns (16 kHz float32 samples, the
+    microphone's native rate)."""
+    from ..audio.sources import MicrophoneSource
+
+    # Find the device first: a missing microphone is reported at once, not after the prompt and countdown.
+    mic = MicrophoneSource(device=device)
+    err.print(f"\n[bold]Take {index}/{total}[/]: read this aloud in your normal voice:", markup=True)
+    err.print(f"  [italic]{_PROMPTS[(index - 1) % len(_PROMPTS)]}[/]", markup=True)
+    for n in (3, 2, 1):
+        err.print(f"  starting in {n}…", markup=False)
+        time.sleep(1)
+    err.print("  [bold red]● recording[/]", markup=True)
+    parts, need = [], int(seconds * 16000)
+    with mic:
+        got = 0
+        for frame in mic.frames():
+            parts.append(frame.samples)
+            got += len(frame.samples)
+            if got >= need:
+                mic.stop()
+    err.print("  done.", markup=False)
+    return (np.concatenate(parts)[:need] if parts else np.zeros(0, np.float32)), mic.native_rate
+
+
+def _microphone_takes(device: str | None, takes: int, seconds: float) -> tuple[list, list[int]]:
+    """Records ``takes`` takes, each retried up to 3 times until it passes the gate's speech checks."""
+    from ..identity.enroll import check_take
+
+    take_audio, rates = [], []
+    for i in range(1, takes + 1):
+        for attempt in range(3):
+            samples, rate = _record_take(device, seconds, i, takes)
+            try:
+                check_take(samples, f"take {i}")
+                break
+            except EnrollmentError as exc:
+                err.print(f"[yellow]{exc}[/]", markup=True)
+                if attempt == 2:
+                    raise
+        take_audio.append((f"take {i}", samples))
+        rates.append(rate)
+    return take_audio, rates
+
+
+@cli_errors
+def enroll(
+    name: str = typer.Option("me", "--name", "-n", help="Profile to enrol into; 'me' is you, the owner."),
+    files: list[Path] = typer.Option([], "--file", "-f", help="Enrollment recording(s); repeat for several takes."),
+    takes: int = typer.Option(3, "--takes", min=1, max=10, help="Microphone takes to record."),
+    seconds: float = typer.Option(6.0, "--seconds", min=2.0, max=60.0, help="Length of each microphone take."),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Input device (index or name)."),
+    keep_audio: bool = typer.Option(False, "--keep-audio", help="Keep the enrollment audio (0600) so the "
+                                    "profile can be re-embedded with another encoder later."),
+    embedder: Optional[str] = EMBEDDER_OPT,
+    compute: Optional[str] = COMPUTE_OPT,
+    home: Optional[Path] = HOME_OPT,
+) -> None:
+    """Enrol a voice: from files (--file) or from the microphone (--takes K --seconds S)."""
+    from ..identity.profiles import check_name
+
+    check_name(name)
+    idme = make_idme(home, embedder, compute)
+    if files:
+        result = idme.enroll_files(name, files, keep_audio=keep_audio)
+    else:
+        take_audio, rates = _microphone_takes(device, takes, seconds)
+        result = idme.enroll(name, take_audio, rates, keep_audio=keep_audio)
+    for r in result.reports:
+        err.print(f"  ✓ {r.source}: {r.speech_s:.1f} s of speech, level {r.level_dbfs:.0f} dBFS", markup=False)
+    profile = result.profile
+    who = "you (Me)" if profile.name == "me" else profile.name
+    err.print(f"[green]Enrolled {who}[/]: {len(profile.embeddings)} take(s) with {idme.embedder.name}.", markup=True)

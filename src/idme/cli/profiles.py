@@ -1,0 +1,80 @@
+"""``idme profiles``: list, show, rename, delete and re-embed enrolled profiles."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import ProfileError
+from .common import COMPUTE_OPT, EMBEDDER_OPT, HOME_OPT, cli_errors, err, make_idme
+
+profiles_app = typer.Typer(no_args_is_help=True, help="List, inspect, rename and delete enrolled profiles.")
+
+
+@profiles_app.command("list")
+@cli_errors
+def profiles_list(as_json: bool = typer.Option(False, "--json"), home: Optional[Path] = HOME_OPT) -> None:
+    """List enrolled profiles."""
+    profs = make_idme(home).profiles.all()
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in profs]))
+        return
+    if not profs:
+        err.print("no profiles yet: run `idme enroll`", markup=False)
+        return
+    t = Table("name", "kind", "takes", "encoder", "updated")
+    for p in profs:
+        t.add_row(p.display, p.kind, str(len(p.embeddings)), f"{p.encoder.get('name')} {p.encoder.get('version')}",
+                  p.updated_at)
+    Console().print(t)
+
+
+@profiles_app.command("show")
+@cli_errors
+def profiles_show(name: str, home: Optional[Path] = HOME_OPT) -> None:
+    """Show one profile (takes, encoder, quality); never the voiceprint itself."""
+    p = make_idme(home).profiles.get("me" if name.lower() == "me" else name)
+    typer.echo(json.dumps(p.to_dict(), indent=1))
+
+
+@profiles_app.command("rename")
+@cli_errors
+def profiles_rename(old: str, new: str, home: Optional[Path] = HOME_OPT) -> None:
+    """Rename a profile."""
+    make_idme(home).profiles.rename(old, new)
+    err.print(f"renamed {old} to {new}", markup=False)
+
+
+@profiles_app.command("rm")
+@cli_errors
+def profiles_rm(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+                home: Optional[Path] = HOME_OPT) -> None:
+    """Delete a profile: its voiceprints, metadata and any kept audio."""
+    store = make_idme(home).profiles
+    if not store.exists(name):
+        raise ProfileError(f"no profile '{name}'; see `idme profiles list`")
+    if not yes and sys.stdin.isatty() and not typer.confirm(f"Delete profile {name} and its voiceprints?"):
+        raise typer.Exit(1)
+    store.remove(name)
+    err.print(f"deleted profile {name}", markup=False)
+
+
+@profiles_app.command("reembed")
+@cli_errors
+def profiles_reembed(name: Optional[str] = typer.Argument(None, help="Profile (default: all with kept audio)."),
+                     embedder: Optional[str] = EMBEDDER_OPT, compute: Optional[str] = COMPUTE_OPT,
+                     home: Optional[Path] = HOME_OPT) -> None:
+    """Re-embed profiles from their kept enrollment audio with the current encoder."""
+    idme = make_idme(home, embedder, compute)
+    done = idme.reembed(name)
+    for p in done:
+        err.print(f"re-embedded {p.name}: {len(p.embeddings)} take(s) with {idme.embedder.name} "
+                  f"{idme.embedder.version}", markup=False)
+    if not done:
+        err.print("no profile has kept audio (enrol with --keep-audio)", markup=False)

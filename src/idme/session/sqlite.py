@@ -1,0 +1,227 @@
+"""SQLite plumbing of the session store: schema, connection pragmas, transactions, error mapping.
+
+Why WAL with ``synchronous=NORMAL`` while a session records: in WAL mode a commit is an append to the
+log, and with NORMAL the log is fsynced only at checkpoints, not at every commit. A commit still survives
+``kill -9`` of the writer (the bytes are in the OS page cache, which the kernel writes out); only a
+power cut or OS crash can roll back the last few commits, never corrupt the file
+(https://www.sqlite.org/pragma.html#pragma_synchronous, https://www.sqlite.org/wal.html). That costs
+~0.2 ms per event instead of ~4 ms with FULL (review 2026-12-01, §1.8). ``SessionWriter.finish`` switches
+its connection to FULL and checkpoints, so a finished session is on disk for good; maintenance
+(rename, delete) always runs with FULL. WAL also lets readers (``idme sessions list``) run while a
+listener writes, and ``busy_timeout`` + ``BEGIN IMMEDIATE`` lets two listeners share one store without
+"database is locked" failures (https://www.sqlite.org/lang_transaction.html).
+
+Privacy: the file is created 0600 (SQLite gives its -wal/-shm files the same mode) and deleted rows are
+overwritten with zeros (``secure_delete``).
+
+Layout::
+
+    sessions (id, created_at, status, duration_s, source, settings, models, writer_*)
+    segments (session_id, seg_id, start_s, end_s, speaker, kind, score, final, text, words)
+    speakers (session_id, label, kind, n, dim, embeddings float32 (n, dim) blob, centroid float32 (dim,))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import SessionError, StoreError
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever the tables change; a store written by a newer idme is refused, not misread.
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS sessions (
+        id           TEXT PRIMARY KEY,
+        created_at   TEXT NOT NULL,             -- ISO 8601, UTC, microseconds
+        status       TEXT NOT NULL,             -- running | complete | interrupted
+        duration_s   REAL,                      -- NULL until finish()
+        finished_at  TEXT,
+        source       TEXT NOT NULL DEFAULT '',
+        settings     TEXT NOT NULL,             -- JSON object
+        models       TEXT NOT NULL,             -- JSON object
+        writer_host  TEXT NOT NULL DEFAULT '',  -- who writes it, to tell "running" from "crashed"
+        writer_pid   INTEGER NOT NULL DEFAULT 0,
+        writer_start TEXT NOT NULL DEFAULT ''   -- process start time (Linux), guards against pid reuse
+    )""",
+    "CREATE INDEX IF NOT EXISTS sessions_by_created ON sessions(created_at, id)",
+    """CREATE TABLE IF NOT EXISTS segments (
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        seg_id     INTEGER NOT NULL,
+        start_s    REAL NOT NULL,
+        end_s      REAL NOT NULL,
+        speaker    TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        score      REAL NOT NULL,
+        final      INTEGER NOT NULL,
+        text       TEXT NOT NULL DEFAULT '',
+        words      TEXT NOT NULL DEFAULT '[]',  -- JSON list of {word, start, end, conf}
+        PRIMARY KEY (session_id, seg_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS speakers (
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        label      TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        n          INTEGER NOT NULL,            -- rows of embeddings
+        dim        INTEGER NOT NULL,
+        embeddings BLOB,                        -- little-endian float32, shape (n, dim)
+        centroid   BLOB,                        -- little-endian float32, shape (dim,)
+        PRIMARY KEY (session_id, label)
+    )""",
+)
+
+
+class IdCollision(Exception):
+    """The random session id is taken; pick another."""
+
+
+#: ``PRAGMA synchronous`` levels a connection may ask for.
+SYNCHRONOUS = ("NORMAL", "FULL")
+
+
+def connect(path: Path, busy_timeout_s: float, synchronous: str = "FULL") -> sqlite3.Connection:
+    """Opens (creating 0600 if needed) the store with the durability and privacy pragmas set.
+
+    synchronous: "FULL" (fsync the log at every commit) or "NORMAL" (fsync at checkpoints only; a
+    session writer while recording). NORMAL is used only in WAL mode: with a rollback journal it could
+    corrupt the file on a power cut, so such a connection stays FULL.
+    """
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
+    try:
+        # Create the file ourselves: SQLite would create it 0644 under the usual umask, and it gives the
+        # -wal and -shm files the mode of the main file.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        restrict_mode(path)
+    except OSError as exc:
+        raise StoreError(f"cannot open the session store {path}: {exc.strerror}; "
+                         "set IDME_HOME or --home to a writable directory") from exc
+    # isolation_level=None: the sqlite3 module must not open transactions behind our back; every
+    # write below is an explicit BEGIN IMMEDIATE ... COMMIT.
+    conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            logger.warning("%s: the file system does not support SQLite's write-ahead log; using journal "
+                           "mode %s (still durable, slower with several writers)", path, mode)
+            synchronous = "FULL"
+        for pragma in (f"synchronous={synchronous}",
+                       "foreign_keys=ON",
+                       "secure_delete=ON",      # overwrite deleted rows with zeros (voiceprints, transcripts)
+                       "temp_store=MEMORY"):    # VACUUM's temporary copy stays out of /tmp
+            conn.execute(f"PRAGMA {pragma}")
+        ensure_schema(conn, path)
+        for suffix in ("-wal", "-shm"):
+            restrict_mode(Path(f"{path}{suffix}"))
+    except sqlite3.Error as exc:
+        conn.close()
+        raise store_error(exc, path, "opening the session store") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} was written by a newer idme (store version {version}); upgrade idme")
+    if version == SCHEMA_VERSION:
+        return
+    with transaction(conn, path, "creating the session store"):
+        # Re-read under the write lock: another process may have created the tables meanwhile.
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, path: Path, action: str) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT; rolls back and maps SQLite errors to StoreError / SessionError.
+
+    IMMEDIATE takes the write lock up front, so the busy timeout covers the wait; a deferred
+    transaction that upgrades from read to write can fail at once with SQLITE_BUSY in WAL mode.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        yield
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        rollback(conn)
+        if isinstance(exc, sqlite3.IntegrityError):
+            if "UNIQUE" in str(exc) and "sessions.id" in str(exc):
+                raise IdCollision() from exc
+            if "FOREIGN KEY" in str(exc):
+                raise SessionError(f"{action} failed: the session no longer exists in {path} (deleted?)") from exc
+            raise SessionError(f"{action} failed: {exc}") from exc
+        if isinstance(exc, sqlite3.Error):
+            raise store_error(exc, path, action) from exc
+        raise
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:  # SQLite may already have rolled back (e.g. after SQLITE_FULL)
+            pass
+
+
+def store_error(exc: sqlite3.Error, path: Path, action: str) -> StoreError:
+    """One actionable line for a SQLite failure (Python < 3.11 has no error codes: match the text)."""
+    msg = str(exc)
+    low = msg.lower()
+    if "full" in low:
+        text = (f"{action} failed: the disk holding {path} is full; everything saved before is kept. "
+                "Free some space and start again")
+    elif "locked" in low or "busy" in low:
+        text = f"{action} failed: {path} is locked by another process; try again"
+    elif "readonly" in low or "read-only" in low:
+        text = f"{action} failed: {path} is read-only; set IDME_HOME or --home to a writable directory"
+    elif "not a database" in low or "malformed" in low:
+        text = f"{action} failed: {path} is damaged ({msg}); move it away to start a new store"
+    elif "unable to open" in low:
+        text = f"{action} failed: cannot open {path}; set IDME_HOME or --home to a writable directory"
+    else:
+        text = f"{action} failed on {path}: {msg}"
+    return StoreError(text)
+
+
+def restrict_mode(path: Path) -> None:
+    """chmod 0600 a store file we own that is readable by others (it holds voiceprints)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o077 and (not hasattr(os, "getuid") or st.st_uid == os.getuid()):
+        os.chmod(path, 0o600)
+
+
+def set_synchronous(conn: sqlite3.Connection, level: str) -> None:
+    """Switches an open connection's ``PRAGMA synchronous`` (outside a transaction)."""
+    if level not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {level!r}")
+    conn.execute(f"PRAGMA synchronous={level}")
+
+
+def checkpoint(conn: sqlite3.Connection, mode: str = "FULL") -> bool:
+    """``PRAGMA wal_checkpoint(mode)``; True when every frame of the log reached the database file.
+
+    FULL copies the whole log into the database file and fsyncs it (it waits, up to the busy timeout,
+    for other connections' transactions to end); TRUNCATE also empties the log file. False means another
+    connection kept part of the log (it is checkpointed later, by it or by the next checkpoint). A store
+    that is not in WAL mode has nothing to checkpoint: True.
+    """
+    if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+        raise ValueError(f"unknown checkpoint mode {mode!r}")
+    busy, log_frames, done = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    return not busy and (log_frames == -1 or done == log_frames)
+
