@@ -431,7 +431,19 @@ def limited(self, seg):
     upsert(self, seg)
     saved.append(seg["seg_id"])
 
+upsert_many = store.SessionWriter.upsert_segments
+
+def limited_many(self, segs):
+    # A batch is one transaction: one that does not fit fails whole, as on a real full disk.
+    segs = list(segs)
+    if len(saved) + len(segs) > LIMIT:
+        full(self)
+    upsert_many(self, segs)
+    saved.extend(seg["seg_id"] for seg in segs)
+    return len(segs)
+
 store.SessionWriter.upsert_segment = limited
+store.SessionWriter.upsert_segments = limited_many
 store.SessionWriter.save_speakers = full
 store.SessionWriter.finish = full
 from idme.cli import main

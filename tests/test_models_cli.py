@@ -67,8 +67,9 @@ def test_ecapa_installed_from_a_copy_enrols_and_listens_offline(tmp_path: Path, 
     r = _cli("listen", "--file", EXAMPLES / "meeting.wav", "--json", "--home", home)
     assert r.exit_code == 1 and "re-enrol" in r.stderr and "Traceback" not in r.output
     # Without the shipped copy (a broken install) the default encoder is a missing model, named with its fix.
-    from idme.models import registry
-    monkeypatch.setattr(registry, "bundled_dir", lambda spec: None)
+    from idme.models import install, status
+    for module in (install, status):
+        monkeypatch.setattr(module, "bundled_dir", lambda spec: None)
     r = _cli("listen", "--file", EXAMPLES / "meeting.wav", "--json", "--home", home)
     assert r.exit_code == 1 and "download_models.py --only campplus" in r.stderr
 
@@ -104,15 +105,21 @@ def test_listen_transcribes_with_a_vosk_model_directory(tmp_path: Path):
     model = Path(vosk_ko.__file__).parent / "model"
     home = tmp_path / "home"
     assert _cli("enroll", *sum((["--file", str(p)] for p in OWNER_TAKES), []), "--home", home).exit_code == 0
-    r = _cli("listen", "--file", EXAMPLES / "meeting.wav", "--json", "--asr", "vosk", "--asr-model", model,
-             "--home", home)
+    # The first 15 s of the meeting (three turns): the Korean model is slow on English, the whole 48 s
+    # cost 90 s here and proves nothing more.
+    import soundfile as sf
+
+    audio, rate = sf.read(EXAMPLES / "meeting.wav", dtype="float32", frames=15 * 16000)
+    clip = tmp_path / "meeting15.wav"
+    sf.write(clip, audio, rate, subtype="PCM_16")
+    r = _cli("listen", "--file", clip, "--json", "--asr", "vosk", "--asr-model", model, "--home", home)
     assert r.exit_code == 0, r.output
     events = [json.loads(line) for line in r.stdout.splitlines()]
     first_seen: dict[int, dict] = {}
     for e in events:
         first_seen.setdefault(e["id"], e)
     assert all(e["text"] == "" for e in first_seen.values()), "the label comes first, text later"
-    assert sum(1 for e in events if e["text"]) >= 5
+    assert sum(1 for e in events if e["text"]) >= 2
     words = json.loads(_cli("transcript", "--out", "-", "--format", "json", "--home", home).stdout)["segments"]
     timed = [w for s in words for w in s["words"]]
     assert timed and all(s["start"] - 0.5 <= w["start"] <= w["end"] <= s["end"] + 0.5

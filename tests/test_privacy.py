@@ -25,6 +25,7 @@ DATA = Path(__file__).resolve().parent / "data"
 OWNER_TAKES = [EXAMPLES / "enroll" / f"me_{i}.wav" for i in (1, 2, 3)]
 #: Speaker 2414 of the example meeting, then the owner (speaker 1688) reading a 15 s sentence.
 OTHER_CLIP = DATA / "ls_2414_128291-0003.flac"
+OTHER_CLIP_2 = DATA / "ls_2414_128291-0009.flac"
 OWNER_CLIP = DATA / "asr_1688-142285-0000.flac"
 #: A label nobody else uses, so finding its bytes means finding this speaker.
 UNIQUE_LABEL = "Quetzalcoatl Xyzzy"
@@ -108,7 +109,9 @@ def test_sessions_rm_leaves_no_trace(tmp_path: Path) -> None:
     transcript (Whisper, when installed) or its speaker embeddings."""
     home = tmp_path / "home"
     enroll_owner(home)
-    other, owner = read_audio(OTHER_CLIP), read_audio(OWNER_CLIP, max_s=8.0)
+    # Two utterances of the other speaker: `idme name` needs segments of 1 s or more to build a voiceprint.
+    other = np.concatenate([read_audio(OTHER_CLIP), np.zeros(4000, np.float32), read_audio(OTHER_CLIP_2)])
+    owner = read_audio(OWNER_CLIP, max_s=8.0)
     clip = tmp_path / "talk.wav"
     sf.write(clip, np.concatenate([other, np.zeros(8000, np.float32), owner]), 16000, subtype="PCM_16")
     asr = "whisper" if whisper_available() else "none"

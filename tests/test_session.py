@@ -518,3 +518,51 @@ def test_delete_while_another_session_records(tmp_path: Path) -> None:
         store._db.set_trace_callback(statements.append)
         assert store.delete(s.id) is True
         assert any(sql.strip().upper().startswith("VACUUM") for sql in statements)
+
+
+def test_speaker_durations_round_trip_and_merge(store: SessionStore) -> None:
+    """Durations saved with a speaker's embeddings come back in order, None when none were given; a
+    rename that merges two speakers concatenates them; a wrong count is refused."""
+    w = store.create({}, {})
+    w.upsert_segments([seg(0, "alice", "enrolled"), seg(1, "Speaker 2", "unknown"), seg(2, "Speaker 3", "unknown")])
+    a, b = np.ones((2, 4), np.float32), -np.ones((3, 4), np.float32)
+    with pytest.raises(SessionError, match="2 durations for 3 embeddings"):
+        w.save_speakers({"Speaker 2": {"kind": "unknown", "embeddings": b, "durations": [1.0, 2.0]}})
+    w.save_speakers({"alice": {"kind": "enrolled", "embeddings": a, "durations": np.array([1.5, 0.5])},
+                     "Speaker 2": {"kind": "unknown", "embeddings": b, "durations": [2.0, 0.25, 4.0]},
+                     "Speaker 3": {"kind": "unknown", "embeddings": a}})
+    w.finish()
+    w.close()
+    sid = w.session_id
+    np.testing.assert_array_equal(store.speaker_durations(sid, "alice"), np.array([1.5, 0.5], np.float32))
+    assert store.speaker_durations(sid, "alice").dtype == np.float32
+    assert store.speaker_durations(sid, "Speaker 3") is None
+    with pytest.raises(SessionError, match="no saved embeddings for speaker 'nobody'"):
+        store.speaker_durations(sid, "nobody")
+    store.rename_speaker(sid, "Speaker 2", "alice")
+    np.testing.assert_array_equal(store.speaker_durations(sid, "alice"),
+                                  np.array([1.5, 0.5, 2.0, 0.25, 4.0], np.float32))
+    assert len(store.speaker_embeddings(sid, "alice")) == 5
+    store.rename_speaker(sid, "Speaker 3", "alice")  # one side kept no durations: equal weights from now on
+    assert store.speaker_durations(sid, "alice") is None and len(store.speaker_embeddings(sid, "alice")) == 7
+
+
+def test_store_without_the_durations_column_is_upgraded(tmp_path: Path) -> None:
+    """A store made before durations were kept gains the column on open; its speakers read as None."""
+    home = tmp_path / "home"
+    SessionStore(home).close()
+    conn = sqlite3.connect(home / DB_FILENAME)
+    conn.execute("DROP TABLE speakers")
+    conn.execute("CREATE TABLE speakers (session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,"
+                 " label TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, dim INTEGER NOT NULL,"
+                 " embeddings BLOB, centroid BLOB, PRIMARY KEY (session_id, label))")
+    conn.execute("INSERT INTO sessions (id, created_at, status, settings, models) VALUES"
+                 " ('20260101-000000-abcd', '2026-01-01T00:00:00+00:00', 'complete', '{}', '{}')")
+    conn.execute("INSERT INTO speakers VALUES ('20260101-000000-abcd', 'Me', 'me', 1, 2, ?, NULL)",
+                 (np.ones(2, "<f4").tobytes(),))
+    conn.commit()
+    conn.close()
+    with SessionStore(home) as store:
+        assert store.speaker_durations("latest", "Me") is None
+        np.testing.assert_array_equal(store.speaker_embeddings("latest", "Me"), np.ones((1, 2), np.float32))
+    assert _integrity(home / DB_FILENAME) == "ok"

@@ -146,9 +146,10 @@ def test_vosk_is_a_transcriber_with_version_and_language(vosk_ko):
 def test_vosk_decodes_speech_into_words_with_absolute_times(vosk_ko, libri):
     """English speech through the Korean model still yields words whose times lie in the segment, in order,
     shifted by the segment's session offset, and whose text matches the word list."""
-    t = vosk_ko.transcribe(libri, offset_s=100.0)
-    assert len(t.words) >= 10
-    _check_word_times(t, 100.0, len(libri) / SR)
+    clip = libri[: 10 * SR]  # 10 of the 15 s: the Korean model is slow on English
+    t = vosk_ko.transcribe(clip, offset_s=100.0)
+    assert len(t.words) >= 8
+    _check_word_times(t, 100.0, len(clip) / SR)
     assert t.words[0].start < 102.0  # the reader starts within the first second
     assert t.text.split() == [w.word for w in t.words]
 

@@ -103,23 +103,25 @@ class Idme:
 
     # -- enrolment -----------------------------------------------------------------------------------
     def enroll(self, name: str, takes: Sequence[tuple[str, np.ndarray]], native_rates: Sequence[int] | None = None,
-               keep_audio: bool = False) -> EnrollResult:
-        """Adds takes ([(source label, 16 kHz float32 samples)]) to profile ``name`` behind the quality gate."""
+               keep_audio: bool = False, force: bool = False) -> EnrollResult:
+        """Adds takes ([(source label, 16 kHz float32 samples)]) to profile ``name`` behind the quality gate.
+        force: enrol even when the voice already matches another profile."""
         from .identity.enroll import enroll, keep_audio as save_audio
         from .identity.profiles import check_name
 
         name = check_name(name)
         profile, reports = enroll(self.profiles, self.embedder, name, list(takes), self.thresholds(),
-                                  native_rates=list(native_rates) if native_rates else None)
+                                  native_rates=list(native_rates) if native_rates else None, force=force)
         kept = save_audio(self.profiles, profile.name, list(takes)) if keep_audio else []
         return EnrollResult(profile, reports, kept)
 
-    def enroll_files(self, name: str, files: Sequence[str | os.PathLike[str]], keep_audio: bool = False) -> EnrollResult:
-        """``enroll`` from recordings (any format and rate libsndfile reads)."""
+    def enroll_files(self, name: str, files: Sequence[str | os.PathLike[str]], keep_audio: bool = False,
+                     force: bool = False) -> EnrollResult:
+        """``enroll`` from recordings (any format and rate libsndfile or PyAV reads)."""
         from .identity.enroll import read_takes
 
         takes, rates = read_takes(list(files))
-        return self.enroll(name, takes, rates, keep_audio)
+        return self.enroll(name, takes, rates, keep_audio, force)
 
     def reembed(self, name: str | None = None) -> list[Profile]:
         """Re-embeds ``name`` (or every profile with kept audio) with the current encoder."""
@@ -132,12 +134,15 @@ class Idme:
     # -- live sessions -------------------------------------------------------------------------------
     def open_live(self, file: str | os.PathLike[str] | None = None, *, realtime: bool = False, speed: float = 1.0,
                   device: int | str | None = None, source: Any = None, sinks: Sequence[Any] = (),
-                  save: bool = True, transcribe: bool = True, require_owner: bool = True) -> LiveSession:
+                  save: bool = True, transcribe: bool = True, require_owner: bool = True,
+                  min_speakers: int | None = None, max_speakers: int | None = None) -> LiveSession:
         """A ready-to-run session: ``file`` (as fast as possible, or ``realtime`` at ``speed``), the
         microphone ``device`` (default input when neither is given), or an already-open ``source``.
 
         save: journal it in the store (a session id the user can export). transcribe: use the recogniser
-        ``settings.asr`` selects. require_owner: refuse to start when nobody is enrolled as "me".
+        ``settings.asr`` selects. require_owner: refuse to start when nobody is enrolled as "me" (False:
+        speakers are labelled Speaker N / enrolled names only, like ``eval meetings``).
+        min_speakers / max_speakers: bounds on the number of speakers the final re-clustering leaves.
         ``session.notes`` holds hints worth showing once (e.g. how to add a transcription model).
         """
         from .audio.sources import open_source
@@ -162,7 +167,7 @@ class Idme:
                                  **({"speed": speed} if realtime else {}))
         writer = None
         try:
-            options = LabelOptions()
+            options = LabelOptions(min_speakers=min_speakers, max_speakers=max_speakers)
             live = bool(getattr(source, "live", True))
             if save:
                 models = {"encoder": encoder,
@@ -185,34 +190,150 @@ class Idme:
         return session
 
     # -- sessions ------------------------------------------------------------------------------------
-    def name_speaker(self, session: str, speaker: str, person: str) -> NamedSpeaker:
+    def name_speaker(self, session: str, speaker: str, person: str, force: bool = False) -> NamedSpeaker:
         """Turns ``speaker`` of ``session`` (e.g. "Speaker 2") into profile ``person`` and relabels the session.
 
         The voiceprint is built from the speaker's reliable segments (>= 1 s), weighted by duration, and
-        must pass the enrollment gate (a cluster that holds two people is refused)."""
-        from .identity.enroll import profile_from_speaker
+        must pass the enrollment gate (a cluster that holds two people is refused). Unless ``force``, the
+        owner is protected (naming "Me", or naming anyone ``me``, is refused), a speaker is added to an
+        existing profile only when its voice passes that profile's threshold, and a new profile is refused
+        when the voice already matches another one. The profile as it was is kept for ``undo_name``."""
+        from .identity.enroll import check_distinct, profile_from_speaker
         from .identity.profiles import check_name
 
         person = check_name(person)
         sess = self.sessions.get(session)
+        if sess.status == "running":
+            raise ProfileError(f"session {sess.id} is still running; name its speakers once it has ended")
+        kinds = {sp.label: sp.kind for sp in sess.speakers}
+        if not force and (kinds.get(speaker) == "me" or speaker == "Me"):
+            raise ProfileError(f"'{speaker}' is you (the owner): naming it would copy your voiceprint into "
+                               f"'{person}'; pass --force if that is really what you want")
+        if not force and person == OWNER:
+            raise ProfileError(f"naming {speaker} 'me' adds their voice to your own voiceprint; enrol yourself "
+                               "with `idme enroll` instead, or pass --force if this speaker really is you")
         embs = self.sessions.speaker_embeddings(sess.id, speaker)
         durations = self.sessions.speaker_durations(sess.id, speaker)
         if embs is None or len(embs) == 0:
             raise ProfileError(f"session {sess.id} has no voice samples for '{speaker}'; "
                                f"see `idme sessions show {sess.id}`")
-        takes, meta = profile_from_speaker(embs, durations, person, self.thresholds())
+        th = self.thresholds()
+        takes, meta = profile_from_speaker(embs, durations, person, th)
         encoder = dict(sess.models.get("encoder") or {})
         for m in meta:
             m["source"] = f"named from {speaker} of session {sess.id}"
+        if not force:
+            self._check_named_voice(takes, person, encoder, th, check_distinct)
+        backup = self.profiles.backup(person)
+        had_label = person in kinds
         profile = self.profiles.add(person, takes, encoder, meta)
         n = self.sessions.rename_speaker(sess.id, speaker, person, kind="me" if person == OWNER else "enrolled")
+        self._save_undo(sess.id, {"speaker": speaker, "speaker_kind": kinds.get(speaker, "unknown"),
+                                  "person": person, "backup": None if backup is None else str(backup),
+                                  "merged_in_session": had_label})
         return NamedSpeaker(sess.id, speaker, profile, n)
+
+    def _check_named_voice(self, takes: np.ndarray, person: str, encoder: dict, th: Thresholds,
+                           check_distinct) -> None:
+        """``name_speaker``'s voice checks: an existing profile must accept the speaker's voiceprint, and a
+        new one must not duplicate another profile's voice."""
+        from .identity.enroll import acceptance_bar
+        from .identity.profiles import check_encoder
+
+        centroid = takes.mean(axis=0)
+        centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+        if self.profiles.exists(person):
+            prof = self.profiles.get(person)
+            check_encoder(prof, encoder)
+            score = float(prof.centroid @ centroid)
+            bar = acceptance_bar(person, th, prof.narrowband)
+            if score < bar:
+                raise ProfileError(f"this speaker does not sound like the existing profile '{person}' "
+                                   f"(similarity {score:.2f} < {bar:.2f}); pick a new name, or pass --force "
+                                   "to add them anyway")
+            return
+        others = [p for p in self.profiles.all()
+                  if (p.encoder.get("name"), p.encoder.get("version")) == (encoder.get("name"), encoder.get("version"))]
+        check_distinct(takes, person, others, th)
+
+    def _undo_path(self, session_id: str) -> Path:
+        from .identity.profiles import HISTORY_DIR
+
+        return self.profiles.root / HISTORY_DIR / "undo" / f"{session_id}.json"
+
+    def _save_undo(self, session_id: str, record: dict[str, Any]) -> None:
+        import json
+
+        from ._fs import atomic_write
+
+        path = self._undo_path(session_id)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        history = json.loads(path.read_text()) if path.exists() else []
+        atomic_write(path, json.dumps(history + [record], indent=1).encode(), 0o600)
+
+    def undo_name(self, session: str) -> dict[str, Any]:
+        """Undoes the last ``name_speaker`` on ``session``: the profile is put back as it was (removed if
+        it was new) and the session's segments get their old label back. Returns what was undone.
+
+        When the named person was already a speaker of that session the two were merged there, and only
+        the profile is restored (the session keeps the merged label; ``merged_in_session`` says so)."""
+        import json
+
+        from ._fs import atomic_write
+
+        sess = self.sessions.get(session)
+        path = self._undo_path(sess.id)
+        history = json.loads(path.read_text()) if path.exists() else []
+        if not history:
+            raise ProfileError(f"nothing to undo: no speaker of session {sess.id} was named")
+        rec = history.pop()
+        self.profiles.restore(rec["person"], None if rec["backup"] is None else Path(rec["backup"]))
+        if not rec["merged_in_session"]:
+            self.sessions.rename_speaker(sess.id, rec["person"], rec["speaker"], kind=rec["speaker_kind"])
+        atomic_write(path, json.dumps(history, indent=1).encode(), 0o600)
+        return {"session_id": sess.id, **rec}
 
     def export(self, session: str, out: str | os.PathLike[str], fmt: str | None = None) -> Path | None:
         """Writes ``session`` as md/txt/srt/vtt/json/rttm to ``out`` ("-" = stdout); returns the path."""
         from .session.export import write_export
 
         return write_export(self.sessions.get(session), out, fmt)
+
+    def render(self, session: str, fmt: str) -> str:
+        """``session`` rendered as md/txt/srt/vtt/json/rttm, as text (what the server returns)."""
+        from .session.export import export
+
+        return export(self.sessions.get(session), fmt)
+
+    # -- verify (1:1) and identify (1:N), issue 12 ---------------------------------------------------
+    def verify(self, name: str, file_or_samples: Any, *, sample_rate: int | None = None):
+        """Is the speech in ``file_or_samples`` profile ``name``'s voice? Returns an ``identity.verify.Check``
+        (decision accept / reject / not_enough_speech / not_enrolled, score, threshold, speech, condition).
+
+        file_or_samples: a path (any format ``read_audio`` reads), an ``AudioFrame``, or float32 samples (n,)
+        with their ``sample_rate``. Raises ProfileError for a profile made by another encoder."""
+        from .identity.profiles import check_encoder, check_name
+        from .identity.verify import check
+
+        name = check_name(name)
+        samples, native = _test_audio(file_or_samples, sample_rate)
+        profile = self.profiles.get(name) if self.profiles.exists(name) else None
+        if profile is not None:
+            check_encoder(profile, self.encoder_info)
+        return check(profile, samples, self.embedder, self.thresholds(), native_rate=native, name=name)
+
+    def identify(self, file_or_samples: Any, top: int = 5, *, sample_rate: int | None = None):
+        """Who among the enrolled profiles is speaking in ``file_or_samples`` (open set: decision ``reject``
+        = nobody enrolled)? Returns an ``identity.verify.Check`` with up to ``top`` (<= 50) candidates, the
+        gallery size and the expected false-positive identification rate (about gallery size x FAR)."""
+        from .identity.profiles import check_encoder
+        from .identity.verify import check
+
+        samples, native = _test_audio(file_or_samples, sample_rate)
+        profiles = self.profiles.all()
+        for p in profiles:
+            check_encoder(p, self.encoder_info)
+        return check(profiles, samples, self.embedder, self.thresholds(), native_rate=native, top=top)
 
     # -- evaluation ----------------------------------------------------------------------------------
     def score_trials(self, lists: Sequence[Path], test_seconds: float | None = None,
@@ -255,3 +376,32 @@ class Idme:
         result = calibrate(tgt, non, self.thresholds(), base, far, ", ".join(map(str, lists)) + crop)
         path = None if dry_run else save(emb.name, result.new, self.home, version=emb.version)
         return result, path
+
+
+def _test_audio(file_or_samples: Any, sample_rate: int | None) -> tuple[np.ndarray, int | None]:
+    """A test utterance as (16 kHz float32 samples (n,), the rate it was recorded at or None).
+
+    A path is decoded and resampled by ``FileSource``; an ``AudioFrame`` carries its rate; a bare array needs
+    ``sample_rate`` (an array without its rate is never guessed at)."""
+    from .audio.frames import TARGET_RATE_HZ, AudioFrame
+    from .audio.resample import StreamResampler
+
+    if isinstance(file_or_samples, (str, os.PathLike)):
+        from .audio.sources import FileSource
+
+        with FileSource(file_or_samples) as src:
+            native = src.native_rate
+            parts = [f.samples for f in src.frames()]
+        return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), native
+    if isinstance(file_or_samples, AudioFrame):
+        samples, rate = file_or_samples.samples, file_or_samples.sample_rate
+    else:
+        if sample_rate is None:
+            raise AudioError("raw samples need their sample_rate (e.g. sample_rate=16000)")
+        samples, rate = np.asarray(file_or_samples, np.float32), int(sample_rate)
+    if samples.ndim != 1:
+        raise AudioError(f"expected mono samples of shape (n,), got shape {samples.shape}")
+    if rate != TARGET_RATE_HZ and len(samples):
+        rs = StreamResampler(rate, TARGET_RATE_HZ)
+        samples = np.concatenate([rs.process(samples.astype(np.float32)), rs.flush()])
+    return samples.astype(np.float32), rate

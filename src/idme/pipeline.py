@@ -66,6 +66,10 @@ class LabelOptions:
     interim_window_s: float = 3.0
     #: Live sessions re-cluster every this many seconds of audio (files re-cluster once at the end).
     recluster_every_s: float = 60.0
+    #: Bounds on the number of speakers the final re-clustering leaves (``listen --num-speakers`` etc.);
+    #: None: as many as the voices say.
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
 
 @dataclass
@@ -132,6 +136,7 @@ class Labeller:
         self.embedder = embedder
         self.tracker = tracker
         self.opt = options
+        tracker.min_speakers, tracker.max_speakers = options.min_speakers, options.max_speakers
         self.live = live
         self.clock = clock
         self.chunker = SpeechChunker(options.vad)
@@ -612,7 +617,7 @@ class Pipeline:
             # A failing sink: stop the source and let the threads finish (their events are dropped), so
             # no thread outlives run(); then re-raise.
             self.stop()
-            self._drain(deliver=False)
+            self._drain(keep=False)
             raise
         finally:
             for t in threads:
@@ -623,7 +628,7 @@ class Pipeline:
             raise self._errors[0]
         return self.labeller.times
 
-    def _drain(self, deliver: bool = True) -> None:
+    def _drain(self, keep: bool = True) -> None:
         """Hands events to the sink until the labeller thread's end marker (or just discards them).
 
         Whatever is queued together (up to ``max_batch`` items) goes to the sink as one batch."""
@@ -641,7 +646,7 @@ class Pipeline:
             if _END in items:
                 items = items[: items.index(_END)]
                 done = True
-            if not deliver:
+            if not keep:
                 continue
             batch: list[SegmentEvent] = []
             for item in items:

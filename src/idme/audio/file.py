@@ -8,6 +8,7 @@ from a microphone, so latency can be measured and the live pipeline tested witho
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import threading
@@ -38,6 +39,16 @@ MAX_RATE_HZ = 384_000
 
 #: Formats the installed libsndfile (>= 1.1) decodes and idme documents; others it can read work too.
 SUPPORTED_FORMATS = "wav, flac, ogg, mp3"
+#: Formats read through PyAV (FFmpeg) when it is installed (``pip install idme[formats]``; faster-whisper
+#: brings it too): what phones, Zoom and browsers record.
+AV_FORMATS = "m4a, mp4, aac, webm, opus, mka"
+#: Files decoded by PyAV even though libsndfile opens them: libmpg123 prints dozens of
+#: "part2_3_length ... too large" lines on stderr for valid ffmpeg-made mp3s (review 2026-12-01 item 9),
+#: from C, where no Python logging setting reaches.
+_PREFER_AV = {".mp3"}
+#: ``-`` as a path: read the recording from standard input (buffered whole in memory first: formats
+#: such as mp4 need to seek).
+STDIN = "-"
 
 # libsndfile reports a frame count of SF_COUNT_MAX when the length is unknown (pipes, some streams).
 _UNKNOWN_FRAMES = 2**62
@@ -55,27 +66,174 @@ def frame_samples_for(block_s: float, rate: int = TARGET_RATE_HZ) -> int:
     return max(1, round(block_s * rate))
 
 
-def open_sound_file(path: str | os.PathLike[str]) -> sf.SoundFile:
-    """Open ``path`` for block reading, turning every way it can be unusable into a one-line AudioError."""
-    p = Path(path)
-    name = one_line(p)
-    if not p.exists():
-        raise AudioError(f"audio file not found: '{name}'")
-    if p.is_dir():
-        raise AudioError(f"'{name}' is a directory, not an audio file")
-    if not os.access(p, os.R_OK):
-        raise AudioError(f"cannot read '{name}': permission denied")
-    if p.stat().st_size == 0:
-        raise AudioError(f"'{name}' is empty (0 bytes)")
+class AvFile:
+    """A recording decoded by PyAV (FFmpeg), with the part of ``soundfile.SoundFile``'s interface that
+    :class:`FileSource` uses: ``samplerate``, ``channels``, ``frames``, ``format``, ``subtype``, ``closed``,
+    ``read(n, dtype="float32", always_2d=True)`` -> float32 (n, channels), ``seek(0)``, ``tell()``, ``close()``.
+
+    Decoding failures mid-file raise RuntimeError, as libsndfile's do, so FileSource keeps what came before.
+    """
+
+    def __init__(self, source: str | io.BytesIO, name: str) -> None:
+        import av  # optional (idme[formats]); imported only for files libsndfile cannot read
+
+        self._av = av
+        self._source = source
+        self._name = name
+        self.closed = False
+        self._open()
+        stream = self._stream
+        self.samplerate = int(stream.rate or stream.codec_context.sample_rate or 0)
+        self.channels = int(stream.codec_context.channels or len(stream.layout.channels) or 1)
+        self.format = (self._container.format.name or "av").split(",")[0].upper()
+        self.subtype = (stream.codec_context.name or "").upper()
+        seconds = None
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:
+            seconds = self._container.duration / 1_000_000  # av.time_base: microseconds
+        self.frames = int(round(seconds * self.samplerate)) if seconds else _UNKNOWN_FRAMES
+
+    def _open(self) -> None:
+        if isinstance(self._source, io.BytesIO):
+            self._source.seek(0)
+        self._container = self._av.open(self._source, mode="r")
+        if not self._container.streams.audio:
+            self._container.close()
+            raise AudioError(f"'{self._name}' has no audio stream")
+        self._stream = self._container.streams.audio[0]
+        self._decoded = self._container.decode(self._stream)
+        # Packed float32 at the stream's own rate and layout: resampling to 16 kHz stays in one place
+        # (SourceConverter), as for every other source.
+        self._resampler = self._av.AudioResampler(format="flt")
+        self._pending = np.zeros((0, 0), np.float32)
+        self._pos = 0
+
+    def _next_block(self) -> np.ndarray | None:
+        try:
+            frame = next(self._decoded)
+        except StopIteration:
+            return None
+        except self._av.FFmpegError as e:
+            raise RuntimeError(one_line(e)) from None
+        parts = [f.to_ndarray().reshape(-1, self.channels) for f in self._resampler.resample(frame)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)
+
+    def read(self, n: int, dtype: str = "float32", always_2d: bool = True) -> np.ndarray:
+        parts, have = [self._pending] if len(self._pending) else [], len(self._pending)
+        while have < n:
+            block = self._next_block()
+            if block is None:
+                break
+            parts.append(block)
+            have += len(block)
+        out = np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)
+        out, self._pending = out[:n], out[n:]
+        self._pos += len(out)
+        return out.astype(np.float32, copy=False)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, position: int) -> None:
+        """Rewinds to ``position`` (frames) by decoding again from the start (FileSource seeks rarely)."""
+        self._container.close()
+        self._open()
+        while self._pos < position and len(self.read(min(position - self._pos, 65536))):
+            pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self._container.close()
+            self.closed = True
+
+
+def _open_av(source: str | io.BytesIO, name: str, why: str) -> AvFile | None:
+    """PyAV's reader for ``source``, or None when PyAV is not installed or cannot read it either."""
     try:
-        f = sf.SoundFile(str(p))
-    except sf.LibsndfileError as e:
-        reason = one_line(e.error_string).rstrip(".") or "unknown format"
-        raise AudioError(
-            f"'{name}' is not a readable audio file or is damaged ({reason}); supported: {SUPPORTED_FORMATS}"
-        ) from None
-    except (OSError, RuntimeError, TypeError) as e:
-        raise AudioError(f"cannot open '{name}': {one_line(e)}") from None
+        import av
+    except ImportError:
+        logger.debug("PyAV not installed; cannot try it on %s (%s)", name, why)
+        return None
+    try:
+        return AvFile(source, name)
+    except (av.FFmpegError, OSError, ValueError, IndexError) as e:
+        logger.debug("PyAV cannot read %s either: %s", name, one_line(e))
+        return None
+
+
+def _sniff(head: bytes) -> str | None:
+    """What a file that no decoder reads looks like, for the error message (the true reason)."""
+    if not head.strip():
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "it is a text file, not audio" if all(c.isprintable() or c.isspace() for c in text[:512]) else None
+
+
+def read_stdin() -> io.BytesIO:
+    """Standard input as an in-memory file (``--file -``); AudioError when nothing was piped in."""
+    import sys
+
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None or sys.stdin.isatty():
+        raise AudioError("'-' reads a recording from standard input: pipe one in, e.g. `cat talk.m4a | idme listen -`")
+    data = stream.read()
+    if not data:
+        raise AudioError("standard input is empty (0 bytes): pipe a recording in")
+    return io.BytesIO(data)
+
+
+def open_sound_file(path: str | os.PathLike[str], data: io.BytesIO | None = None) -> sf.SoundFile | AvFile:
+    """Open ``path`` for block reading, turning every way it can be unusable into a one-line AudioError.
+
+    libsndfile first (wav, flac, ogg, mp3 ...), PyAV for what it cannot read (m4a, mp4, webm, opus ...) and
+    for mp3. ``data``: the recording's bytes instead of a file (``path`` then only names it: stdin).
+    """
+    p = Path(path)
+    name = "standard input" if data is not None else one_line(p)
+    if data is None:
+        if not p.exists():
+            raise AudioError(f"audio file not found: '{name}'")
+        if p.is_dir():
+            raise AudioError(f"'{name}' is a directory, not an audio file")
+        if not os.access(p, os.R_OK):
+            raise AudioError(f"cannot read '{name}': permission denied")
+        if p.is_file() and p.stat().st_size == 0:
+            raise AudioError(f"'{name}' is empty (0 bytes)")
+        if not p.is_file():  # a pipe or a device (/dev/stdin): buffer it, it can be read only once
+            with open(p, "rb") as fh:
+                data = io.BytesIO(fh.read())
+            if not data.getbuffer().nbytes:
+                raise AudioError(f"'{name}' gave no data (0 bytes)")
+    f: sf.SoundFile | AvFile | None = None
+    if p.suffix.lower() in _PREFER_AV:
+        f = _open_av(data if data is not None else str(p), name, "preferred for mp3")
+    if f is None:
+        try:
+            if data is not None:
+                data.seek(0)
+            f = sf.SoundFile(data if data is not None else str(p))
+        except sf.LibsndfileError as e:
+            reason = one_line(e.error_string).rstrip(".") or "unknown format"
+            f = _open_av(data if data is not None else str(p), name, reason)
+            if f is None:
+                if data is not None:
+                    head = data.getvalue()[:512]
+                else:
+                    with open(p, "rb") as fh:
+                        head = fh.read(512)
+                # libsndfile's own text for an unknown mp3 is "File does not exist or is not a regular
+                # file (possibly a pipe?)", which is never the reason here: say what the bytes look like.
+                reason = _sniff(head) or ("format not recognised" if "regular file" in reason else reason)
+                raise AudioError(
+                    f"'{name}' is not a readable audio file or is damaged ({reason}); supported: "
+                    f"{SUPPORTED_FORMATS}, and {AV_FORMATS} with PyAV (pip install 'idme[formats]')"
+                ) from None
+        except (OSError, RuntimeError, TypeError) as e:
+            raise AudioError(f"cannot open '{name}': {one_line(e)}") from None
     try:
         if f.samplerate < MIN_RATE_HZ:
             raise AudioError(f"'{name}' is sampled at {f.samplerate} Hz; idme needs at least {MIN_RATE_HZ} Hz")
@@ -90,7 +248,8 @@ def open_sound_file(path: str | os.PathLike[str]) -> sf.SoundFile:
 
 
 class FileSource:
-    """A wav/flac/ogg/mp3 file (anything libsndfile decodes), read block by block as 16 kHz mono frames.
+    """A wav/flac/ogg/mp3 file (anything libsndfile decodes; m4a/mp4/aac/webm/opus and mp3 through PyAV
+    when it is installed), or ``-`` (standard input), read block by block as 16 kHz mono frames.
 
     Any rate from 8 kHz up (96 kHz included), any channel count, int16/int24/int32/float samples.
     Construction opens and validates the file (errors are one-line :class:`AudioError` s); the file stays
@@ -106,8 +265,10 @@ class FileSource:
     live = False
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        """path: a file, or ``-`` for standard input."""
         self.path = Path(path)
-        self._file = open_sound_file(self.path)
+        data = read_stdin() if str(path) == STDIN else None
+        self._file = open_sound_file(self.path, data)
         self._stop = threading.Event()
         self._warned_nonfinite = False
 
@@ -138,7 +299,8 @@ class FileSource:
         """One line for logs and session metadata, e.g. ``talk.flac (44100 Hz, 2 ch, FLAC PCM_24, 63.2 s)``."""
         dur = self.duration_s
         length = f", {dur:.1f} s" if dur is not None else ""
-        return (f"{self.path.name} ({self.native_rate} Hz, {self.channels} ch, "
+        name = "standard input" if str(self.path) == STDIN else self.path.name
+        return (f"{name} ({self.native_rate} Hz, {self.channels} ch, "
                 f"{self._file.format} {self._file.subtype}{length})")
 
     def frames(self, block_s: float = DEFAULT_FILE_BLOCK_S) -> Iterator[AudioFrame]:

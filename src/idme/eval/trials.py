@@ -244,10 +244,10 @@ def score_trials(
         rows.append(emb / norm)
         if progress is not None:
             progress(i + 1, len(files))
-    emb_matrix = np.stack(rows)
-    a = np.fromiter((index[t.enroll] for t in trials), dtype=np.intp, count=len(trials))
-    b = np.fromiter((index[t.test] for t in trials), dtype=np.intp, count=len(trials))
-    scores = np.einsum("ij,ij->i", emb_matrix[a], emb_matrix[b])
+    # The one scoring function the tracker and `idme verify` use (review 2026-12-01 §1.7).
+    from ..identity.verify import score
+
+    scores = np.array([score(rows[index[t.enroll]], rows[index[t.test]]) for t in trials], dtype=np.float64)
     labels = np.fromiter((t.target for t in trials), dtype=bool, count=len(trials))
     return scores, labels
 

@@ -122,7 +122,9 @@ def trial_scores(trials: Sequence[Trial], embedder: Embedder, cache_dir: Path, v
 
     enr = unit_rows(enroll_files, full_cache, full, 0)
     tst = unit_rows(test_files, crop_cache, crop, len(enroll_files))
-    scores = np.array([float(enr[t.enroll] @ tst[t.test]) for t in trials])
+    from ..identity.verify import score
+
+    scores = np.array([score(enr[t.enroll], tst[t.test]) for t in trials])
     labels = np.array([t.target for t in trials], dtype=bool)
     return split_scores(scores, labels)
 
@@ -188,20 +190,6 @@ def ceil_to(x: float, digits: int = 4) -> float:
     return math.ceil(x * q) / q
 
 
-def calibrated(old: Thresholds, base: Thresholds, me: float, source: str) -> Thresholds:
-    """New thresholds: ``me`` = ``enrolled`` = the measured value; ``same_unknown``, ``merge``, ``change``
-    and ``narrowband`` keep the offsets from ``me`` that the shipped defaults ``base`` have (for CAM++: +0.05, +0.00, -0.10),
-    so the relations tuned on meetings survive a different score scale."""
-    names = ["same_unknown", "merge", "change"]
-    # narrowband moves too (review 2026-12-01 §1.5): left behind, a recalibrated encoder would hold
-    # telephone-rate profiles to a lower bar than wideband ones.
-    if base.narrowband is not None:
-        names.append("narrowband")
-    offsets = {n: getattr(base, n) - base.me for n in names}
-    return replace(old, me=me, enrolled=me, source=source,
-                   **{n: round(min(1.0, max(-1.0, me + off)), 4) for n, off in offsets.items()})
-
-
 
 def score_lists(lists: Sequence[Path], embedder: Embedder, cache_dir: Path, test_seconds: float | None = None,
                 progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -237,6 +225,7 @@ def calibrate(tgt: np.ndarray, non: np.ndarray, old: Thresholds, base: Threshold
     """Thresholds with ``me`` = ``enrolled`` at false-accept rate ``far`` on these scores; the others keep
     the shipped offsets from ``me`` (``base``). ``described`` names the trials in the new ``source``."""
     from ..errors import IdmeError
+    from ..identity.thresholds import calibrated
     from .metrics import rates_at, threshold_at_far
 
     if not 0.0 < far < 1.0:

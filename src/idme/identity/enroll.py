@@ -196,10 +196,54 @@ def profile_from_speaker(embeddings: np.ndarray, durations: np.ndarray | None, n
     return takes_a, meta
 
 
+#: Length of the windows a long take is cut into to check that it holds one voice (issue 10): 4 s of
+#: speech gives CAM++ embeddings that agree at 0.78-0.92 (leave-one-out) within one LibriSpeech reader,
+#: while every meetings-dev recording has a window below 0.30 against the rest of the take.
+CONSISTENCY_WINDOW_S = 4.0
+#: Two takes this similar are the same recording enrolled twice (a re-read of a file gives ~1.0).
+DUPLICATE_SCORE = 0.999
+
+
+def check_single_voice(speech: np.ndarray, source: str, embedder: Embedder, bar: float, name: str,
+                       window_s: float = CONSISTENCY_WINDOW_S) -> None:
+    """A take's speech (16 kHz float32, (n,)) cut into windows of ``window_s``: each window must score at
+    least ``bar`` against the mean of the others, or the take holds several voices (a meeting recording)
+    and EnrollmentError names it. Takes shorter than two windows are checked only against other takes."""
+    n = int(window_s * TARGET_RATE_HZ)
+    if len(speech) < 2 * n:
+        return
+    embs = np.stack([embedder.embed(speech[i:i + n]) for i in range(0, len(speech) - n + 1, n)]).astype(np.float32)
+    embs /= np.maximum(np.linalg.norm(embs, axis=1, keepdims=True), 1e-12)
+    for i in range(len(embs)):
+        others = np.delete(embs, i, axis=0).mean(axis=0)
+        score = float(embs[i] @ (others / max(float(np.linalg.norm(others)), 1e-12)))
+        if score < bar:
+            who = "you" if name == OWNER else name
+            raise EnrollmentError(
+                f"{source}: more than one voice in this take (speech at {i * window_s:.0f}-{(i + 1) * window_s:.0f} s "
+                f"scores {score:.2f} < {bar:.2f} against the rest); enrol from a recording of {who} alone")
+
+
+def check_distinct(embs: np.ndarray, name: str, others: list[Profile], thresholds: Thresholds) -> None:
+    """The new takes' voiceprint must not be accepted as another profile (the same voice under two names
+    would split one person's labels between them); raises ProfileError naming the profile it matches."""
+    centroid = embs.mean(axis=0)
+    centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+    for p in others:
+        if p.name == name:
+            continue
+        score = float(p.centroid @ centroid)
+        if score >= acceptance_bar(p.name, thresholds, p.narrowband):
+            hint = "yourself (Me)" if p.name == OWNER else f"'{p.name}'"
+            raise ProfileError(
+                f"this voice already matches {hint} (similarity {score:.2f}); if it is the same person enrol "
+                f"into that profile, otherwise pass --force")
+
+
 def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple[str, np.ndarray]],
            thresholds: Thresholds, gate: QualityGate = QualityGate(),
            vad: VadOptions = VadOptions(),
-           native_rates: list[int | None] | None = None) -> tuple[Profile, list[TakeReport]]:
+           native_rates: list[int | None] | None = None, force: bool = False) -> tuple[Profile, list[TakeReport]]:
     """Checks and embeds ``takes`` ([(source, 16 kHz float32 samples)]) and adds them to profile ``name``.
 
     native_rates: the rate each take was recorded at (marks telephone-rate profiles, see Thresholds).
@@ -207,7 +251,9 @@ def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple
     Every take must pass the gate and match the others (and the existing profile, when re-enrolling):
     its cosine with the mean of all the other takes must reach the bar a meeting segment must clear to be
     labelled as this person (``me`` for the owner, ``enrolled`` for others, ``narrowband`` for telephone-rate
-    takes). Nothing is saved unless all takes pass.
+    takes); a long take must also hold one voice throughout (``check_single_voice``), the same recording is
+    not added twice, and unless ``force`` the voice must not already match another profile
+    (``check_distinct``). Nothing is saved unless all takes pass.
     """
     name = check_name(name)
     if not takes:
@@ -218,14 +264,26 @@ def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple
         check_encoder(existing, encoder)
     embs, reports = [], []
     rates = native_rates or [None] * len(takes)
+    narrow = bool(rates) and all(r is not None and r <= NARROWBAND_MAX_HZ for r in rates)
+    bar = acceptance_bar(name, thresholds, narrow)
     for (source, samples), rate in zip(takes, rates):
         speech, rep = check_take(samples, source, gate, vad, rate)
+        check_single_voice(speech, source, embedder, bar, name)
         embs.append(embedder.embed(speech))
         reports.append(rep)
     embs_a = np.stack(embs).astype(np.float32)
-    narrow = bool(rates) and all(r is not None and r <= NARROWBAND_MAX_HZ for r in rates)
-    check_consistency(embs_a, [r.source for r in reports], acceptance_bar(name, thresholds, narrow), name,
+    pool = embs_a if existing is None else np.vstack([existing.embeddings, embs_a])
+    for i, rep in enumerate(reports):
+        j = i + len(pool) - len(embs_a)
+        if any(float(pool[k] @ pool[j]) >= DUPLICATE_SCORE for k in range(j)):
+            raise EnrollmentError(f"{rep.source}: this recording is already enrolled in '{name}'; "
+                                  "give a different take")
+    check_consistency(embs_a, [r.source for r in reports], bar, name,
                       existing=None if existing is None else existing.embeddings)
+    if not force:
+        same_encoder = [p for p in (store.get(n) for n in store.names() if n != name)
+                        if (p.encoder.get("name"), p.encoder.get("version")) == (encoder["name"], encoder["version"])]
+        check_distinct(embs_a, name, same_encoder, thresholds)
     takes_meta = [r.to_dict() for r in reports]
     profile = store.add(name, embs_a, encoder, takes_meta)
     log.info("enrolled %d take(s) into profile %s (%d in all)", len(embs), name, len(profile.embeddings))

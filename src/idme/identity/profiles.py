@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +29,21 @@ from ..errors import ProfileError, StoreError
 OWNER = "me"
 #: Audio recorded at or below this rate carries no speech above 4 kHz (telephone band).
 NARROWBAND_MAX_HZ = 8000
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+#: Longest profile name, in characters (it is a directory name: 64 CJK characters are 192 UTF-8 bytes,
+#: well under the 255-byte file-name limit of common file systems).
+MAX_NAME_CHARS = 64
+#: Punctuation allowed inside a name besides letters, digits and combining marks.
+_NAME_PUNCT = " ._-"
+#: Where ``backup`` keeps earlier versions of profiles (not a valid profile name, so never listed).
+HISTORY_DIR = ".history"
+
+
+def _name_char_ok(ch: str, first: bool) -> bool:
+    """Letters, digits and combining marks of any script (José, 李明, MÉO069); punctuation only inside."""
+    cat = unicodedata.category(ch)
+    if cat[0] in "LN" or (cat[0] == "M" and not first):
+        return True
+    return not first and ch in _NAME_PUNCT
 
 
 @dataclass
@@ -69,10 +84,13 @@ class Profile:
 
 def check_name(name: str) -> str:
     """Validates a profile name (used as a directory name); returns it stripped."""
-    name = name.strip()
-    if not _NAME_RE.match(name) or name in (".", ".."):
-        raise ProfileError(f"invalid profile name {name!r}: use letters, digits, space, '.', '_' or '-' "
-                           "(at most 64 characters)")
+    # NFC: "José" typed with a combining accent and with a precomposed é is one profile (one directory).
+    name = unicodedata.normalize("NFC", name.strip())
+    ok = 0 < len(name) <= MAX_NAME_CHARS and all(_name_char_ok(c, i == 0) for i, c in enumerate(name))
+    if not ok:
+        # Path separators, "..", control characters and leading dots never pass: a name is one directory.
+        raise ProfileError(f"invalid profile name {name!r}: use letters (any alphabet), digits, space, '.', "
+                           f"'_' or '-', starting with a letter or digit (at most {MAX_NAME_CHARS} characters)")
     if name.lower() == OWNER:
         name = OWNER  # "Me", "ME": all mean the owner
     if re.fullmatch(r"(?i)speaker \d+", name):
@@ -172,23 +190,64 @@ class ProfileStore:
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         return d
 
-    def rename(self, old: str, new: str) -> None:
+    def rename(self, old: str, new: str, force: bool = False) -> None:
+        """Renames a profile. The owner (``me``) is neither renamed away nor replaced unless ``force``:
+        without an owner, ``idme listen`` can no longer say which voice is yours."""
         new = check_name(new)
         if not self.exists(old):
             raise ProfileError(f"no profile '{old}'; see `idme profiles list`")
         if self.exists(new):
             raise ProfileError(f"a profile '{new}' already exists; remove it first or pick another name")
+        if not force and OWNER in (check_name(old), new):
+            raise ProfileError(f"'{OWNER}' is the owner's profile (you): renaming it to or from '{OWNER}' changes "
+                               "who idme labels as Me; pass --force if that is what you want")
         prof = self.get(old)
         os.replace(self._dir(old), self._dir(new))
         prof.name = new
         self.save(prof)
 
-    def remove(self, name: str) -> None:
-        """Deletes everything about ``name``: embeddings, metadata, kept audio."""
+    def remove(self, name: str, force: bool = False) -> None:
+        """Deletes everything about ``name``: embeddings, metadata, kept audio, earlier versions.
+        The owner's profile only with ``force``."""
         d = self._dir(name)
         if not d.exists():
             raise ProfileError(f"no profile '{name}'; see `idme profiles list`")
+        if d.name == OWNER and not force:
+            raise ProfileError(f"'{OWNER}' is your own voiceprint (the owner); pass --force to delete it")
         shutil.rmtree(d)
+        shutil.rmtree(self.root / HISTORY_DIR / d.name, ignore_errors=True)
+
+    def backup(self, name: str) -> Path | None:
+        """Copies profile ``name`` (metadata and voiceprints) aside before a change, so it can be
+        restored with ``restore``; returns the copy's directory (0700), or None when there is no profile."""
+        d = self._dir(name)
+        if not (d / "profile.json").exists():
+            return None
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        dest = self.root / HISTORY_DIR / d.name / stamp
+        dest.mkdir(mode=0o700, parents=True, exist_ok=False)
+        for parent in (dest.parent, dest.parent.parent):
+            os.chmod(parent, 0o700)
+        for f in ("profile.json", "embeddings.npy"):
+            _private_write(dest / f, (d / f).read_bytes())
+        return dest
+
+    def restore(self, name: str, backup: Path | None) -> None:
+        """Puts back the version ``backup`` saved (None: the profile did not exist then, so it is removed).
+        Kept audio is left as it is."""
+        d = self._dir(name)
+        if backup is None:
+            for f in ("profile.json", "embeddings.npy"):
+                (d / f).unlink(missing_ok=True)
+            if d.exists() and not any(d.iterdir()):
+                d.rmdir()
+            return
+        backup = Path(backup)
+        if backup.parent.parent != self.root / HISTORY_DIR:
+            raise ProfileError(f"{backup} is not a saved profile version of this store")
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for f in ("embeddings.npy", "profile.json"):
+            _private_write(d / f, (backup / f).read_bytes())
 
 
 def check_encoder(profile: Profile, encoder: dict) -> None:

@@ -25,6 +25,10 @@ from .thresholds import Thresholds
 #: (`scripts/make_synthetic_meetings.py 1`), scored against the owner's 3-take centroid: the owner's score
 #: median 0.26 (p10 0.05), other people's median 0.08; 0.10 drops the clearly-other half.
 SHORT_ENROLLED_FLOOR = 0.10
+#: An interim (partial-window) label names an enrolled person only this far above their threshold: a few
+#: seconds of a turn score noisily, and meeting01 showed interim false "Me" at 0.4027 and 0.4094 against
+#: ``me`` = 0.40 whose final labels were another speaker (issue 10, item 6).
+INTERIM_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,9 @@ class SpeakerTracker:
         self.clusters: dict[int, _Cluster] = {}
         self._next_cid = 0
         self._next_number = 1
+        #: Bounds on the speakers the final re-clustering leaves (``LabelOptions.min/max_speakers``).
+        self.min_speakers: int | None = None
+        self.max_speakers: int | None = None
 
     # -- helpers -------------------------------------------------------------------------------------
     def _accept(self, name: str) -> float:
@@ -220,8 +227,12 @@ class SpeakerTracker:
 
     # -- online --------------------------------------------------------------------------------------
     def peek(self, emb: np.ndarray, duration_s: float) -> Decision:
-        """The decision for a segment in progress (interim label); changes nothing."""
+        """The decision for a segment in progress (interim label); changes nothing. An enrolled person
+        needs ``INTERIM_MARGIN`` over their threshold here; below it the segment shows as unknown."""
         key, score = self._choose(emb, duration_s)
+        if isinstance(key, str) and score < self._accept(key) + INTERIM_MARGIN:
+            m = self.unknown.best(emb)
+            key, score = (m.key, m.score) if m is not None and m.score >= self.th.same_unknown else (None, score)
         if key is None:
             return Decision(f"Speaker {self._next_number}", "unknown", score, -1)
         return self._decision(key, score)
@@ -230,7 +241,8 @@ class SpeakerTracker:
         """Labels a finished segment and updates the unknown clusters. emb: float32 (dimension,), unit norm."""
         emb = _unit(emb)
         key, score = self._choose(emb, duration_s, start_s)
-        if key is None:
+        opened = key is None
+        if opened:
             key = self._new_cluster()
         self.segs[seg_id] = _Seg(emb, duration_s, start_s, key, score)
         if self._reliable(seg_id):
@@ -238,7 +250,10 @@ class SpeakerTracker:
         if isinstance(key, int):
             self.clusters[key].add(seg_id, self.segs[seg_id], self._reliable(seg_id))
             self._refresh(key)
-            score = verify.score(self.unknown.get(key), emb) if key in self.clusters else score
+            # A new speaker's first segment would score 1.00 against its own voiceprint; it keeps the
+            # score of the closest voice already known instead (why it became a new speaker).
+            if not opened:
+                score = verify.score(self.unknown.get(key), emb) if key in self.clusters else score
             self.segs[seg_id].score = score
         return self._decision(key, score)
 
@@ -262,13 +277,14 @@ class SpeakerTracker:
             # cost (AHC is quadratic in memory and worse in time); the final pass revisits everything.
             long_ids = sorted(long_ids, key=lambda i: self.segs[i].start_s)[-self.live_window:]
         if long_ids:
-            assignment = self._ahc(long_ids)
+            assignment = self._ahc(long_ids, bounded=final)
             # A "speaker" heard for less than min_speaker_s in all is far more often a stray segment of
-            # someone present than a new person: its segments are treated like short ones below.
+            # someone present than a new person: its segments are treated like short ones below (not
+            # when the user said how many speakers there are at least).
             stray = set()
             for name, segs in assignment:
                 if name is None and sum(self.segs[i].duration_s for i in segs) < self.min_speaker_s \
-                        and len(assignment) > 1:
+                        and len(assignment) > 1 and not (final and self.min_speakers):
                     stray.update(segs)
             self._apply([(n, [i for i in segs if i not in stray]) for n, segs in assignment])
         else:
@@ -288,7 +304,7 @@ class SpeakerTracker:
         after = {i: self.label_of(i) for i in self.segs}
         return {i: d for i, d in after.items() if (d.label, d.kind) != (before[i].label, before[i].kind)}
 
-    def _ahc(self, ids: list[int]) -> list[tuple[str | None, list[int]]]:
+    def _ahc(self, ids: list[int], bounded: bool = False) -> list[tuple[str | None, list[int]]]:
         """Clusters segments ``ids``; returns [(profile name or None, member ids)].
 
         Duration-weighted average linkage on cosine, merging the most similar pair until none reaches
@@ -296,6 +312,9 @@ class SpeakerTracker:
         merge. A cluster joins an anchor only if its own centroid passes that profile's threshold against
         the voiceprint: on narrow-band (8 kHz) audio every voice of a session resembles the others more than
         any enrollment, so linkage alone would hand strangers to the owner.
+
+        bounded: honour ``min_speakers`` / ``max_speakers`` (final pass): merging goes on below ``merge``
+        while more than ``max_speakers`` clusters hold segments, and never leaves fewer than ``min_speakers``.
         """
         names = list(self.enrolled.profiles)
         vecs = [self.enrolled.profiles[n].centroid for n in names] + [self.segs[i].emb for i in ids]
@@ -306,10 +325,17 @@ class SpeakerTracker:
         anchor = np.full(len(vecs), -1)
         anchor[: len(names)] = np.arange(len(names))  # row k < len(names) is profile k's voiceprint
         agg = _Agglomeration(x, w, anchor)
+        has_segs = np.arange(len(vecs)) >= len(names)
+        n_speakers = len(ids)  # clusters holding segments (an anchor alone is nobody heard)
+        lo = (self.min_speakers or 0) if bounded else 0
+        hi = self.max_speakers if bounded and self.max_speakers else None
         while True:
             a, b, sim = agg.best()
-            if not np.isfinite(sim) or sim < self.th.merge:
+            if not np.isfinite(sim) or (sim < self.th.merge and (hi is None or n_speakers <= hi)):
                 break
+            if has_segs[a] and has_segs[b] and n_speakers <= lo:
+                agg.block(a, b)  # one speaker fewer than the user said: look for another pair
+                continue
             if agg.anchor[b] >= 0 and agg.anchor[a] < 0:
                 a, b = b, a  # the anchored cluster survives the merge
             if agg.anchor[a] >= 0 and agg.anchor[b] < 0:
@@ -317,6 +343,8 @@ class SpeakerTracker:
                 if verify.score(x[agg.anchor[a]], c) < self._accept(names[agg.anchor[a]]):
                     agg.block(a, b)  # until b grows: a bigger cluster is checked again on its new centroid
                     continue
+            n_speakers -= int(has_segs[a] and has_segs[b])
+            has_segs[a] |= has_segs[b]
             agg.merge(a, b)
         out: list[tuple[str | None, list[int]]] = []
         for k in np.flatnonzero(agg.alive):

@@ -27,7 +27,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import IdmeError
 from ..paths import checkout_root, ensure_writable_dir
-from . import registry
+from .registry import bundled_dir
 from .archives import extract, find_root, is_archive
 from .fetch import FetchError, download_verified, matches
 from .registry import (DOWNLOAD_CACHE, INSTALL_RECORD, INSTALL_SCRIPT, ModelInstallError, ModelSpec, ProgressFn,
@@ -172,7 +172,7 @@ def download(spec: ModelSpec | str, dest_root: str | os.PathLike[str] | None = N
     if not force and final.is_dir() and spec.check(final):
         return _already(spec, final)
     if not force and spec.bundled is not None and not final.exists():
-        shipped = registry.bundled_dir(spec)
+        shipped = bundled_dir(spec)
         if shipped is not None and spec.check(shipped):  # the copy inside the package is whole: nothing to do
             return _already(spec, shipped)
     if spec.method == "export":

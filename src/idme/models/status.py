@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ModelMissingError
 from ..paths import models_dir
-from . import registry
+from .registry import bundled_dir
 from .registry import SPECS, ModelSpec, get_spec
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def model_path(spec: ModelSpec | str, root: str | os.PathLike[str] | None = None
     if spec.bundled is not None and not local.exists():
         # Installs are atomic, so an existing directory is a whole, deliberate override: it is used as is
         # (and named by the error if it is broken) rather than silently skipped.
-        shipped = registry.bundled_dir(spec)
+        shipped = bundled_dir(spec)
         if shipped is not None:
             return shipped
     return local

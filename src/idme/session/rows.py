@@ -134,10 +134,20 @@ def speaker_infos(segments: tuple[Segment, ...], spk_rows: Iterable[tuple[str, s
     return tuple(info for _, info in infos)
 
 
-def speaker_arrays(label: str, info: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
-    """(embeddings float32 (n, d), centroid float32 (d,) or None), validated."""
+#: What :func:`speaker_arrays` returns: embeddings float32 (n, d), centroid float32 (d,) or None, and
+#: durations float32 (n,) (s of speech behind each embedding) or None when they were not given.
+SpeakerArrays = tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]
+
+
+def speaker_arrays(label: str, info: Mapping[str, Any]) -> SpeakerArrays:
+    """(embeddings float32 (n, d), centroid float32 (d,) or None, durations float32 (n,) or None), validated.
+
+    info: {"embeddings", "centroid" (optional), "durations" (optional)}; a missing centroid is the
+    L2-normalised mean of the embeddings.
+    """
     emb = info.get("embeddings")
     cen = info.get("centroid")
+    dur = info.get("durations")
     emb = np.zeros((0, 0), np.float32) if emb is None else np.asarray(emb, dtype=np.float32)
     if emb.ndim == 1:
         emb = emb[None, :]
@@ -152,19 +162,25 @@ def speaker_arrays(label: str, info: Mapping[str, Any]) -> tuple[np.ndarray, np.
         raise SessionError(f"speaker '{label}': centroid has {cen.shape[0]} values, embeddings {emb.shape[1]}")
     if not np.all(np.isfinite(emb)) or (cen is not None and not np.all(np.isfinite(cen))):
         raise SessionError(f"speaker '{label}': embeddings contain NaN or infinity")
-    return emb, cen
+    if dur is not None:
+        dur = np.asarray(dur, dtype=np.float32).reshape(-1)
+        if len(dur) != len(emb):
+            raise SessionError(f"speaker '{label}': {len(dur)} durations for {len(emb)} embeddings")
+        if not np.all(np.isfinite(dur)) or np.any(dur < 0):
+            raise SessionError(f"speaker '{label}': durations must be finite and >= 0 s")
+    return emb, cen, dur
 
 
-def put_speaker(conn: sqlite3.Connection, session_id: str, label: str, kind: str,
-                 arrays: tuple[np.ndarray, np.ndarray | None]) -> None:
+def put_speaker(conn: sqlite3.Connection, session_id: str, label: str, kind: str, arrays: SpeakerArrays) -> None:
     """Inserts one ``speakers`` row (inside the caller's transaction)."""
-    emb, cen = arrays
+    emb, cen, dur = arrays
     dim = emb.shape[1] if len(emb) else (0 if cen is None else cen.shape[0])
-    conn.execute("INSERT INTO speakers (session_id, label, kind, n, dim, embeddings, centroid)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    conn.execute("INSERT INTO speakers (session_id, label, kind, n, dim, embeddings, centroid, durations)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                  (session_id, label, kind, int(len(emb)), int(dim),
                   emb.astype("<f4").tobytes() if len(emb) else None,
-                  None if cen is None else cen.astype("<f4").tobytes()))
+                  None if cen is None else cen.astype("<f4").tobytes(),
+                  None if dur is None or not len(emb) else dur.astype("<f4").tobytes()))
 
 
 def array_from_blob(blob: bytes | None, shape: tuple[int, int]) -> np.ndarray:
@@ -175,10 +191,28 @@ def array_from_blob(blob: bytes | None, shape: tuple[int, int]) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4").reshape(n, dim).astype(np.float32)
 
 
-def merge_embeddings(a: tuple[int, int, bytes | None], b: tuple[int, int, bytes | None]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Embeddings of two speakers found to be one person; the centroid is recomputed from all rows."""
+def durations_from_blob(blob: bytes | None, n: int) -> np.ndarray | None:
+    """float32 (n,) durations from a little-endian blob; None when none were kept."""
+    if blob is None:
+        return None
+    return np.frombuffer(blob, dtype="<f4").reshape(n).astype(np.float32)
+
+
+#: A ``speakers`` row as :func:`merge_embeddings` reads it: (n, dim, embeddings blob, durations blob).
+SpeakerRow = tuple[int, int, "bytes | None", "bytes | None"]
+
+
+def merge_embeddings(a: SpeakerRow, b: SpeakerRow) -> SpeakerArrays:
+    """Embeddings of two speakers found to be one person; the centroid is recomputed from all rows.
+
+    Durations are kept when both sides have them (or one side has no embeddings), else dropped: a
+    profile made from the merged speaker then weighs every embedding alike.
+    """
     ea, eb = array_from_blob(a[2], (a[0], a[1])), array_from_blob(b[2], (b[0], b[1]))
     if len(ea) and len(eb) and ea.shape[1] != eb.shape[1]:
         raise SessionError(f"cannot merge speakers with {ea.shape[1]}- and {eb.shape[1]}-dim embeddings")
     both = np.concatenate([e for e in (ea, eb) if len(e)]) if (len(ea) or len(eb)) else ea
-    return speaker_arrays("merged", {"embeddings": both})
+    da, db = durations_from_blob(a[3], a[0]), durations_from_blob(b[3], b[0])
+    parts = [d for e, d in ((ea, da), (eb, db)) if len(e)]
+    dur = np.concatenate(parts) if parts and all(d is not None for d in parts) else None
+    return speaker_arrays("merged", {"embeddings": both, "durations": dur})

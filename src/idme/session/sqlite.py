@@ -18,7 +18,8 @@ Layout::
 
     sessions (id, created_at, status, duration_s, source, settings, models, writer_*)
     segments (session_id, seg_id, start_s, end_s, speaker, kind, score, final, text, words)
-    speakers (session_id, label, kind, n, dim, embeddings float32 (n, dim) blob, centroid float32 (dim,))
+    speakers (session_id, label, kind, n, dim, embeddings float32 (n, dim) blob, centroid float32 (dim,),
+              durations float32 (n,) blob)
 """
 
 from __future__ import annotations
@@ -34,8 +35,15 @@ from ..errors import SessionError, StoreError
 
 logger = logging.getLogger(__name__)
 
-#: Bumped whenever the tables change; a store written by a newer idme is refused, not misread.
+#: Bumped whenever the tables change incompatibly; a store written by a newer idme is refused, not misread.
+#: A nullable column added later (:data:`_ADDED_COLUMNS`) does not bump it: an older idme names the
+#: columns it reads and writes, so it still reads such a store correctly and leaves the new column NULL.
 SCHEMA_VERSION = 1
+
+#: Nullable columns added since version 1: (table, column, type). Existing stores get them on open.
+_ADDED_COLUMNS = (
+    ("speakers", "durations", "BLOB"),  # seconds of speech behind each embedding (naming weights by them)
+)
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS sessions (
@@ -73,6 +81,7 @@ _SCHEMA = (
         dim        INTEGER NOT NULL,
         embeddings BLOB,                        -- little-endian float32, shape (n, dim)
         centroid   BLOB,                        -- little-endian float32, shape (dim,)
+        durations  BLOB,                        -- little-endian float32, shape (n,), s; NULL if not kept
         PRIMARY KEY (session_id, label)
     )""",
 )
@@ -130,17 +139,29 @@ def connect(path: Path, busy_timeout_s: float, synchronous: str = "FULL") -> sql
 
 
 def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Creates the tables of an empty store, adds the columns an older store lacks, refuses a newer one."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise StoreError(f"{path} was written by a newer idme (store version {version}); upgrade idme")
-    if version == SCHEMA_VERSION:
-        return
-    with transaction(conn, path, "creating the session store"):
-        # Re-read under the write lock: another process may have created the tables meanwhile.
-        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    if version < SCHEMA_VERSION:
+        with transaction(conn, path, "creating the session store"):
+            # Re-read under the write lock: another process may have created the tables meanwhile.
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    if _missing_columns(conn):
+        with transaction(conn, path, "upgrading the session store"):
+            for table, column, kind in _missing_columns(conn):  # again under the write lock
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def _missing_columns(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    have: dict[str, set[str]] = {}
+    for table, _, _ in _ADDED_COLUMNS:
+        if table not in have:
+            have[table] = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    return [(t, c, k) for t, c, k in _ADDED_COLUMNS if c not in have[t]]
 
 
 @contextmanager

@@ -36,9 +36,9 @@ from ..errors import SessionError, StoreError
 from ..paths import home_dir
 from .liveness import effective_status, this_process
 from .model import KINDS, STATUSES, Segment, Session, SessionSummary, SpeakerInfo, Word
-from .rows import (array_from_blob, check_kind, clean_label, finite, merge_embeddings, ordered_labels,
-                   put_speaker, segment_from_row, segment_row, speaker_arrays, speaker_infos, to_json,
-                   utc_now, words_json)
+from .rows import (array_from_blob, check_kind, clean_label, durations_from_blob, finite, merge_embeddings,
+                   ordered_labels, put_speaker, segment_from_row, segment_row, speaker_arrays, speaker_infos,
+                   to_json, utc_now, words_json)
 from .sqlite import (SCHEMA_VERSION, IdCollision, checkpoint, connect, rollback, set_synchronous,
                      store_error, transaction)
 
@@ -196,16 +196,26 @@ class SessionStore:
 
     def speaker_embeddings(self, session_id: str, label: str) -> np.ndarray:
         """Saved embeddings of one speaker: float32, shape (n, dim), one row per window."""
-        with self._read("reading speaker embeddings") as conn:
+        n, dim, blob, _ = self._speaker_row(session_id, label, "reading speaker embeddings")
+        return array_from_blob(blob, (n, dim))
+
+    def speaker_durations(self, session_id: str, label: str) -> np.ndarray | None:
+        """Seconds of speech behind each saved embedding of one speaker: float32, shape (n,), in the order
+        of :meth:`speaker_embeddings`; None when the session kept none (saved by an older idme)."""
+        n, _, _, blob = self._speaker_row(session_id, label, "reading speaker durations")
+        return durations_from_blob(blob, n)
+
+    def _speaker_row(self, session_id: str, label: str, action: str) -> tuple[int, int, bytes | None, bytes | None]:
+        with self._read(action) as conn:
             sid = self._resolve(conn, session_id)
-            row = conn.execute("SELECT n, dim, embeddings FROM speakers WHERE session_id = ? AND label = ?",
+            row = conn.execute("SELECT n, dim, embeddings, durations FROM speakers WHERE session_id = ? AND label = ?",
                                (sid, label)).fetchone()
             if row is None:
                 saved = [r[0] for r in conn.execute(
                     "SELECT label FROM speakers WHERE session_id = ? ORDER BY label", (sid,))]
                 raise SessionError(f"no saved embeddings for speaker '{label}' in session {sid}; "
                                    f"saved: {', '.join(saved) or 'none'}")
-        return array_from_blob(row[2], (row[0], row[1]))
+        return row
 
     # ---- maintenance ------------------------------------------------------------------------------
 
@@ -221,8 +231,8 @@ class SessionStore:
             sid = self._resolve(conn, session_id)
             n_seg = conn.execute("SELECT COUNT(*) FROM segments WHERE session_id = ? AND speaker = ?",
                                  (sid, old_label)).fetchone()[0]
-            old_row = conn.execute("SELECT n, dim, embeddings FROM speakers WHERE session_id = ? AND label = ?",
-                                   (sid, old_label)).fetchone()
+            old_row = conn.execute("SELECT n, dim, embeddings, durations FROM speakers"
+                                   " WHERE session_id = ? AND label = ?", (sid, old_label)).fetchone()
             if n_seg == 0 and old_row is None:
                 labels = sorted({r[0] for r in conn.execute(
                     "SELECT speaker FROM segments WHERE session_id = ? UNION SELECT label FROM speakers"
@@ -232,7 +242,8 @@ class SessionStore:
             conn.execute("UPDATE segments SET speaker = ?, kind = ? WHERE session_id = ? AND speaker = ?",
                          (new_label, kind, sid, old_label))
             if old_row is not None and new_label != old_label:
-                new_row = conn.execute("SELECT n, dim, embeddings FROM speakers WHERE session_id = ? AND label = ?",
+                new_row = conn.execute("SELECT n, dim, embeddings, durations FROM speakers"
+                                       " WHERE session_id = ? AND label = ?",
                                        (sid, new_label)).fetchone()
                 if new_row is None:
                     conn.execute("UPDATE speakers SET label = ?, kind = ? WHERE session_id = ? AND label = ?",
@@ -394,7 +405,8 @@ class SessionWriter:
         rows = [(self.session_id, *segment_row(seg)) for seg in segs]
         if not rows:
             return 0
-        with self._tx(f"saving {len(rows)} segments") as conn:
+        action = f"saving segment {rows[0][1]}" if len(rows) == 1 else f"saving {len(rows)} segments"
+        with self._tx(action) as conn:
             conn.executemany(_UPSERT_SEGMENT, rows)
         return len(rows)
 
@@ -432,7 +444,8 @@ class SessionWriter:
     def save_speakers(self, speakers: Mapping[str, Mapping[str, Any]]) -> None:
         """Replaces the session's speaker table in one transaction.
 
-        speakers: label -> {"kind", "embeddings": float32 (n, d) or None, "centroid": float32 (d,) or None}.
+        speakers: label -> {"kind", "embeddings": float32 (n, d) or None, "centroid": float32 (d,) or None,
+        "durations": float32 (n,) seconds behind each embedding, or None}.
         A missing centroid is the L2-normalised mean of the embeddings.
         """
         prepared = []
@@ -475,8 +488,8 @@ class SessionWriter:
                     logger.info("session %s: another process holds part of the write-ahead log of %s; "
                                 "it is checkpointed later", self.session_id, self.path)
             except sqlite3.Error as exc:  # e.g. a full disk: the finished session is in the fsynced log
-                logger.warning("session %s: checkpoint of %s failed (%s); the session is saved in its "
-                               "write-ahead log", self.session_id, self.path, exc)
+                logger.info("session %s: checkpoint of %s failed (%s); the session is saved in its "
+                            "write-ahead log", self.session_id, self.path, exc)
         logger.info("session %s %s", self.session_id, status)
 
     def close(self) -> None:

@@ -1,0 +1,95 @@
+"""``idme verify`` (1:1: is this NAME?) and ``idme identify`` (1:N, open set: who is this, if anyone?).
+
+Both print the decision on stdout (a table, or one JSON object with ``--json``) and exit 0 once a decision
+was made, accept or reject alike: read the decision, not the exit code. Audio with too little speech and a
+name nobody enrolled are bad input: one ``error:`` line on stderr (the JSON result still goes to stdout
+with ``--json``) and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..identity.verify import ACCEPT, MAX_TOP, NOT_ENOUGH_SPEECH, NOT_ENROLLED, Check
+from .common import COMPUTE_OPT, EMBEDDER_OPT, HOME_OPT, cli_errors, fail, make_idme
+
+_JSON_OPT = typer.Option(False, "--json", help="Print the result as one JSON object.")
+_FILE_ARG = typer.Argument(..., help="Recording of the voice to check (any format, any rate from 8 kHz).")
+
+
+def _condition(c: Check) -> str:
+    cond = c.condition
+    band = "narrow-band (telephone)" if cond.narrowband else "wideband"
+    snr = "" if cond.snr_db is None else f", SNR ~{cond.snr_db:.0f} dB"
+    return f"{c.speech_s:.1f} s of speech, {band} ~{cond.bandwidth_hz / 1000:.1f} kHz{snr}"
+
+
+def _finish(c: Check, as_json: bool, human) -> None:
+    """Prints ``c`` (``--json`` or ``human(c)``); bad input becomes one error line and exit 1."""
+    if as_json:
+        typer.echo(json.dumps(c.to_dict()))
+    if c.decision in (NOT_ENOUGH_SPEECH, NOT_ENROLLED):
+        raise fail(c.reason)
+    if not as_json:
+        human(c)
+
+
+@cli_errors
+def verify(
+    file: Path = _FILE_ARG,
+    name: str = typer.Option(..., "--name", "-n", help="The profile the speaker claims to be ('me' = you)."),
+    as_json: bool = _JSON_OPT,
+    embedder: Optional[str] = EMBEDDER_OPT,
+    compute: Optional[str] = COMPUTE_OPT,
+    home: Optional[Path] = HOME_OPT,
+) -> None:
+    """Verify (1:1) that FILE is the voice of profile NAME: accept or reject, with score and threshold."""
+    result = make_idme(home, embedder, compute).verify(name, file)
+
+    def human(c: Check) -> None:
+        who = "you (Me)" if c.name == "me" else c.name
+        verdict = "[bold green]ACCEPT[/]" if c.decision == ACCEPT else "[bold red]REJECT[/]"
+        t = Table(show_header=False, box=None)
+        t.add_row("decision", f"{verdict}: {'is' if c.decision == ACCEPT else 'is not'} {who}")
+        t.add_row("score", f"{c.score:.3f} (threshold {c.threshold:.3f})")
+        t.add_row("audio", _condition(c))
+        Console().print(t)
+
+    _finish(result, as_json, human)
+
+
+@cli_errors
+def identify(
+    file: Path = _FILE_ARG,
+    top: int = typer.Option(5, "--top", "-k", min=1, max=MAX_TOP, help=f"Candidates to list (at most {MAX_TOP})."),
+    as_json: bool = _JSON_OPT,
+    embedder: Optional[str] = EMBEDDER_OPT,
+    compute: Optional[str] = COMPUTE_OPT,
+    home: Optional[Path] = HOME_OPT,
+) -> None:
+    """Identify (1:N, open set) who among the enrolled profiles speaks in FILE, or nobody."""
+    result = make_idme(home, embedder, compute).identify(file, top=top)
+
+    def human(c: Check) -> None:
+        con = Console()
+        if c.decision == ACCEPT:
+            con.print(f"[bold green]{'you (Me)' if c.name == 'me' else c.name}[/] "
+                      f"(score {c.score:.3f} >= {c.threshold:.3f})")
+        else:
+            con.print("[bold yellow]nobody enrolled[/] matches this voice")
+        t = Table("#", "profile", "score", "threshold", "passes")
+        for i, m in enumerate(c.candidates, 1):
+            t.add_row(str(i), "Me" if m.name == "me" else m.name, f"{m.score:.3f}", f"{m.threshold:.3f}",
+                      "yes" if m.accepted else "no")
+        con.print(t)
+        con.print(f"audio: {_condition(c)}", markup=False, highlight=False)
+        con.print(f"gallery: {c.gallery_size} profile(s); false matches of people not enrolled grow about "
+                  f"{c.gallery_size} x FAR (~{c.expected_fpir:.2%})", markup=False, highlight=False)
+
+    _finish(result, as_json, human)
