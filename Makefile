@@ -35,6 +35,7 @@ test: $(VENV)/.idme-test-deps
 
 bench: $(VENV)/.idme-test-deps
 	$(BIN)/python bench/run.py --data ../shared/data
+	$(BIN)/python bench/segmentation.py --data ../shared/data --json bench/results/segmentation.json
 
 clean-demo:
 	rm -rf $(DEMO_HOME)

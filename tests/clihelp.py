@@ -51,15 +51,18 @@ def refused(result, contains: str = "") -> str:
     return one_error_line(result.stderr, contains)
 
 
-def events_of(stdout: str) -> list[dict]:
-    """The JSON Lines of ``listen --json`` stdout; fails on any line that is not a JSON object."""
+def events_of(stdout: str, with_end: bool = False) -> list[dict]:
+    """The JSON Lines of ``listen --json`` stdout; fails on any line that is not a JSON object.
+    The closing ``{"type": "end"}`` object (at most one, last) is left out unless ``with_end``."""
     assert stdout == "" or stdout.endswith("\n")
     out = []
     for line in stdout.splitlines():
         obj = json.loads(line)
         assert isinstance(obj, dict), line
         out.append(obj)
-    return out
+    ends = [i for i, e in enumerate(out) if e.get("type") == "end"]
+    assert ends in ([], [len(out) - 1]), ends
+    return out if with_end else [e for e in out if e.get("type") != "end"]
 
 
 def final_labels(events: list[dict]) -> dict[int, dict]:

@@ -31,3 +31,27 @@ def example_meeting() -> Path:
 #: The shared evaluation material sits beside the repository (../shared), in CI as here.
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SCORER = Path(__import__("os").environ.get("IDME_SCORER", SHARED / "tools" / "score_meeting.py"))
+
+
+def _hypothesis_skips_lazy_modules() -> None:
+    """Hypothesis scans every module in sys.modules for constants (``getattr(module, "__file__", None)``);
+    SpeechBrain's lazy modules raise ImportError there (k2 is not installed), which aborts collection as an
+    INTERNALERROR once both are imported. Mark them as already seen before each scan."""
+    import sys
+
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:
+        return
+    scan = providers._get_local_constants
+
+    def guarded():
+        for module in list(sys.modules.values()):
+            if type(module).__module__.startswith("speechbrain."):  # LazyModule and its subclasses
+                providers._seen_modules.add(id(module))
+        return scan()
+
+    providers._get_local_constants = guarded
+
+
+_hypothesis_skips_lazy_modules()

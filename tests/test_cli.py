@@ -35,7 +35,8 @@ OWNER_TAKES = [EXAMPLES / "enroll" / f"me_{i}.wav" for i in (1, 2, 3)]
 BOB_TAKE = Path(__file__).resolve().parent / "data" / "ls_2414_128291-0003.flac"
 
 #: The keys of one ``listen --json`` line, and what each must hold.
-EVENT_TYPES = {"id": int, "start": float, "end": float, "speaker": str, "kind": str, "score": float,
+EVENT_TYPES = {"type": str, "schema": str, "session_id": (str, type(None)),
+               "id": int, "start": float, "end": float, "speaker": str, "kind": str, "score": float,
                "final": bool, "latency_ms": (float, type(None)), "text": str}
 KINDS = {"me", "enrolled", "unknown"}
 FORMATS = ("md", "txt", "srt", "vtt", "json", "rttm")

@@ -57,7 +57,7 @@ def test_ecapa_installed_from_a_copy_enrols_and_listens_offline(tmp_path: Path, 
     r = _cli("listen", "--embedder", "ecapa", "--file", EXAMPLES / "meeting.wav", "--json", "--asr", "none",
              "--home", home)
     assert r.exit_code == 0, r.output
-    events = [json.loads(line) for line in r.stdout.splitlines()]
+    events = [e for e in map(json.loads, r.stdout.splitlines()) if e["type"] != "end"]
     assert events and all(e["final"] in (True, False) for e in events)
     session = json.loads(_cli("sessions", "show", "latest", "--home", home).stdout)
     assert session["models"]["encoder"]["name"] == "ecapa"
@@ -114,7 +114,7 @@ def test_listen_transcribes_with_a_vosk_model_directory(tmp_path: Path):
     sf.write(clip, audio, rate, subtype="PCM_16")
     r = _cli("listen", "--file", clip, "--json", "--asr", "vosk", "--asr-model", model, "--home", home)
     assert r.exit_code == 0, r.output
-    events = [json.loads(line) for line in r.stdout.splitlines()]
+    events = [e for e in map(json.loads, r.stdout.splitlines()) if e["type"] != "end"]
     first_seen: dict[int, dict] = {}
     for e in events:
         first_seen.setdefault(e["id"], e)

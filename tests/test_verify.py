@@ -206,8 +206,16 @@ def test_cli_verify_and_identify(home) -> None:
 
 
 def test_cli_bad_input_is_one_line_and_exit_1(home, tmp_path) -> None:
-    """An unknown name, silent audio, a spoken digit too short to score and an empty file: exit 1 with
-    one error line; `--top 51` is a usage error (exit 2)."""
+    """An unknown name, silent audio, a spoken digit too short to score, an empty file and a profile made by
+    another encoder: exit 1 with one error line; `--top 51` is a usage error (exit 2)."""
+    other = tmp_path / "other-encoder"
+    shutil.copytree(home, other)
+    meta_path = other / "profiles" / "carol" / "profile.json"
+    meta = json.loads(meta_path.read_text())
+    meta["encoder"]["version"] = "other-weights"
+    meta_path.write_text(json.dumps(meta))
+    refused(cli("verify", "--home", other, "--name", "carol", BOB_TEST), "re-enrol")
+    refused(cli("identify", "--home", other, BOB_TEST), "re-enrol")
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(2 * 16000, np.float32), 16000)
     empty = tmp_path / "empty.wav"

@@ -61,6 +61,16 @@ class NamedSpeaker:
                 "relabelled": self.relabelled}
 
 
+def _check_segmenter(name: str) -> str:
+    """``name`` if it is a known segmenter, else ConfigError."""
+    from .errors import ConfigError
+    from .segment import SEGMENTERS
+
+    if name not in SEGMENTERS:
+        raise ConfigError(f"unknown segmenter {name!r}; choose one of: {', '.join(SEGMENTERS)}")
+    return name
+
+
 class Idme:
     """The library facade. Cheap to create; the encoder and stores are opened on first use."""
 
@@ -175,8 +185,11 @@ class Idme:
                               "name": transcriber.name, "version": transcriber.version,
                               "language": getattr(transcriber, "language", None)}}
                 extra: dict[str, Any] = {"realtime": realtime}
+                if min_speakers is not None or max_speakers is not None:
+                    extra["speakers"] = {"min": min_speakers, "max": max_speakers}
                 if file is not None:
-                    extra["uri"] = Path(file).stem  # the RTTM file id a reference for this recording uses
+                    # the RTTM file id a reference for this recording uses
+                    extra["uri"] = Path(file).stem if str(file) != "-" else "stdin"
                 settings = session_settings(source, th, options, live, is_narrowband(source), profiles, **extra)
                 writer = self.sessions.create(settings, models, source=settings["source"])
             session = LiveSession(source, self.embedder, profiles, th, transcriber=transcriber, sinks=sinks,
@@ -271,6 +284,10 @@ class Idme:
         history = json.loads(path.read_text()) if path.exists() else []
         atomic_write(path, json.dumps(history + [record], indent=1).encode(), 0o600)
 
+    def forget_undo(self, session_id: str) -> None:
+        """Drops the ``undo_name`` records of a deleted session (they name it)."""
+        self._undo_path(session_id).unlink(missing_ok=True)
+
     def undo_name(self, session: str) -> dict[str, Any]:
         """Undoes the last ``name_speaker`` on ``session``: the profile is put back as it was (removed if
         it was new) and the session's segments get their old label back. Returns what was undone.
@@ -322,14 +339,19 @@ class Idme:
             check_encoder(profile, self.encoder_info)
         return check(profile, samples, self.embedder, self.thresholds(), native_rate=native, name=name)
 
-    def identify(self, file_or_samples: Any, top: int = 5, *, sample_rate: int | None = None):
+    def identify(self, file_or_samples: Any, top: int = 5, *, sample_rate: int | None = None, gallery: Any = None):
         """Who among the enrolled profiles is speaking in ``file_or_samples`` (open set: decision ``reject``
         = nobody enrolled)? Returns an ``identity.verify.Check`` with up to ``top`` (<= 50) candidates, the
-        gallery size and the expected false-positive identification rate (about gallery size x FAR)."""
+        gallery size and the expected false-positive identification rate (about gallery size x FAR).
+
+        gallery: an ``identity.gallery`` backend keyed by profile name (e.g. ``PgVectorGallery``) to search
+        instead of this store's profiles (it must hold this encoder's voiceprints)."""
         from .identity.profiles import check_encoder
         from .identity.verify import check
 
         samples, native = _test_audio(file_or_samples, sample_rate)
+        if gallery is not None:
+            return check(gallery, samples, self.embedder, self.thresholds(), native_rate=native, top=top)
         profiles = self.profiles.all()
         for p in profiles:
             check_encoder(p, self.encoder_info)
@@ -356,13 +378,24 @@ class Idme:
                   "test_seconds": test_seconds, **verification_report(tgt, non, th)}
         return report, tgt, non
 
-    def eval_meetings(self, dirs: Sequence[Path], hyp_dir: Path | None = None, say=None) -> dict[str, Any]:
-        """Labels and scores meetings / RTTM sets as ``idme listen --file`` would label them."""
+    def eval_meetings(self, dirs: Sequence[Path], hyp_dir: Path | None = None, say=None,
+                      segmenter: str = "webrtc") -> dict[str, Any]:
+        """Labels and scores meetings / RTTM sets as ``idme listen --file`` would label them.
+
+        segmenter: "webrtc" (default) or "pyannote" (overlap-aware file mode, ``idme.segment.pyannote``)."""
         from .eval.meetings import evaluate
 
-        return evaluate(dirs, self.embedder, self.thresholds(), hyp_dir, say)
+        return evaluate(dirs, self.embedder, self.thresholds(), hyp_dir, say, segmenter=_check_segmenter(segmenter))
 
-    def calibrate(self, lists: Sequence[Path], far: float = 0.01, test_seconds: float | None = None,
+    def label_file(self, path: str | os.PathLike[str], segmenter: str = "pyannote") -> list[dict[str, Any]]:
+        """Labels a whole recording with this home's profiles and thresholds: ``listen --json`` event dicts
+        (final labels, no text). With "pyannote" events of different speakers may overlap in time."""
+        from .eval.meetings import label_file
+
+        return label_file(Path(path), self.embedder, self.profiles.all(), self.thresholds(),
+                          _check_segmenter(segmenter))
+
+    def calibrate(self, lists: Sequence[Path], far: float = 0.001, test_seconds: float | None = None,
                   cache_dir: Path | None = None, dry_run: bool = False, progress=None):
         """Thresholds at false-accept rate ``far`` on trial lists; saved (keyed by encoder name@version)
         unless ``dry_run``. Returns (Calibration, path written or None)."""

@@ -486,6 +486,12 @@ class Pipeline:
     def aborted(self) -> bool:
         return self._abort.is_set()
 
+    @property
+    def pending_transcriptions(self) -> int:
+        """Turns still waiting for their text (the ASR backlog), for progress displays; any thread."""
+        with self._turns_lock:
+            return len(self._turns)
+
     def stop(self) -> None:
         """Asks the source to stop; everything already read is still labelled and emitted."""
         self._stop.set()

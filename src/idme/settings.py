@@ -23,7 +23,7 @@ else:  # pragma: no cover - Python 3.10
 
 #: Speaker encoders and recognisers accepted by name (the modules behind them validate the rest).
 EMBEDDERS = ("campplus", "ecapa")
-ASR_CHOICES = ("auto", "vosk", "whisper", "none")
+ASR_CHOICES = ("auto", "moonshine", "vosk", "whisper", "none")
 COMPUTE_CHOICES = ("cpu", "cuda")
 
 

@@ -148,6 +148,12 @@ class AvFile:
             self.closed = True
 
 
+def _has_av() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("av") is not None
+
+
 def _open_av(source: str | io.BytesIO, name: str, why: str) -> AvFile | None:
     """PyAV's reader for ``source``, or None when PyAV is not installed or cannot read it either."""
     try:
@@ -209,16 +215,20 @@ def open_sound_file(path: str | os.PathLike[str], data: io.BytesIO | None = None
             if not data.getbuffer().nbytes:
                 raise AudioError(f"'{name}' gave no data (0 bytes)")
     f: sf.SoundFile | AvFile | None = None
-    if p.suffix.lower() in _PREFER_AV:
+    av_tried = False
+    if p.suffix.lower() in _PREFER_AV and _has_av():
+        av_tried = True
         f = _open_av(data if data is not None else str(p), name, "preferred for mp3")
     if f is None:
         try:
+            if av_tried:  # libmpg123 would only add its stderr noise to the same verdict
+                raise sf.LibsndfileError(0, "format not recognised")
             if data is not None:
                 data.seek(0)
             f = sf.SoundFile(data if data is not None else str(p))
         except sf.LibsndfileError as e:
-            reason = one_line(e.error_string).rstrip(".") or "unknown format"
-            f = _open_av(data if data is not None else str(p), name, reason)
+            reason = "format not recognised" if av_tried else (one_line(e.error_string).rstrip(".") or "unknown format")
+            f = None if av_tried else _open_av(data if data is not None else str(p), name, reason)
             if f is None:
                 if data is not None:
                     head = data.getvalue()[:512]

@@ -57,7 +57,7 @@ class PushSource:
 
     def __init__(self, sample_rate: int, channels: int = 1, encoding: str = "pcm_s16le",
                  max_queued_s: float = DEFAULT_MAX_QUEUED_S, label: str = "pushed stream") -> None:
-        if encoding not in ENCODINGS:
+        if not isinstance(encoding, str) or encoding not in ENCODINGS:
             raise AudioError(f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")
         if not isinstance(sample_rate, int) or isinstance(sample_rate, bool) \
                 or not MIN_RATE_HZ <= sample_rate <= MAX_RATE_HZ:
@@ -119,6 +119,11 @@ class PushSource:
     def queued_s(self) -> float:
         """Seconds of audio pushed but not yet taken by :meth:`frames` (how far the consumer is behind)."""
         return self._queued / self._rate
+
+    @property
+    def bytes_per_s(self) -> int:
+        """Bytes of pushed PCM per second of audio."""
+        return self._frame_bytes * self._rate
 
     @property
     def ended(self) -> bool:

@@ -21,6 +21,7 @@ from . import listen as _listen
 from . import models as _models
 from . import profiles as _profiles
 from . import sessions as _sessions
+from . import serve as _serve
 from . import verify as _verify
 from .common import err
 
@@ -58,6 +59,7 @@ app.command()(_sessions.name)
 app.command()(_sessions.transcript)
 app.command()(_verify.verify)
 app.command()(_verify.identify)
+app.command()(_serve.serve)
 app.add_typer(_profiles.profiles_app, name="profiles")
 app.add_typer(_sessions.sessions_app, name="sessions")
 app.add_typer(_models.models_app, name="models")

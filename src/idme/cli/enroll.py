@@ -69,12 +69,14 @@ def _microphone_takes(device: str | None, takes: int, seconds: float) -> tuple[l
 @cli_errors
 def enroll(
     name: str = typer.Option("me", "--name", "-n", help="Profile to enrol into; 'me' is you, the owner."),
-    files: list[Path] = typer.Option([], "--file", "-f", help="Enrollment recording(s); repeat for several takes."),
+    files: list[Path] = typer.Option([], "--file", "-f", metavar="PATH", show_default=False,
+                                     help="Enrollment recording(s); repeat for several takes (- for stdin)."),
     takes: int = typer.Option(3, "--takes", min=1, max=10, help="Microphone takes to record."),
     seconds: float = typer.Option(6.0, "--seconds", min=2.0, max=60.0, help="Length of each microphone take."),
     device: Optional[str] = typer.Option(None, "--device", "-d", help="Input device (index or name)."),
     keep_audio: bool = typer.Option(False, "--keep-audio", help="Keep the enrollment audio (0600) so the "
                                     "profile can be re-embedded with another encoder later."),
+    force: bool = typer.Option(False, "--force", help="Enrol even if this voice already matches another profile."),
     embedder: Optional[str] = EMBEDDER_OPT,
     compute: Optional[str] = COMPUTE_OPT,
     home: Optional[Path] = HOME_OPT,
@@ -85,10 +87,10 @@ def enroll(
     check_name(name)
     idme = make_idme(home, embedder, compute)
     if files:
-        result = idme.enroll_files(name, files, keep_audio=keep_audio)
+        result = idme.enroll_files(name, files, keep_audio=keep_audio, force=force)
     else:
         take_audio, rates = _microphone_takes(device, takes, seconds)
-        result = idme.enroll(name, take_audio, rates, keep_audio=keep_audio)
+        result = idme.enroll(name, take_audio, rates, keep_audio=keep_audio, force=force)
     for r in result.reports:
         err.print(f"  ✓ {r.source}: {r.speech_s:.1f} s of speech, level {r.level_dbfs:.0f} dBFS", markup=False)
     profile = result.profile

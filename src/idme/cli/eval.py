@@ -98,6 +98,9 @@ def meetings_cmd(
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
     hyp_dir: Optional[Path] = typer.Option(None, "--hyp-dir", help="Also write each hypothesis as "
                                            "`listen --json` lines (<name>.jsonl) here, e.g. for score_meeting.py."),
+    segmenter: str = typer.Option("webrtc", "--segmenter",
+                                  help="webrtc (live pipeline, one label at a time) or pyannote (segmentation-3.0, "
+                                       "file mode, overlapping speakers)."),
     embedder: Optional[str] = EMBEDDER_OPT,
     compute: Optional[str] = COMPUTE_OPT,
     home: Optional[Path] = HOME_OPT,
@@ -106,7 +109,10 @@ def meetings_cmd(
     # The thresholds `idme listen` would use with this --home (calibrated ones if any); profiles go to a
     # temporary store instead.
     idme = make_idme(home, embedder, compute)
-    result = idme.eval_meetings(dirs, hyp_dir, say=None if as_json else (lambda m: err.print(m, markup=False)))
+    if segmenter not in ("webrtc", "pyannote"):
+        raise fail(f"--segmenter must be webrtc or pyannote, got {segmenter!r}", 2)
+    result = idme.eval_meetings(dirs, hyp_dir, say=None if as_json else (lambda m: err.print(m, markup=False)),
+                                segmenter=segmenter)
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
         return
@@ -139,7 +145,8 @@ def meetings_cmd(
 def calibrate_cmd(
     lists: list[Path] = typer.Option([], "--trials", help="Trial list (VoxCeleb or Kaldi format); repeatable, "
                                      "lists are pooled."),
-    far: float = typer.Option(0.01, "--far", help="Target false-accept rate for me/enrolled (fraction: 0.01 = 1%)."),
+    far: float = typer.Option(0.001, "--far", help="Target false-accept rate for me/enrolled (fraction: 0.001 = "
+                              "0.1%, the shipped operating point; 0.01 = 1% loosens it)."),
     test_seconds: Optional[float] = typer.Option(None, "--test-seconds", help="Cut the test side of every trial "
                                                  "to its first S seconds of speech (enrollment side whole)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print old vs new; write nothing."),

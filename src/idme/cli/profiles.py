@@ -19,7 +19,7 @@ profiles_app = typer.Typer(no_args_is_help=True, help="List, inspect, rename and
 
 @profiles_app.command("list")
 @cli_errors
-def profiles_list(as_json: bool = typer.Option(False, "--json"), home: Optional[Path] = HOME_OPT) -> None:
+def profiles_list(as_json: bool = typer.Option(False, "--json", help="One JSON array on stdout."), home: Optional[Path] = HOME_OPT) -> None:
     """List enrolled profiles."""
     profs = make_idme(home).profiles.all()
     if as_json:
@@ -45,23 +45,28 @@ def profiles_show(name: str, home: Optional[Path] = HOME_OPT) -> None:
 
 @profiles_app.command("rename")
 @cli_errors
-def profiles_rename(old: str, new: str, home: Optional[Path] = HOME_OPT) -> None:
-    """Rename a profile."""
-    make_idme(home).profiles.rename(old, new)
+def profiles_rename(old: str, new: str,
+                    force: bool = typer.Option(False, "--force", help="Allow renaming the owner (me)."),
+                    home: Optional[Path] = HOME_OPT) -> None:
+    """Rename a profile (the owner, me, only with --force)."""
+    make_idme(home).profiles.rename(old, new, force=force)
     err.print(f"renamed {old} to {new}", markup=False)
 
 
 @profiles_app.command("rm")
 @cli_errors
-def profiles_rm(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+def profiles_rm(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (scripts)."),
+                force: bool = typer.Option(False, "--force", help="Allow deleting the owner's profile (me)."),
                 home: Optional[Path] = HOME_OPT) -> None:
-    """Delete a profile: its voiceprints, metadata and any kept audio."""
+    """Delete a profile: its voiceprints, metadata, kept audio and earlier versions (asks on a terminal)."""
     store = make_idme(home).profiles
     if not store.exists(name):
         raise ProfileError(f"no profile '{name}'; see `idme profiles list`")
+    if name.strip().lower() == "me" and not force:
+        raise ProfileError("'me' is your own voiceprint (the owner); pass --force to delete it")
     if not yes and sys.stdin.isatty() and not typer.confirm(f"Delete profile {name} and its voiceprints?"):
         raise typer.Exit(1)
-    store.remove(name)
+    store.remove(name, force=force)
     err.print(f"deleted profile {name}", markup=False)
 
 

@@ -47,8 +47,16 @@ def find_recordings(dirs: Sequence[Path]) -> list[tuple[str, Path]]:
     return found
 
 
-def label_file(path: Path, embedder: Embedder, profiles: list[Profile], th: Thresholds) -> list[dict[str, Any]]:
-    """Labels a recording as ``idme listen --file PATH --json`` does; returns its events in emission order."""
+def label_file(path: Path, embedder: Embedder, profiles: list[Profile], th: Thresholds,
+               segmenter: str = "webrtc") -> list[dict[str, Any]]:
+    """Labels a recording as ``idme listen --file PATH --json`` does; returns its events in emission order.
+
+    segmenter: "webrtc" (the live pipeline, one label per instant) or "pyannote" (``idme.segment.pyannote``,
+    file mode; events of different speakers may overlap in time)."""
+    if segmenter == "pyannote":
+        from ..segment.pyannote import label_file as label_segmented
+
+        return label_segmented(path, embedder, profiles, th)
     from ..audio.sources import open_source
     from ..live import LiveSession
     from ..sinks import ListSink
@@ -72,7 +80,8 @@ def _write_hyp(path: Path, events: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
 
 
-def eval_meeting(mdir: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path | None = None) -> dict[str, Any]:
+def eval_meeting(mdir: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path | None = None,
+                 segmenter: str = "webrtc") -> dict[str, Any]:
     """Enrols ``me`` and each ``named`` person of ``meta.json`` into a temporary store, labels meeting.wav,
     scores it (score_meeting.py's dict) and adds ``labels`` (final label -> segments)."""
     from ..errors import IdmeError
@@ -94,14 +103,20 @@ def eval_meeting(mdir: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path |
                 raise IdmeError(f"{mdir / 'meta.json'}: no enrollment clips for {who!r} under 'enroll'")
             takes, rates = read_takes([mdir / f for f in clips[who]])
             enroll(store, embedder, who, takes, th, native_rates=rates)
-        events = label_file(mdir / "meeting.wav", embedder, store.all(), th)
+        events = label_file(mdir / "meeting.wav", embedder, store.all(), th, segmenter)
     if hyp_dir is not None:
         _write_hyp(hyp_dir / f"{mdir.name}.jsonl", events)
-    return {"name": mdir.name, "path": str(mdir), **score_meeting(mdir, events), "labels": label_counts(events)}
+    if segmenter != "webrtc":  # overlapping labels are simultaneous speakers, not later corrections
+        from .der import score_files
+
+        scored = score_files(mdir / "reference.rttm", events, meta, overlapping_hyp=True)
+    else:
+        scored = score_meeting(mdir, events)
+    return {"name": mdir.name, "path": str(mdir), **scored, "labels": label_counts(events)}
 
 
 def eval_rttm_set(d: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path | None = None,
-                  tick: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  tick: Callable[[str], None] | None = None, segmenter: str = "webrtc") -> dict[str, Any]:
     """Labels every recording of an RTTM(+UEM) set with nobody enrolled; returns score_rttm_set's dict."""
     from ..errors import AudioError
     from .der import read_rttm, read_uem, score_rttm_set
@@ -117,11 +132,11 @@ def eval_rttm_set(d: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path | N
             raise AudioError(f"{d}: no audio for file id {fid!r} (looked for {fid}.wav/.flac/.ogg/.mp3)")
         if tick is not None:
             tick(fid)
-        hyp[fid] = label_file(audio, embedder, [], th)
+        hyp[fid] = label_file(audio, embedder, [], th, segmenter)
         labels[fid] = label_counts(hyp[fid])
         if hyp_dir is not None:
             _write_hyp(hyp_dir / d.name / f"{fid}.jsonl", hyp[fid])
-    res = score_rttm_set(d / "reference.rttm", uem, hyp)
+    res = score_rttm_set(d / "reference.rttm", uem, hyp, overlapping_hyp=segmenter != "webrtc")
     for fid, r in res["files"].items():
         r["labels"] = labels.get(fid, {})
     return {"name": d.name, "path": str(d), **res}
@@ -145,7 +160,7 @@ def mean_over(meetings: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate(dirs: Sequence[Path], embedder: Embedder, th: Thresholds, hyp_dir: Path | None = None,
-             say: Callable[[str], None] | None = None) -> dict[str, Any]:
+             say: Callable[[str], None] | None = None, segmenter: str = "webrtc") -> dict[str, Any]:
     """``idme eval meetings``: every meeting and RTTM set found under ``dirs``, labelled and scored."""
     from dataclasses import asdict
 
@@ -154,10 +169,12 @@ def evaluate(dirs: Sequence[Path], embedder: Embedder, th: Thresholds, hyp_dir: 
     for kind, d in find_recordings(dirs):
         if kind == "meeting":
             say(f"labelling {d} …")
-            meetings.append(eval_meeting(d, embedder, th, hyp_dir))
+            meetings.append(eval_meeting(d, embedder, th, hyp_dir, segmenter))
         else:
-            sets.append(eval_rttm_set(d, embedder, th, hyp_dir, tick=lambda fid, d=d: say(f"labelling {d}/{fid} …")))
+            sets.append(eval_rttm_set(d, embedder, th, hyp_dir, tick=lambda fid, d=d: say(f"labelling {d}/{fid} …"),
+                                      segmenter=segmenter))
     return {"encoder": {"name": embedder.name, "version": embedder.version}, "thresholds": asdict(th),
+            "segmenter": segmenter,
             "meetings": meetings, "rttm_sets": sets,
             "overall": {"meetings_mean": mean_over(meetings) if meetings else None,
                         "rttm_sets_pooled": {s["name"]: s["pooled"] for s in sets}}}

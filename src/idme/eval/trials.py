@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,13 +191,15 @@ class EmbeddingCache:
         k = self.key(path)
         emb = np.asarray(embedding)
         self._memory[k] = emb
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
+        import io
+
+        from .._fs import atomic_write
+
+        buf = io.BytesIO()
+        np.save(buf, emb, allow_pickle=False)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, emb, allow_pickle=False)
-            os.replace(tmp, self._file(k))
+            atomic_write(self._file(k), buf.getvalue(), mode=0o600)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise StoreError(f"cannot write embedding cache {self.cache_dir}: {exc.strerror or exc}") from None
 
     def get_or_compute(self, path: str | os.PathLike[str], compute: Callable[[Path], np.ndarray]) -> np.ndarray:

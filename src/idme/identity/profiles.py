@@ -245,6 +245,9 @@ class ProfileStore:
         backup = Path(backup)
         if backup.parent.parent != self.root / HISTORY_DIR:
             raise ProfileError(f"{backup} is not a saved profile version of this store")
+        if not (backup / "profile.json").is_file():
+            raise ProfileError(f"the saved version of profile '{d.name}' is gone (the profile was deleted "
+                               "since); nothing to restore")
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         for f in ("embeddings.npy", "profile.json"):
             _private_write(d / f, (backup / f).read_bytes())

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -208,15 +206,6 @@ def save(encoder: str, values: Thresholds, home: Path, version: str | None = Non
     entry = _check_entry(f"thresholds to save in {path}", key, asdict(values))
     data = read_file(path)
     data[key] = entry
-    fd, tmp = tempfile.mkstemp(dir=home, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from .._fs import atomic_write
+
+    return atomic_write(path, json.dumps(data, indent=1), mode=0o600)

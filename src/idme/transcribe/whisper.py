@@ -173,6 +173,10 @@ class WhisperTranscriber:
             audio,
             language=self._decode_language,
             beam_size=self.beam_size,
+            # One temperature, so no fallback: faster-whisper's default re-samples a segment at temperatures
+            # 0.2 ... 1.0 when the greedy text fails its compression/log-prob checks, which made the same file
+            # come out differently on every run (UX review 2026-12-01, item 15). Greedy at 0 is deterministic.
+            temperature=0.0,
             word_timestamps=True,
             # idme's VAD already cut this segment; a second VAD pass would only cost time and clip edges.
             vad_filter=False,

@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""webrtc vs pyannote segmenter on real meetings: pooled DER on ami-excerpts, and real-time factors.
+
+    .venv/bin/python bench/segmentation.py --data ../shared/data [--json out.json] [--no-tune]
+
+Each AMI excerpt is labelled with nobody enrolled (as ``idme eval meetings`` does) by
+
+- ``webrtc``: today's path, ``idme.eval.meetings.label_file`` (one label per frame);
+- ``pyannote``: ``idme.segment.pyannote`` (segmentation-3.0 + CAM++, overlapping labels),
+
+and scored with idme's scorer (``idme.eval.der``, overlap counted; collar 0.25 s and 0). The pyannote
+settings (window hop, AHC similarity, smallest cluster) are tuned on the ``trn*`` files only (lowest pooled
+DER at collar 0.25 s); ``dev*`` files are reported separately and never used to choose anything.
+RTF = wall seconds to label a file (reading it included) / its duration, summed over the files; "CPU s /
+audio s" is the process CPU time over the same span (all threads), which moves less with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from idme.audio.file import read_audio  # noqa: E402
+from idme.embed.campplus import CampPlusEmbedder  # noqa: E402
+from idme.eval.der import read_uem, score_rttm_set  # noqa: E402
+from idme.eval.meetings import label_file  # noqa: E402
+from idme.identity.thresholds import load  # noqa: E402
+from idme.segment.base import LabelledRegion, to_events  # noqa: E402
+from idme.segment.pyannote import PyannoteOptions, PyannoteSegmenter  # noqa: E402
+
+COLLARS = (0.25, 0.0)
+GRID = {"step_s": (1.0, 2.0, 2.5), "cluster_similarity": (0.30, 0.35, 0.40, 0.45, 0.50, 0.55),
+        "min_cluster_size": (1, 2, 3, 5)}
+
+
+def pooled(ref: Path, uem: dict, hyps: dict, fids: list[str], overlapping: bool) -> dict:
+    """Pooled DER (and its parts) per collar over ``fids``."""
+    out = {}
+    for c in COLLARS:
+        r = score_rttm_set(ref, {f: uem[f] for f in fids}, {f: hyps[f] for f in fids}, collar_s=c,
+                           overlapping_hyp=overlapping)["pooled"]
+        out[f"collar_{c}"] = {k: r[k] for k in ("der", "miss", "fa", "confusion")}
+    return out
+
+
+def pyannote_events(seg: PyannoteSegmenter, cache: dict, samples) -> list[dict]:
+    """Events from cached segmentation + embeddings (they depend only on step_s), re-clustered."""
+    wa, emb, valid = cache
+    assign, labels = seg.cluster(emb, valid)
+    if not labels.names:
+        return []
+    on = seg.aggregate(wa, assign, len(labels.names))
+    regions = [LabelledRegion(r, labels.names[r.speaker], labels.kinds[r.speaker], labels.scores[r.speaker])
+               for r in seg.to_regions(on, len(samples))]
+    return to_events(regions, 16000)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="shared data folder (holds ami-excerpts/)")
+    ap.add_argument("--json", type=Path, help="write every number here")
+    ap.add_argument("--no-tune", action="store_true", help="only the shipped PyannoteOptions defaults")
+    args = ap.parse_args(argv)
+
+    ami = args.data / "ami-excerpts"
+    ref, uem = ami / "reference.rttm", read_uem(ami / "reference.uem")
+    fids = list(uem)
+    trn, dev = [f for f in fids if f.startswith("trn")], [f for f in fids if f.startswith("dev")]
+    embedder, th = CampPlusEmbedder(), load("campplus")
+    embedder.load()
+    audio = {f: read_audio(ami / f"{f}.wav") for f in fids}
+    dur = sum(len(a) for a in audio.values()) / 16000
+    print(f"# {len(fids)} AMI excerpts ({len(trn)} trn, {len(dev)} dev), {dur:.0f} s; cpus={os.cpu_count()}, "
+          f"load={os.getloadavg()[0]:.2f}", file=sys.stderr)
+
+    result: dict = {"files": {"trn": trn, "dev": dev}, "audio_s": dur}
+    # webrtc: today's default path.
+    t0, c0 = time.perf_counter(), time.process_time()
+    web = {f: label_file(ami / f"{f}.wav", embedder, [], th) for f in fids}
+    result["webrtc"] = {"rtf": (time.perf_counter() - t0) / dur, "cpu_rtf": (time.process_time() - c0) / dur,
+                        "trn": pooled(ref, uem, web, trn, False), "dev": pooled(ref, uem, web, dev, False),
+                        "all": pooled(ref, uem, web, fids, False)}
+
+    # pyannote: tune on trn* over the grid (segmentation + embeddings cached per hop).
+    defaults = PyannoteOptions()
+    grid = {k: (getattr(defaults, k),) for k in GRID} if args.no_tune else GRID
+    tried = []
+    for step in grid["step_s"]:
+        base = PyannoteSegmenter(embedder, th, [], dataclasses.replace(defaults, step_s=step))
+        cache = {}
+        for f in fids:
+            wa = base.segment(audio[f])
+            cache[f] = (wa, *base.embed_local(audio[f], wa))
+        for sim, mcs in itertools.product(grid["cluster_similarity"], grid["min_cluster_size"]):
+            seg = PyannoteSegmenter(embedder, th, [], dataclasses.replace(
+                defaults, step_s=step, cluster_similarity=sim, min_cluster_size=mcs), model=base.model)
+            hyps = {f: pyannote_events(seg, cache[f], audio[f]) for f in trn}
+            der = pooled(ref, uem, hyps, trn, True)["collar_0.25"]["der"]
+            tried.append({"step_s": step, "cluster_similarity": sim, "min_cluster_size": mcs, "trn_der": der})
+            print(f"  step {step} sim {sim} min_cluster {mcs}: trn DER {der:.4f}", file=sys.stderr)
+    best = min(tried, key=lambda r: (r["trn_der"], -r["step_s"]))
+    opts = dataclasses.replace(defaults, **{k: best[k] for k in GRID})
+    seg = PyannoteSegmenter(embedder, th, [], opts)
+    t0, c0 = time.perf_counter(), time.process_time()
+    pya = {f: seg.events(read_audio(ami / f"{f}.wav")) for f in fids}
+    rtf, cpu_rtf = (time.perf_counter() - t0) / dur, (time.process_time() - c0) / dur
+    result["pyannote"] = {"options": dataclasses.asdict(opts), "rtf": rtf, "cpu_rtf": cpu_rtf, "grid": tried,
+                          "trn": pooled(ref, uem, pya, trn, True), "dev": pooled(ref, uem, pya, dev, True),
+                          "all": pooled(ref, uem, pya, fids, True)}
+
+    print("| segmenter | files | DER ±0.25 s | miss | FA | conf | DER collar 0 | RTF (wall) | CPU s / audio s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in ("webrtc", "pyannote"):
+        r = result[name]
+        for part in ("trn", "dev", "all"):
+            a, b = r[part]["collar_0.25"], r[part]["collar_0.0"]
+            print(f"| {name} | {part} | {a['der']:.1%} | {a['miss']:.1%} | {a['fa']:.1%} | {a['confusion']:.1%} "
+                  f"| {b['der']:.1%} | {r['rtf']:.3f} | {r['cpu_rtf']:.3f} |")
+    print(f"\npyannote options (chosen on trn only): {json.dumps({k: best[k] for k in GRID})}")
+    print(f"load average at end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""Voiceprint galleries for 1:N identification: one interface, three backends (issue 12).
+
+* ``FlatGallery``: FAISS exact inner product (``IndexFlatIP``). Exact, no training; cost grows with the
+  gallery (p50 90-156 ms a query at 1M 192-d vectors on one loaded core), so it is the default while small.
+* ``IvfPqGallery``: FAISS IVF-PQ (an inverted file of ``nlist`` lists, 8-bit product-quantised codes)
+  whose ``rerank`` best candidates are re-scored exactly against the stored float32 vectors
+  (``IndexRefineFlat``), so the scores it returns are exact cosines and only the candidate list is
+  approximate. ``make_gallery`` picks it from ``APPROX_MIN`` vectors up (bench/identify_scale.py measured
+  where exact search stops being cheap).
+* ``PgVectorGallery``: PostgreSQL + pgvector, for galleries that outgrow one machine (replicas,
+  partitioning, Citus). An IVFFlat index (``vector_ip_ops``) finds candidates; pgvector computes their
+  distances from the full vectors, so the returned scores are exact too.
+
+Every backend stores unit vectors under string keys (profile names) and returns ``Hit``s, best first,
+whose ``score`` is the cosine ``verify.score`` computes. Keys are unique: adding a key again replaces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+from ..errors import IdmeError
+from .indices import _single_omp_thread, _unit
+
+log = logging.getLogger(__name__)
+
+#: From this many vectors on, ``make_gallery`` builds an IVF-PQ gallery instead of an exact one. Measured
+#: with bench/identify_scale.py (one query at a time, one thread, 2 cores at load 6-9): exact search p50
+#: 0.10 ms at 10k, 15.6 ms at 100k, 156 ms at 1M; IVF-PQ + re-ranking p50 0.07-0.13 ms at 10k (no gain, and
+#: 20 s of training) and 0.15-0.36 ms at 100k. Exact cost is linear, so it passes ~1-3 ms near 20k.
+APPROX_MIN = 20_000
+
+
+class GalleryError(IdmeError):
+    """A gallery that cannot be built, reached or searched (bad vectors, a database without pgvector)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One gallery entry found for a query: its ``key`` and the exact cosine ``score``."""
+
+    key: str
+    score: float
+
+
+class Gallery(Protocol):
+    """A searchable set of unit voiceprints under string keys."""
+
+    #: Backend name, e.g. "faiss-flat", "faiss-ivfpq", "pgvector".
+    kind: str
+    #: Vector dimension (the encoder's ``dimension``).
+    dimension: int
+
+    def __len__(self) -> int:
+        """Number of voiceprints held."""
+        ...
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Adds (or replaces) voiceprints: ``vectors`` float32 (n, dimension), normalised here."""
+        ...
+
+    def search(self, query: np.ndarray, k: int) -> list[Hit]:
+        """The ``k`` best entries for ``query`` (dimension,), best first, with exact cosine scores."""
+        ...
+
+
+def _check_vectors(keys: Sequence[str], vectors: np.ndarray, dimension: int) -> np.ndarray:
+    v = np.atleast_2d(np.asarray(vectors, np.float32))
+    if v.shape != (len(keys), dimension):
+        raise GalleryError(f"expected {len(keys)} vectors of dimension {dimension}, got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise GalleryError("voiceprints must be finite numbers")
+    if len(set(keys)) != len(keys):
+        raise GalleryError("keys must be unique within one add()")
+    return _unit(v)
+
+
+class _FaissGallery:
+    """Shared key bookkeeping of the FAISS backends: row ids are positions in ``_keys``; a replaced key's
+    old row is masked out of results (the FAISS indices here cannot remove rows cheaply)."""
+
+    kind = "faiss"
+
+    def __init__(self, dimension: int) -> None:
+        self.dimension = int(dimension)
+        self._keys: list[str] = []
+        self._row: dict[str, int] = {}
+        self._dead: set[int] = set()
+        self.index: faiss.Index
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def keys(self) -> list[str]:
+        return list(self._row)
+
+    def _register(self, keys: Sequence[str]) -> None:
+        for k in keys:
+            if k in self._row:
+                self._dead.add(self._row[k])
+            self._row[k] = len(self._keys)
+            self._keys.append(k)
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        v = _check_vectors(keys, vectors, self.dimension)
+        self._add(v)
+        self._register(list(keys))
+
+    def _add(self, v: np.ndarray) -> None:
+        self.index.add(v)
+
+    def _raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        with _single_omp_thread(self.index.ntotal):
+            return self.index.search(q[None, :], k)
+
+    def search(self, query: np.ndarray, k: int) -> list[Hit]:
+        if k < 1:
+            raise GalleryError(f"k must be at least 1 (got {k})")
+        if not self._row:
+            return []
+        q = _unit(np.asarray(query, np.float32).reshape(-1))
+        if q.shape != (self.dimension,):
+            raise GalleryError(f"query has dimension {q.shape[0]}, the gallery {self.dimension}")
+        d, i = self._raw_search(q, min(k + len(self._dead), self.index.ntotal))
+        hits = [Hit(self._keys[j], float(s)) for s, j in zip(d[0], i[0]) if j >= 0 and j not in self._dead]
+        return hits[:k]
+
+
+class FlatGallery(_FaissGallery):
+    """Exact search (FAISS ``IndexFlatIP`` on unit vectors = cosine)."""
+
+    kind = "faiss-flat"
+
+    def __init__(self, dimension: int) -> None:
+        super().__init__(dimension)
+        self.index = faiss.IndexFlatIP(self.dimension)
+
+
+class IvfPqGallery(_FaissGallery):
+    """IVF-PQ candidates re-ranked exactly: ``nprobe`` of ``nlist`` lists are scanned with 8-bit PQ codes of
+    ``m`` sub-vectors, and the best ``rerank`` codes are re-scored against the float32 vectors.
+
+    The index must be trained before vectors are added: ``build(keys, vectors)`` trains on (a sample of)
+    the vectors it is given and adds them. Later ``add`` calls reuse the trained lists.
+    """
+
+    kind = "faiss-ivfpq"
+
+    def __init__(self, dimension: int, nlist: int, m: int = 48, nprobe: int | None = None, rerank: int = 100,
+                 nbits: int = 8) -> None:
+        super().__init__(dimension)
+        if self.dimension % m:
+            raise GalleryError(f"m={m} must divide the dimension {self.dimension}")
+        # nprobe: an eighth of the lists unless given. On real CAM++ queries against galleries of real voices
+        # plus drawn distractors that gave recall@1 vs exact 0.995 at 100k (IVF1024) and 1.000 at 1M
+        # (IVF4096); a sixteenth gave 0.986 at both (bench/identify_scale.py, issue 12 report).
+        nprobe = max(1, int(nlist) // 8) if nprobe is None else int(nprobe)
+        self.nlist, self.m, self.nprobe, self.rerank, self.nbits = int(nlist), int(m), nprobe, int(rerank), int(nbits)
+        quantizer = faiss.IndexFlatIP(self.dimension)
+        self._ivf = faiss.IndexIVFPQ(quantizer, self.dimension, self.nlist, self.m, self.nbits,
+                                   faiss.METRIC_INNER_PRODUCT)
+        self._ivf.nprobe = self.nprobe
+        self.index = faiss.IndexRefineFlat(self._ivf)
+        self._quantizer = quantizer  # FAISS does not own it: keep it alive as long as the index
+
+    @staticmethod
+    def default_nlist(n: int) -> int:
+        """Lists for ``n`` vectors: about 4 sqrt(n) rounded to a power of two (FAISS's guideline range
+        4-16 sqrt(n)), at least 16; 1M -> 4096, 100k -> 1024."""
+        return int(max(16, 2 ** round(np.log2(4 * np.sqrt(max(n, 1))))))
+
+    @classmethod
+    def build(cls, keys: Sequence[str], vectors: np.ndarray, nlist: int | None = None, m: int = 48,
+              nprobe: int | None = None, rerank: int = 100, train_max: int = 100_000, seed: int = 0,
+              nbits: int = 8) -> IvfPqGallery:
+        """Trains on at most ``train_max`` of ``vectors`` (float32 (n, d)) and adds them all under ``keys``."""
+        v = np.atleast_2d(np.asarray(vectors, np.float32))
+        g = cls(v.shape[1], nlist or cls.default_nlist(len(v)), m, nprobe, rerank, nbits)
+        g.train(v, train_max, seed)
+        g.add(keys, v)
+        return g
+
+    def train(self, vectors: np.ndarray, train_max: int = 100_000, seed: int = 0) -> None:
+        """Trains the coarse lists and the PQ codebooks on (a seeded sample of) ``vectors``."""
+        v = _unit(np.atleast_2d(np.asarray(vectors, np.float32)))
+        need = max(self.nlist, 2 ** self.nbits)  # k-means needs a point per centroid (PQ: 2^nbits codes)
+        if len(v) < need:
+            raise GalleryError(f"IVF-PQ with {self.nlist} lists needs at least {need} training vectors, got "
+                               f"{len(v)}; use a FlatGallery (exact) for a gallery this small")
+        if len(v) > train_max:
+            v = v[np.random.default_rng(seed).choice(len(v), train_max, replace=False)]
+        self.index.train(v)
+
+    def _raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        # k_factor: IndexRefineFlat asks the IVF-PQ index for k * k_factor candidates, then re-scores them.
+        self.index.k_factor = max(1.0, self.rerank / max(k, 1))
+        self._ivf.nprobe = self.nprobe
+        return super()._raw_search(q, k)
+
+
+def make_gallery(keys: Sequence[str], vectors: np.ndarray, dimension: int | None = None,
+                 approx_min: int = APPROX_MIN, **ivfpq: int) -> FlatGallery | IvfPqGallery:
+    """A FAISS gallery holding ``vectors`` (n, d) under ``keys``: exact below ``approx_min`` vectors, IVF-PQ
+    with exact re-ranking from there on (trained on the vectors themselves; ``ivfpq``: options of
+    ``IvfPqGallery.build``)."""
+    v = np.asarray(vectors, np.float32).reshape(len(keys), -1) if len(keys) else \
+        np.zeros((0, dimension or 0), np.float32)
+    dim = dimension or v.shape[1]
+    if len(keys) >= approx_min:
+        log.info("gallery of %d voiceprints: IVF-PQ with exact re-ranking", len(keys))
+        return IvfPqGallery.build(keys, v, **ivfpq)
+    g = FlatGallery(dim)
+    if len(keys):
+        g.add(keys, v)
+    return g
+
+
+# -- PostgreSQL + pgvector --------------------------------------------------------------------------------
+_TABLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _vec_text(v: np.ndarray) -> str:
+    """pgvector's text form of a vector, '[x1,x2,...]', with float32 round-trip precision."""
+    return "[" + ",".join(f"{x:.9g}" for x in np.asarray(v, np.float32)) + "]"
+
+
+class PgVectorGallery:
+    """Voiceprints in a PostgreSQL table ``table(key text primary key, embedding vector(d))``.
+
+    ``index()`` builds an IVFFlat index (inner product); a search scans ``probes`` of its lists (default:
+    an eighth of them; 100k rows, 1024 lists: probes 64 gave recall@1 0.986 vs exact) and returns
+    the ``k`` best with the exact scores pgvector computes from the stored vectors (so candidates are
+    re-ranked exactly by construction). Without the index, search is an exact sequential scan. Needs psycopg 3 (``pip install idme[pg]``) and a server with
+    the ``vector`` extension (created here when the role may).
+    """
+
+    kind = "pgvector"
+
+    def __init__(self, url: str, dimension: int, table: str = "idme_voiceprints", probes: int | None = None,
+                 connect_timeout_s: float = 5.0) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise GalleryError("the PostgreSQL gallery needs psycopg: pip install 'idme[pg]'") from None
+        if not _TABLE_RE.match(table):
+            raise GalleryError(f"invalid table name {table!r}: lower-case letters, digits and '_'")
+        self.dimension, self.table = int(dimension), table
+        self.probes = None if probes is None else int(probes)
+        self._lists: int | None = None
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s)))
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GalleryError(f"cannot connect to PostgreSQL ({first}); check the URL and that the server "
+                               "is running") from None
+        try:
+            self._setup()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _setup(self) -> None:
+        import psycopg
+
+        try:
+            has = self._conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+            if not has:
+                raise GalleryError("this PostgreSQL server has no pgvector extension: install it (Debian: "
+                                   "postgresql-NN-pgvector) or use a server that has it")
+            self._conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            self._conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key text PRIMARY KEY, "
+                               f"embedding vector({self.dimension}) NOT NULL)")
+            row = self._conn.execute(
+                "SELECT atttypmod FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                (self.table,)).fetchone()
+        except psycopg.Error as exc:
+            raise GalleryError(f"PostgreSQL refused to set up table {self.table}: "
+                               f"{str(exc).strip().splitlines()[0]}") from None
+        if row and row[0] != self.dimension:
+            raise GalleryError(f"table {self.table} holds {row[0]}-d vectors, not {self.dimension}-d: another "
+                               "encoder's gallery; use another table")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> PgVectorGallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return int(self._conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Upserts voiceprints in one transaction (COPY into a temp table, then INSERT ... ON CONFLICT)."""
+        v = _check_vectors(keys, vectors, self.dimension)
+        with self._conn.transaction():
+            self._conn.execute(f"CREATE TEMP TABLE _idme_load (key text, embedding vector({self.dimension})) "
+                               "ON COMMIT DROP")
+            with self._conn.cursor().copy("COPY _idme_load (key, embedding) FROM STDIN") as cp:
+                for k, row in zip(keys, v):
+                    cp.write_row((k, _vec_text(row)))
+            self._conn.execute(f"INSERT INTO {self.table} SELECT key, embedding FROM _idme_load "
+                               "ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding")
+
+    def index(self, lists: int | None = None, work_mem_mb: int = 1024) -> None:
+        """Builds (or rebuilds) the IVFFlat index over what the table holds now; ``lists`` defaults to
+        ``IvfPqGallery.default_nlist`` of the row count (at most rows/39, k-means' minimum per list).
+
+        work_mem_mb: ``maintenance_work_mem`` for this build only: pgvector's k-means holds its sample in it
+        (100k 192-d rows with 1024 lists needed 245 MB, over the server's 64 MB default)."""
+        n = len(self)
+        lists = int(lists or max(1, min(IvfPqGallery.default_nlist(n), max(1, n // 39))))
+        self._conn.execute(f"SET maintenance_work_mem = '{int(work_mem_mb)}MB'")
+        self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_ivf")
+        self._conn.execute(f"CREATE INDEX {self.table}_ivf ON {self.table} "
+                           f"USING ivfflat (embedding vector_ip_ops) WITH (lists = {lists})")
+        self._conn.execute("RESET maintenance_work_mem")
+        self._lists = lists
+
+    def _probes(self) -> int:
+        """Lists to scan: ``probes`` if given, else an eighth of the index's lists (read once)."""
+        if self.probes is not None:
+            return self.probes
+        if self._lists is None:
+            row = self._conn.execute("SELECT reloptions FROM pg_class WHERE relname = %s",
+                                     (f"{self.table}_ivf",)).fetchone()
+            opts = dict(o.split("=", 1) for o in (row[0] or [])) if row else {}
+            self._lists = int(opts.get("lists", 8))
+        return max(1, self._lists // 8)
+
+    def search(self, query: np.ndarray, k: int) -> list[Hit]:
+        if k < 1:
+            raise GalleryError(f"k must be at least 1 (got {k})")
+        q = _unit(np.asarray(query, np.float32).reshape(-1))
+        if q.shape != (self.dimension,):
+            raise GalleryError(f"query has dimension {q.shape[0]}, the gallery {self.dimension}")
+        with self._conn.transaction():
+            # SET LOCAL: the probe count holds for this query's transaction only.
+            self._conn.execute(f"SET LOCAL ivfflat.probes = {self._probes()}")
+            rows = self._conn.execute(
+                f"SELECT key, -(embedding <#> %s::vector) AS score FROM {self.table} "
+                "ORDER BY embedding <#> %s::vector LIMIT %s",
+                (_vec_text(q), _vec_text(q), k)).fetchall()
+        return [Hit(key, float(s)) for key, s in rows]

@@ -1,0 +1,16 @@
+"""Segmenters: where speech is and who of the speakers in a window talks when (issue 11).
+
+- :mod:`.base`: ``SpeechRegion``, ``LabelledRegion``, the ``Segmenter`` protocol and the event conversion;
+- :mod:`.pyannote`: pyannote segmentation-3.0 on onnxruntime, overlap-aware, file mode.
+
+The default live path (webrtcvad + speaker-change split) stays in :mod:`idme.vad` and :mod:`idme.pipeline`.
+"""
+
+from __future__ import annotations
+
+from .base import LabelledRegion, Segmenter, SpeechRegion, to_events
+
+#: Names accepted by ``--segmenter``.
+SEGMENTERS = ("webrtc", "pyannote")
+
+__all__ = ["SEGMENTERS", "LabelledRegion", "Segmenter", "SpeechRegion", "to_events"]

@@ -1,0 +1,78 @@
+"""What the server's routes share: the state object on ``app.state``, API errors and their Problem bodies."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from fastapi.responses import JSONResponse
+
+from ..api import Idme
+from ..errors import AudioError, ConfigError, EnrollmentError, ExportError, IdmeError, ProfileError, SessionError
+from .options import ServerOptions
+from .security import RateLimit, TicketBook
+
+
+class ApiError(Exception):
+    """An HTTP error with a Problem body: ``status``, machine-readable ``code``, one-line ``detail``."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+@dataclass
+class ServerState:
+    """What every request shares: the facade (one encoder for all), the token, tickets and counters."""
+
+    idme: Idme
+    options: ServerOptions
+    token: str
+    token_created: bool
+    hosts: frozenset[str]
+    tickets: TicketBook
+    verify_limit: RateLimit
+    streams: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _warm: threading.Lock = field(default_factory=threading.Lock)
+
+    def ready_idme(self) -> Idme:
+        """The facade with its encoder loaded (once, under a lock: requests arrive on many threads)."""
+        with self._warm:
+            _ = self.idme.embedder
+        return self.idme
+
+    def acquire_stream(self) -> bool:
+        with self._lock:
+            if self.streams >= self.options.max_streams:
+                return False
+            self.streams += 1
+            return True
+
+    def release_stream(self) -> None:
+        with self._lock:
+            self.streams -= 1
+
+
+def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"code": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def status_of(exc: IdmeError) -> tuple[int, str]:
+    """HTTP status and code for a library error (the messages are already one line)."""
+    msg = str(exc)
+    if isinstance(exc, (ProfileError, SessionError)):
+        if msg.startswith(("no profile", "no session", "no sessions", "no speaker", "no saved")):
+            return 404, "not_found"
+        if msg.startswith("invalid profile name") or "reserved" in msg:
+            return 400, "bad_name"
+        return 409, "conflict"
+    if isinstance(exc, EnrollmentError):
+        return 422, "rejected"
+    if isinstance(exc, AudioError):
+        return 415, "bad_audio"
+    if isinstance(exc, ExportError):
+        return 400, "bad_format"
+    if isinstance(exc, ConfigError):
+        return 503, "not_ready"
+    return 400, "bad_request"

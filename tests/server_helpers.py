@@ -1,0 +1,38 @@
+"""Shared by the server tests: a home with the owner enrolled (once per run), and apps over copies of it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from idme.api import Idme
+from idme.settings import resolve
+
+from conftest import OWNER_TAKES
+
+TOKEN = "test-token-" + "x" * 32
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+#: The Host a browser on this machine sends; the TestClient's default ("testserver") is refused.
+BASE_URL = "http://127.0.0.1:8765"
+
+
+def enrolled_home(root: Path, campplus) -> Path:
+    """A home with 'me' enrolled from the example's owner takes."""
+    home = root / "enrolled-home"
+    if not (home / "profiles" / "me").exists():
+        Idme(resolve(home, asr="none"), embedder=campplus).enroll_files("me", OWNER_TAKES)
+    return home
+
+
+def make_client(template: Path, dest: Path, campplus, **options):
+    """A TestClient over an app on a copy of ``template`` (each test may change its own store)."""
+    from fastapi.testclient import TestClient
+
+    from idme.server import ServerOptions, create_app
+
+    home = dest / "home"
+    if not home.exists():
+        shutil.copytree(template, home)
+    idme = Idme(resolve(home, asr="none"), embedder=campplus)
+    app = create_app(options=ServerOptions(**options), idme=idme, token=TOKEN)
+    return TestClient(app, base_url=BASE_URL), idme

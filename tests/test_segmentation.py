@@ -1,0 +1,191 @@
+"""pyannote segmentation-3.0 on onnxruntime: the exported model, powerset decoding, and overlap-aware labelling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from idme import models
+from idme.embed.campplus import CampPlusEmbedder
+from idme.eval.der import read_rttm, score_segments, read_hypothesis
+from idme.identity.profiles import ProfileStore
+from idme.identity.thresholds import load
+from idme.segment import SpeechRegion
+from idme.segment.pyannote import (NUM_FRAMES, WINDOW_SAMPLES, PyannoteSegmenter, SegmentationModel,
+                                   decode_powerset, window_starts)
+
+DATA = Path(__file__).parent / "data"
+# 20 s of AMI trn09 (three people, two of them often at once) and its reference, cut at 20 s.
+AMI_CLIP = DATA / "ami_trn09_0-20s.flac"
+AMI_RTTM = DATA / "ami_trn09_0-20s.rttm"
+# Written by scripts/segmentation_reference.py with pyannote.audio 4.0.7's own Model on AMI_CLIP.
+REFERENCE = DATA / "segmentation_reference.npz"
+
+
+def _read(path: Path) -> np.ndarray:
+    samples, rate = sf.read(path, dtype="float32")
+    assert rate == 16000 and samples.ndim == 1
+    return samples
+
+
+@pytest.fixture(scope="module")
+def model() -> SegmentationModel:
+    return SegmentationModel()
+
+
+@pytest.fixture(scope="module")
+def embedder() -> CampPlusEmbedder:
+    return CampPlusEmbedder()
+
+
+def test_onnx_reproduces_pyannote_audio_on_real_speech(model: SegmentationModel) -> None:
+    """On three 10 s windows of a real meeting, the bundled ONNX gives pyannote.audio's log-probabilities
+    to within 1e-3, and the decoded speakers agree on at least 99.5% of frames."""
+    ref = np.load(REFERENCE)
+    meta = json.loads(str(ref["_meta"]))
+    assert meta["pyannote.audio"] == "4.0.7" and meta["clip"] == AMI_CLIP.name
+    audio = _read(AMI_CLIP)
+    windows = np.stack([audio[s:s + WINDOW_SAMPLES] for s in ref["starts"]])
+    got = model.log_probs(windows)
+    assert got.shape == ref["log_probs"].shape == (3, NUM_FRAMES, 7)
+    assert float(np.abs(got - ref["log_probs"]).max()) <= 1e-3
+    assert (decode_powerset(got) == decode_powerset(ref["log_probs"])).all(axis=-1).mean() >= 0.995
+    # The clip is real overlapped speech: some frames decode to two speakers (a silent model would fail).
+    assert (decode_powerset(got).sum(-1) == 2).mean() > 0.05
+
+
+def test_bundled_model_is_registered_and_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`idme models` lists segmentation-3.0 as installed from the package copy, whose ONNX matches the
+    manifest's sha256; a corrupted copy fails the check."""
+    monkeypatch.setenv("IDME_MODELS_DIR", str(tmp_path))
+    rows = {r.key: r for r in models.list_models()}
+    row = rows["segmentation-3.0"]
+    shipped = models.bundled_dir("segmentation-3.0")
+    assert row.installed and row.path == str(shipped) and row.licence == "MIT"
+    assert {"LICENSE", "README.md", "manifest.json", "segmentation-3.0.onnx"} <= {p.name for p in shipped.iterdir()}
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    assert manifest["source"]["pt_sha256"].startswith(manifest["version"])
+    copy = tmp_path / "segmentation-3.0"
+    copy.mkdir()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    (copy / "segmentation-3.0.onnx").write_bytes(b"not a model")
+    assert not models.get_spec("segmentation").check(copy)
+
+
+def test_powerset_decoding_maps_classes_to_local_speakers() -> None:
+    """Class k of the 7-class powerset decodes to pyannote's speaker sets: none, {0}, {1}, {2}, {0,1},
+    {0,2}, {1,2}."""
+    log_probs = np.log(np.eye(7, dtype=np.float32) * 0.9 + 0.1 / 7)
+    got = decode_powerset(log_probs).astype(int).tolist()
+    assert got == [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]]
+
+
+@pytest.mark.parametrize("n,step,expected", [
+    (16_000, 16_000, [0]),                                  # shorter than a window: one, zero-padded
+    (160_000, 16_000, [0]),
+    (200_000, 16_000, [0, 16_000, 32_000, 40_000]),         # the last window ends at the last sample
+    (192_000, 16_000, [0, 16_000, 32_000]),
+])
+def test_windows_cover_the_whole_signal(n: int, step: int, expected: list[int]) -> None:
+    """Windows start every step and the last one ends exactly at the end of the signal."""
+    assert window_starts(n, step).tolist() == expected
+
+
+def test_labels_a_real_meeting_with_overlap(embedder: CampPlusEmbedder) -> None:
+    """On 20 s of a real AMI meeting the segmenter labels overlapping speech of two people at once and
+    scores a DER (±0.25 s collar, overlap counted) of at most 25% (webrtc path, one label per frame: ~40%)."""
+    seg = PyannoteSegmenter(embedder, load("campplus"))
+    events = seg.events(_read(AMI_CLIP))
+    assert events and all(set(e) == {"id", "start", "end", "speaker", "kind", "score", "final", "latency_ms",
+                                      "text"} for e in events)
+    assert all(e["kind"] == "unknown" and e["speaker"].startswith("Speaker ") for e in events)
+    overlapping = [(a, b) for a in events for b in events
+                   if a["speaker"] < b["speaker"] and a["start"] < b["end"] and b["start"] < a["end"]]
+    assert overlapping, "no two speakers labelled at the same time"
+    ref = read_rttm(AMI_RTTM)["ami_trn09_0-20s"]
+    result = score_segments(ref, read_hypothesis(events), overlapping_hyp=True)
+    assert result.der <= 0.25, result.to_dict()
+
+
+def test_enrolled_person_is_named_and_others_stay_unknown(embedder: CampPlusEmbedder, tmp_path: Path) -> None:
+    """With the owner enrolled from one LibriSpeech take, the owner's other take inside a three-voice
+    recording is labelled Me (kind "me") and the two other voices, which overlap, are unknown speakers."""
+    from idme.identity.enroll import enroll
+
+    th = load("campplus")
+    store = ProfileStore(tmp_path)
+    enroll(store, embedder, "me", [("take1", _read(DATA / "ls_2414_128291-0003.flac"))], th)
+    owner = _read(DATA / "ls_2414_128291-0009.flac")
+    b, c = _read(DATA / "ls_3005_163389-0007.flac"), _read(DATA / "ls_367_130732-0006.flac")
+    gap = np.zeros(8000, np.float32)
+    mix = np.zeros(len(b) + 16000 + len(c) // 2, np.float32)   # c starts 1 s into b: ~1 s of overlap
+    mix[:len(b)] += b
+    mix[16000:16000 + len(c)] += c[: len(mix) - 16000]
+    audio = np.concatenate([owner, gap, mix, gap])
+    events = PyannoteSegmenter(embedder, th, store.all()).events(audio)
+    owner_end = len(owner) / 16000
+    me = [e for e in events if e["kind"] == "me"]
+    assert me and all(e["speaker"] == "Me" for e in me)
+    me_s = sum(min(e["end"], owner_end) - e["start"] for e in me if e["start"] < owner_end)
+    assert me_s >= 0.6 * owner_end  # the take has leading and trailing silence
+    later = [e for e in events if e["start"] >= owner_end]
+    assert later and all(e["kind"] == "unknown" for e in later)
+    assert len({e["speaker"] for e in later}) >= 2
+
+
+@pytest.mark.parametrize("audio", [
+    np.zeros(0, np.float32),                       # empty
+    np.zeros(12 * 16000, np.float32),              # silence longer than a window
+    np.zeros(4000, np.float32),                    # a quarter second of silence
+], ids=["empty", "silence-12s", "silence-0.25s"])
+def test_no_speech_gives_no_events(embedder: CampPlusEmbedder, audio: np.ndarray) -> None:
+    """Empty input and silence give no events (and no error)."""
+    assert PyannoteSegmenter(embedder, load("campplus")).events(audio) == []
+
+
+def test_short_speech_is_padded_and_labelled(embedder: CampPlusEmbedder) -> None:
+    """Speech shorter than one window is zero-padded, labelled as one speaker, and no region runs past the
+    end of the input."""
+    audio = _read(DATA / "ls_533_1066-0000.flac")
+    regions = PyannoteSegmenter(embedder, load("campplus")).regions(audio)
+    assert regions and all(isinstance(r, SpeechRegion) for r in regions)
+    assert {r.speaker for r in regions} == {0}
+    assert all(0 <= r.start_sample < r.end_sample <= len(audio) for r in regions)
+    assert sum(r.samples for r in regions) >= 0.5 * len(audio)
+
+
+def test_eval_meetings_cli_scores_overlapping_labels(tmp_path: Path) -> None:
+    """`idme eval meetings --segmenter pyannote --json` scores the AMI clip with overlap counted and beats
+    the webrtc default on it; an unknown segmenter is a usage error (exit 2)."""
+    from clihelp import cli  # the CLI in-process, with IDME_* variables cleared
+
+    rttm_set = tmp_path / "ami"
+    rttm_set.mkdir()
+    (rttm_set / "ami_trn09_0-20s.flac").write_bytes(AMI_CLIP.read_bytes())
+    (rttm_set / "reference.rttm").write_bytes(AMI_RTTM.read_bytes())
+    home = ["--home", str(tmp_path / "home")]
+    ders = {}
+    for name in ("webrtc", "pyannote"):
+        res = cli("eval", "meetings", rttm_set, "--segmenter", name, "--json", *home)
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.stdout)
+        assert out["segmenter"] == name
+        ders[name] = out["rttm_sets"][0]["pooled"]["der"]
+    assert ders["pyannote"] < ders["webrtc"]
+    bad = cli("eval", "meetings", rttm_set, "--segmenter", "nope", *home)
+    assert bad.exit_code == 2 and "--segmenter" in bad.stderr
+
+
+def test_overlap_flag_marks_regions_that_share_time(embedder: CampPlusEmbedder) -> None:
+    """On the AMI clip some regions are flagged as overlapped, and each flagged region shares time with a
+    region of another speaker while unflagged ones share none."""
+    regions = PyannoteSegmenter(embedder, load("campplus")).regions(_read(AMI_CLIP))
+    assert any(r.overlap for r in regions)
+    for r in regions:
+        shares = any(o.speaker != r.speaker and o.start_sample < r.end_sample and r.start_sample < o.end_sample
+                     for o in regions)
+        assert r.overlap == shares, r
