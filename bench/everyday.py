@@ -2,6 +2,7 @@
 owner enrolled and with nobody enrolled (one batch call, `--out DIR --format rttm`), plus wall times.
 
     python bench/everyday.py --data ../shared/data [--meetings meeting02 meeting04] [--variants wav m4a ...]
+    python bench/everyday.py --data ../shared/data --variants --ami trn01 trn07 dev00   # --num-speakers
 
 Prints one JSON object per (meeting, variant, owner) and a summary; numbers, no pass/fail. Variants are made
 with soxr and PyAV (FFmpeg) in a temporary folder: wav (as shipped), 8k (8 kHz PCM), 48k-stereo, mp3 (64
@@ -83,8 +84,25 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="the shared data folder (holds meetings-dev/)")
     ap.add_argument("--meetings", nargs="*", default=["meeting02"])
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    ap.add_argument("--ami", nargs="*", default=[], metavar="FILE_ID",
+                    help="ami-excerpts files to label with and without --num-speakers (the reference count)")
     args = ap.parse_args()
-    from idme.eval.der import score_files
+    from idme.eval.der import read_rttm, read_uem, score_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ami = args.data / "ami-excerpts"
+        uem, ref = (read_uem(ami / "reference.uem"), read_rttm(ami / "reference.rttm")) if args.ami else ({}, {})
+        for fid in args.ami:
+            n = len({seg.speaker for seg in ref[fid]})
+            for extra in ([], ["--num-speakers", str(n)]):
+                r = idme("listen", ami / f"{fid}.wav", "--json", "--asr", "none", "--no-save", "--home", Path(tmp) / "h", *extra)
+                hyp = Path(tmp) / f"{fid}.jsonl"
+                hyp.write_text(r.stdout)
+                final = {e["id"]: e for e in map(json.loads, r.stdout.splitlines()) if e["type"] != "end" and e["final"]}
+                s = score_files(ami / "reference.rttm", hyp, None, uem=uem.get(fid), file_id=fid)
+                print(json.dumps({"ami": fid, "ref_speakers": n, "args": " ".join(extra) or "(none)",
+                                  "final_labels": len({e["speaker"] for e in final.values()}),
+                                  "der": round(s["der"], 4)}), flush=True)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,6 +141,8 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     for variant in args.variants:
         mine = [r for r in rows if r["variant"] == variant]
+        if not mine:
+            continue
         print(json.dumps({"variant": variant, "mean_der_owner": round(float(np.mean([r["der_owner"] for r in mine])), 4),
                           "mean_der_no_owner": round(float(np.mean([r["der_no_owner"] for r in mine])), 4),
                           "mean_me_recall": round(float(np.mean([r["me_recall"] for r in mine])), 4)}))

@@ -60,10 +60,10 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 class Server:
-    def __init__(self, home: Path, asr: str, streams: int) -> None:
+    def __init__(self, home: Path, asr: str, streams: int, parallel_embeds: int) -> None:
         self.port = _free_port()
         opts = {"home": str(home), "asr": asr, "port": self.port, "max_streams": streams,
-                "verify_per_minute": 10**9, "max_queued_s": 30.0}
+                "verify_per_minute": 10**9, "max_queued_s": 30.0, "max_parallel_embeds": parallel_embeds}
         env = {**os.environ, "BENCH_OPTIONS": json.dumps(opts), "BENCH_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
         self.proc = subprocess.Popen([sys.executable, "-c", _SERVER], env=env, stdin=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -214,14 +214,15 @@ async def main_async(args: argparse.Namespace) -> dict:
 
     data = Path(args.data)
     home = Path(tempfile.mkdtemp(prefix="idme-bench-serve-"))
-    server = Server(home, args.asr, args.streams)
+    server = Server(home, args.asr, args.streams, args.parallel_embeds)
     try:
         server.wait()
         enroll = sorted((data / "meetings-dev" / "meeting01" / "enroll").glob("me_*.wav"))
         r = httpx.post(server.url + "/v1/profiles/me/enroll", headers={"Authorization": f"Bearer {TOKEN}"},
                        files=[("files", (p.name, p.read_bytes(), "audio/wav")) for p in enroll], timeout=120)
         assert r.json()["status"] == "enrolled", r.text
-        report: dict = {"asr": args.asr, "rss_mb_after_start": round(server.rss_mb(), 1)}
+        report: dict = {"asr": args.asr, "parallel_embeds": args.parallel_embeds,
+                        "rss_mb_after_start": round(server.rss_mb(), 1)}
         stop = asyncio.Event()
         sampler = asyncio.create_task(server.sample_rss(stop))
         report["verify"] = await bench_verify(server, data, args.clients, args.requests)
@@ -254,6 +255,8 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=4)
     ap.add_argument("--stream-s", type=float, default=60.0)
     ap.add_argument("--asr", default="none")
+    ap.add_argument("--parallel-embeds", type=int, default=0,
+                    help="ServerOptions.max_parallel_embeds (0 = the CPU cores)")
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args()
     t0 = time.time()

@@ -96,7 +96,8 @@ def test_enrol_listen_export_and_name_from_the_browser(served, tmp_path) -> None
             page.goto(f"http://127.0.0.1:{port}/?enrol_s={ENROL_S}#token={token}")
             page.wait_for_function("document.getElementById('status').textContent.includes('enrol yourself')")
             assert "token" not in page.url  # the fragment is dropped from the address bar
-            page.click("#enrol")
+            page.click("#enrol")  # opens the microphone: the fake device starts playing the WAV now
+            mic_opened = time.monotonic()
             page.wait_for_selector("#enrol-result[data-status]", timeout=60_000)
             assert page.get_attribute("#enrol-result", "data-status") == "enrolled", \
                 page.inner_text("#enrol-result") + page.inner_text("#status")
@@ -104,7 +105,8 @@ def test_enrol_listen_export_and_name_from_the_browser(served, tmp_path) -> None
             page.wait_for_function("document.getElementById('status').textContent.startsWith('listening')")
             # The owner's turn (3.0-7.3 s of the meeting) gets a final Me label while streaming.
             page.wait_for_selector("#transcript li[data-kind='me'][data-final='true']", timeout=60_000)
-            page.wait_for_timeout(int((MEETING_AT_S + MEETING_S + 1) * 1000) - 15_000)
+            played = mic_opened + MEETING_AT_S + MEETING_S + 0.5  # the meeting has been heard to its end
+            page.wait_for_timeout(max(0.0, played - time.monotonic()) * 1000)
             page.click("#stop")
             page.wait_for_function("document.getElementById('status').textContent.startsWith('saved session')",
                                    timeout=60_000)

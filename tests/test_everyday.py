@@ -164,12 +164,15 @@ def test_enrolment_refuses_a_take_with_several_voices(tmp_path: Path) -> None:
 
 def test_enrolment_refuses_a_voice_another_profile_already_has(owner_home: Path, tmp_path: Path) -> None:
     """The owner's voice enrolled as "twin" is refused (it matches Me) unless --force; the same recording
-    is never added twice to one profile."""
+    is never added twice to one profile; --replace replaces the takes instead of adding to them."""
     home = Path(shutil.copytree(owner_home, tmp_path / "home"))
     refused(cli("enroll", "--name", "twin", "--file", OWNER_TAKES[0], "--home", home), contains="matches yourself")
     assert not (home / "profiles" / "twin").exists()
-    ok(cli("enroll", "--name", "twin", "--file", OWNER_TAKES[0], "--force", "--home", home))
     refused(cli("enroll", "--file", OWNER_TAKES[1], "--home", home), contains="already enrolled")
+    # --replace starts the profile over from the new takes (the same file is then no duplicate).
+    ok(cli("enroll", "--file", OWNER_TAKES[1], "--file", OWNER_TAKES[2], "--replace", "--home", home))
+    assert json.loads(ok(cli("profiles", "show", "me", "--home", home)).stdout)["n_takes"] == 2
+    ok(cli("enroll", "--name", "twin", "--file", OWNER_TAKES[0], "--force", "--home", home))
 
 
 def test_sessions_list_never_cuts_the_id_at_80_columns(owner_home: Path) -> None:
@@ -177,6 +180,17 @@ def test_sessions_list_never_cuts_the_id_at_80_columns(owner_home: Path) -> None
     sid = json.loads(ok(cli("sessions", "list", "--json", "--home", owner_home)).stdout)[0]["id"]
     r = ok(cli("sessions", "list", "--home", owner_home, env={"COLUMNS": "80"}))
     assert sid in r.stdout and max(len(line) for line in r.stdout.splitlines()) <= 80
+
+
+def test_a_noisy_enrolment_take_is_flagged(tmp_path: Path) -> None:
+    """A take with white noise at about 0 dB SNR is accepted with a 'noisy take' warning; a clean one is not."""
+    x, sr = sf.read(OWNER_TAKES[0], dtype="float32")
+    rms = float(np.sqrt(np.mean(x ** 2)))
+    noisy = tmp_path / "noisy.wav"
+    sf.write(noisy, x + np.random.default_rng(0).normal(0, rms, len(x)).astype(np.float32), sr, subtype="FLOAT")
+    r = ok(cli("enroll", "--file", noisy, "--home", tmp_path / "h"))
+    assert "noisy take" in r.stderr
+    assert "noisy take" not in ok(cli("enroll", "--name", "bob", "--file", BOB_TAKE, "--home", tmp_path / "h")).stderr
 
 
 def test_the_owner_is_neither_renamed_nor_removed_without_force(home: Path) -> None:

@@ -189,3 +189,22 @@ def test_overlap_flag_marks_regions_that_share_time(embedder: CampPlusEmbedder) 
         shares = any(o.speaker != r.speaker and o.start_sample < r.end_sample and r.start_sample < o.end_sample
                      for o in regions)
         assert r.overlap == shares, r
+
+
+def test_listen_file_with_pyannote_prints_overlapping_events(tmp_path: Path) -> None:
+    """`idme listen --file CLIP --segmenter pyannote --json` prints segment events of two speakers that overlap
+    in time, then one end object; without a recording it is a usage error (exit 2)."""
+    from clihelp import cli
+
+    home = ["--home", str(tmp_path / "home")]
+    res = cli("listen", "--file", AMI_CLIP, "--segmenter", "pyannote", "--json", *home)
+    assert res.exit_code == 0, res.output
+    objs = [json.loads(line) for line in res.stdout.splitlines()]
+    segs, end = objs[:-1], objs[-1]
+    assert end["type"] == "end" and end["status"] == "complete" and end["audio_s"] == pytest.approx(20.0)
+    assert segs and all(o["type"] == "segment" and o["final"] for o in segs)
+    assert any(a["speaker"] != b["speaker"] and a["start"] < b["end"] and b["start"] < a["end"]
+               for a in segs for b in segs)
+    assert set(end["speakers"]) == {o["speaker"] for o in segs}
+    bad = cli("listen", "--segmenter", "pyannote", *home)
+    assert bad.exit_code == 2 and "--segmenter pyannote" in bad.stderr

@@ -113,25 +113,27 @@ class Idme:
 
     # -- enrolment -----------------------------------------------------------------------------------
     def enroll(self, name: str, takes: Sequence[tuple[str, np.ndarray]], native_rates: Sequence[int] | None = None,
-               keep_audio: bool = False, force: bool = False) -> EnrollResult:
+               keep_audio: bool = False, force: bool = False, replace: bool = False) -> EnrollResult:
         """Adds takes ([(source label, 16 kHz float32 samples)]) to profile ``name`` behind the quality gate.
-        force: enrol even when the voice already matches another profile."""
+        force: enrol even when the voice already matches another profile. replace: the takes replace the
+        profile's old ones instead of joining them."""
         from .identity.enroll import enroll, keep_audio as save_audio
         from .identity.profiles import check_name
 
         name = check_name(name)
         profile, reports = enroll(self.profiles, self.embedder, name, list(takes), self.thresholds(),
-                                  native_rates=list(native_rates) if native_rates else None, force=force)
+                                  native_rates=list(native_rates) if native_rates else None, force=force,
+                                  replace=replace)
         kept = save_audio(self.profiles, profile.name, list(takes)) if keep_audio else []
         return EnrollResult(profile, reports, kept)
 
     def enroll_files(self, name: str, files: Sequence[str | os.PathLike[str]], keep_audio: bool = False,
-                     force: bool = False) -> EnrollResult:
+                     force: bool = False, replace: bool = False) -> EnrollResult:
         """``enroll`` from recordings (any format and rate libsndfile or PyAV reads)."""
         from .identity.enroll import read_takes
 
         takes, rates = read_takes(list(files))
-        return self.enroll(name, takes, rates, keep_audio, force)
+        return self.enroll(name, takes, rates, keep_audio, force, replace)
 
     def reembed(self, name: str | None = None) -> list[Profile]:
         """Re-embeds ``name`` (or every profile with kept audio) with the current encoder."""

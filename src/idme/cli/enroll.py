@@ -12,6 +12,10 @@ import typer
 from ..errors import EnrollmentError
 from .common import COMPUTE_OPT, EMBEDDER_OPT, HOME_OPT, cli_errors, err, make_idme
 
+#: Below this estimated SNR a take is flagged (accepted all the same): the review's 0 dB take still
+#: worked, but the owner then scored 0.57 instead of 0.75 (review 2026-12-01, smaller items).
+NOISY_SNR_DB = 10.0
+
 _PROMPTS = (
     "The quick brown fox jumps over the lazy dog, and then runs back into the quiet forest.",
     "Please call Stella and ask her to bring these things with her from the store.",
@@ -77,6 +81,7 @@ def enroll(
     keep_audio: bool = typer.Option(False, "--keep-audio", help="Keep the enrollment audio (0600) so the "
                                     "profile can be re-embedded with another encoder later."),
     force: bool = typer.Option(False, "--force", help="Enrol even if this voice already matches another profile."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the profile's takes instead of adding to them."),
     embedder: Optional[str] = EMBEDDER_OPT,
     compute: Optional[str] = COMPUTE_OPT,
     home: Optional[Path] = HOME_OPT,
@@ -87,12 +92,15 @@ def enroll(
     check_name(name)
     idme = make_idme(home, embedder, compute)
     if files:
-        result = idme.enroll_files(name, files, keep_audio=keep_audio, force=force)
+        result = idme.enroll_files(name, files, keep_audio=keep_audio, force=force, replace=replace)
     else:
         take_audio, rates = _microphone_takes(device, takes, seconds)
-        result = idme.enroll(name, take_audio, rates, keep_audio=keep_audio, force=force)
+        result = idme.enroll(name, take_audio, rates, keep_audio=keep_audio, force=force, replace=replace)
     for r in result.reports:
         err.print(f"  ✓ {r.source}: {r.speech_s:.1f} s of speech, level {r.level_dbfs:.0f} dBFS", markup=False)
+        if r.snr_db is not None and r.snr_db < NOISY_SNR_DB:
+            err.print(f"    [yellow]noisy take (SNR ~{r.snr_db:.0f} dB): it was accepted, but a take in a quieter "
+                      "room gives a voiceprint that scores higher[/]", markup=True)
     profile = result.profile
     who = "you (Me)" if profile.name == "me" else profile.name
     err.print(f"[green]Enrolled {who}[/]: {len(profile.embeddings)} take(s) with {idme.embedder.name}.", markup=True)

@@ -176,6 +176,9 @@ def listen(
     asr_model: Optional[Path] = typer.Option(None, "--asr-model", metavar="DIR",
                                              help="Path of a Vosk or Whisper model directory."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not record the session in the store."),
+    segmenter: str = typer.Option("webrtc", "--segmenter", metavar="NAME",
+                                  help="webrtc (default; live and files) or pyannote (recordings only: overlapping "
+                                       "speakers, labels only, no transcript or saved session yet)."),
     embedder: Optional[str] = EMBEDDER_OPT,
     compute: Optional[str] = COMPUTE_OPT,
     home: Optional[Path] = HOME_OPT,
@@ -201,6 +204,10 @@ def listen(
         raise AudioError("--device is for the microphone; drop it when labelling a recording")
     if items.count("-") and realtime:
         raise AudioError("--realtime cannot play standard input; give a file")
+    if segmenter != "webrtc":
+        _check_segmented(segmenter, items, realtime, out, fmt, num_speakers, min_speakers, max_speakers)
+        _listen_segmented(make_idme(home, embedder, compute), items, segmenter, as_json)
+        return
     plan = _export_plan(items, out, formats, no_save, as_json)
     idme = make_idme(home, embedder, compute, asr, asr_model)
     if not idme.profiles.exists("me"):
@@ -264,6 +271,44 @@ def _export_plan(items: list[str], out: str | None, formats: list[str], no_save:
     names = output_names(items)
     chosen = formats or ["rttm"]
     return lambda item: [(str(path / f"{names[item]}.{f}"), f) for f in chosen]
+
+
+def _check_segmented(segmenter: str, items: list[str], realtime: bool, out: str | None, fmt: str | None,
+                     *speaker_counts: int | None) -> None:
+    """Usage checks for ``--segmenter pyannote`` (file mode only, labels only, for now)."""
+    if segmenter != "pyannote":
+        raise fail(f"--segmenter must be webrtc or pyannote, got {segmenter!r}", 2)
+    if not items or "-" in items or realtime:
+        raise fail("--segmenter pyannote labels recordings (file mode): give RECORDING or --file PATH, "
+                   "without --realtime or standard input", 2)
+    if out is not None or fmt is not None or any(n is not None for n in speaker_counts):
+        raise fail("--segmenter pyannote does not save a session yet: drop --out/--format and the speaker counts",
+                   2)
+
+
+def _listen_segmented(idme, items: list[str], segmenter: str, as_json: bool) -> None:
+    """Each recording labelled whole by the overlap-aware segmenter; events as ``--json`` or a table."""
+    from ..audio.file import FileSource
+    from ..pipeline import SegmentEvent
+
+    fields = ("id", "start", "end", "speaker", "kind", "score", "final", "latency_ms", "text")
+    for item in items:
+        events = [SegmentEvent(**{k: d[k] for k in fields}) for d in idme.label_file(item, segmenter)]
+        if as_json:
+            sink = _JsonEvents(sys.stdout)
+            sink.events.source = item
+            for e in events:
+                sink(e)
+            with FileSource(item) as source:
+                audio_s = source.duration_s or 0.0
+            sink.write(sink.events.end("complete", audio_s, {e.speaker for e in events}))
+            continue
+        t = Table("start", "end", "speaker", "score", title=f"idme · {item} · {segmenter} (speakers may overlap)")
+        for e in events:
+            t.add_row(f"{e.start:.2f}", f"{e.end:.2f}", e.speaker, f"{e.score:.2f}")
+        Console().print(t)
+        if not events:
+            err.print(f"{item}: no speech found.", markup=False)
 
 
 def _listen_one(idme, item: str | None, realtime: bool, speed: float, device: str | None, as_json: bool,

@@ -46,10 +46,13 @@ class TakeReport:
     level_dbfs: float
     #: Sample rate the take was recorded at (before resampling to 16 kHz), if known.
     native_rate: int | None = None
+    #: Estimated signal-to-noise ratio of the whole take, dB (``identity.verify.estimate_snr_db``).
+    snr_db: float | None = None
 
     def to_dict(self) -> dict:
         return {"source": self.source, "speech_s": round(self.speech_s, 2), "clipped": round(self.clipped, 5),
-                "level_dbfs": round(self.level_dbfs, 1), "native_rate": self.native_rate}
+                "level_dbfs": round(self.level_dbfs, 1), "native_rate": self.native_rate,
+                "snr_db": None if self.snr_db is None else round(self.snr_db, 1)}
 
 
 def check_take(samples: np.ndarray, source: str, gate: QualityGate = QualityGate(),
@@ -59,7 +62,9 @@ def check_take(samples: np.ndarray, source: str, gate: QualityGate = QualityGate
     speech_s = len(speech) / TARGET_RATE_HZ
     clipped = float(np.mean(np.abs(speech) >= gate.clip_level)) if len(speech) else 0.0
     level = float(20 * np.log10(np.sqrt(np.mean(speech ** 2)) + 1e-10)) if len(speech) else -200.0
-    rep = TakeReport(source, speech_s, clipped, level, native_rate)
+    from .verify import estimate_snr_db
+
+    rep = TakeReport(source, speech_s, clipped, level, native_rate, estimate_snr_db(samples))
     if speech_s < gate.min_speech_s:
         raise EnrollmentError(
             f"{source}: only {speech_s:.1f} s of speech (need {gate.min_speech_s:.1f} s); record again, "
@@ -243,7 +248,8 @@ def check_distinct(embs: np.ndarray, name: str, others: list[Profile], threshold
 def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple[str, np.ndarray]],
            thresholds: Thresholds, gate: QualityGate = QualityGate(),
            vad: VadOptions = VadOptions(),
-           native_rates: list[int | None] | None = None, force: bool = False) -> tuple[Profile, list[TakeReport]]:
+           native_rates: list[int | None] | None = None, force: bool = False,
+           replace: bool = False) -> tuple[Profile, list[TakeReport]]:
     """Checks and embeds ``takes`` ([(source, 16 kHz float32 samples)]) and adds them to profile ``name``.
 
     native_rates: the rate each take was recorded at (marks telephone-rate profiles, see Thresholds).
@@ -253,15 +259,18 @@ def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple
     labelled as this person (``me`` for the owner, ``enrolled`` for others, ``narrowband`` for telephone-rate
     takes); a long take must also hold one voice throughout (``check_single_voice``), the same recording is
     not added twice, and unless ``force`` the voice must not already match another profile
-    (``check_distinct``). Nothing is saved unless all takes pass.
+    (``check_distinct``). Nothing is saved unless all takes pass. ``replace``: the new takes replace the
+    profile's old ones (and its kept audio) instead of joining them; the old version is kept by
+    ``ProfileStore.backup``.
     """
     name = check_name(name)
     if not takes:
         raise EnrollmentError("no enrollment audio given: pass --file or record with the microphone")
     encoder = {"name": embedder.name, "version": embedder.version, "dimension": embedder.dimension}
     existing = store.get(name) if store.exists(name) else None
-    if existing is not None:
+    if existing is not None and not replace:
         check_encoder(existing, encoder)
+    previous, existing = existing, (None if replace else existing)
     embs, reports = [], []
     rates = native_rates or [None] * len(takes)
     narrow = bool(rates) and all(r is not None and r <= NARROWBAND_MAX_HZ for r in rates)
@@ -285,6 +294,14 @@ def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple
                         if (p.encoder.get("name"), p.encoder.get("version")) == (encoder["name"], encoder["version"])]
         check_distinct(embs_a, name, same_encoder, thresholds)
     takes_meta = [r.to_dict() for r in reports]
-    profile = store.add(name, embs_a, encoder, takes_meta)
+    if replace and previous is not None:
+        store.backup(name)
+        audio = store.root / previous.name / "audio"
+        for wav in sorted(audio.glob("*.wav")) if audio.is_dir() else []:
+            wav.unlink()  # takes of the old voiceprint: a later reembed must not mix them in
+        profile = Profile(name, encoder, embs_a, takes_meta, previous.created_at)
+        store.save(profile)
+    else:
+        profile = store.add(name, embs_a, encoder, takes_meta)
     log.info("enrolled %d take(s) into profile %s (%d in all)", len(embs), name, len(profile.embeddings))
     return profile, reports

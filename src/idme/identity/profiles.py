@@ -6,6 +6,9 @@ voiceprints are biometric data::
     profiles/<name>/profile.json     name, kind, encoder {name, version, dimension}, takes, timestamps
     profiles/<name>/embeddings.npy   float32 (n_takes, dimension), unit rows
     profiles/<name>/audio/*.wav      enrollment audio, only with ``idme enroll --keep-audio``
+    profiles/.history/<name>/<time>/ the profile as it was before ``idme name`` or ``enroll --replace``
+                                     changed it (``idme name --undo``); removed with the profile
+    profiles/.history/undo/<session>.json  what ``idme name --undo SESSION`` reverts (no voice data)
 
 Writes go to a temp file then ``os.replace`` so a crash never leaves a half-written profile.
 """
@@ -205,6 +208,9 @@ class ProfileStore:
         os.replace(self._dir(old), self._dir(new))
         prof.name = new
         self.save(prof)
+        history = self.root / HISTORY_DIR / self._dir(old).name
+        if history.is_dir():  # earlier versions follow the profile (and go with it on `rm`)
+            os.replace(history, self.root / HISTORY_DIR / new)
 
     def remove(self, name: str, force: bool = False) -> None:
         """Deletes everything about ``name``: embeddings, metadata, kept audio, earlier versions.

@@ -299,6 +299,8 @@ class SpeakerTracker:
                 if key is None:
                     continue
                 self._move(sid, key, score)
+        if final and self.max_speakers:
+            self._fold_extra_speakers(self.max_speakers)
         if final:
             self._renumber()
         after = {i: self.label_of(i) for i in self.segs}
@@ -386,6 +388,24 @@ class SpeakerTracker:
             for sid in segs:
                 s = self.segs[sid]
                 s.score = self._score_key(s.emb, s.key)
+
+    def _fold_extra_speakers(self, limit: int) -> None:
+        """``max_speakers``: while more than ``limit`` speakers hold segments (short segments can keep a
+        speaker of their own that clustering never saw), the unknown one with the least speech is folded,
+        segment by segment, into the closest remaining speaker."""
+        while True:
+            speech: dict[str | int, float] = {}
+            for seg in self.segs.values():
+                speech[seg.key] = speech.get(seg.key, 0.0) + seg.duration_s
+            unknown = [k for k in speech if not isinstance(k, str)]
+            if len(speech) <= limit or not unknown:
+                return
+            victim = min(unknown, key=lambda k: speech[k])
+            rest = [k for k in speech if k != victim]
+            for sid, seg in list(self.segs.items()):
+                if seg.key == victim:
+                    best = max(rest, key=lambda k: self._score_key(seg.emb, k))
+                    self._move(sid, best, self._score_key(seg.emb, best))
 
     def _move(self, sid: int, key: str | int, score: float | None, refresh: bool = True) -> None:
         s = self.segs[sid]

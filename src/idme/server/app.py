@@ -8,6 +8,8 @@ checks Origin, and uploads, audio length, streams and verify attempts are capped
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from pathlib import PurePath
 from typing import Any
 
@@ -94,7 +96,8 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
         token, created = load_or_create_token(options.token_file or idme.home / "server" / "token")
     state = ServerState(idme=idme, options=options, token=token, token_created=created,
                         hosts=allowed_hosts(options.host, options.extra_hosts),
-                        tickets=TicketBook(options.ticket_ttl_s), verify_limit=RateLimit(options.verify_per_minute))
+                        tickets=TicketBook(options.ticket_ttl_s), verify_limit=RateLimit(options.verify_per_minute),
+                        compute=threading.BoundedSemaphore(options.max_parallel_embeds or os.cpu_count() or 2))
     # No /docs or /redoc (their pages load scripts from a CDN) and the schema only with the token, like
     # every other route but /health and the page: GET /v1/openapi.json (rest.py).
     app = FastAPI(title="idme", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,

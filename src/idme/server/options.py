@@ -27,6 +27,11 @@ class ServerOptions:
     max_streams: int = 4
     #: verify + identify requests per minute, all clients together (verify is an authenticator).
     verify_per_minute: int = 30
+    #: Uploads decoded and embedded at once (enrol, verify, identify, name); the others wait their turn.
+    #: 0 = the number of CPU cores. Each concurrent encoder run grows onnxruntime's memory arena for good:
+    #: 50 verify clients at once ended at 625-716 MB RSS with 8-40 at once, 470-480 MB with 2 (2 cores,
+    #: docs/benchmarks.md §6); on a machine shared with other jobs more threads did win more CPU time.
+    max_parallel_embeds: int = 0
     #: Lifetime of a WebSocket ticket.
     ticket_ttl_s: float = 30.0
     #: Largest binary WebSocket message, bytes (1 MiB is 5 s of 48 kHz stereo f32; browsers send ~10 ms).

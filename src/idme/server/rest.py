@@ -135,7 +135,7 @@ def profiles_enroll(name: str, state: Auth,
         raise ApiError(422, "invalid", "files: give at least one audio file")
     idme = state.ready_idme()
     try:
-        with _saved(files, state) as paths:
+        with _saved(files, state) as paths, state.compute:
             result = idme.enroll_files(name, paths)
     except EnrollmentError as exc:
         return EnrollOut(status="rejected", reason=str(exc).splitlines()[0])
@@ -152,7 +152,7 @@ def verify(state: Auth, name: Annotated[str, Form(min_length=1, max_length=200)]
     and the threshold it was held to. Rate-limited (``verify_per_minute``, shared with identify)."""
     _rate_limit(state)
     idme = state.ready_idme()
-    with _saved([file], state) as paths:
+    with _saved([file], state) as paths, state.compute:
         return idme.verify(_profile_name(name), paths[0]).to_dict()
 
 
@@ -163,7 +163,7 @@ def identify(state: Auth, file: Annotated[UploadFile, File(description="the test
     """Who among the enrolled is speaking: ranked candidates, ``reject`` when nobody matches."""
     _rate_limit(state)
     idme = state.ready_idme()
-    with _saved([file], state) as paths:
+    with _saved([file], state) as paths, state.compute:
         return idme.identify(paths[0], top=top).to_dict()
 
 
@@ -213,7 +213,8 @@ def sessions_export(session_id: str, fmt: Literal["md", "txt", "srt", "vtt", "js
 def sessions_name(session_id: str, body: NameSpeakerIn, state: Auth) -> dict:
     """Turns an unknown speaker of the session into a profile and relabels the session."""
     idme = state.ready_idme()
-    return idme.name_speaker(session_id, body.speaker, body.person).to_dict()
+    with state.compute:
+        return idme.name_speaker(session_id, body.speaker, body.person).to_dict()
 
 
 # -- helpers -----------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ class ServerState:
     tickets: TicketBook
     verify_limit: RateLimit
     streams: int = 0
+    #: Held while an upload is decoded and embedded (``ServerOptions.max_parallel_embeds`` at once).
+    compute: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _warm: threading.Lock = field(default_factory=threading.Lock)
 

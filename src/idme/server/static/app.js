@@ -244,8 +244,12 @@ async function showSession(id) {
   for (const g of s.segments) segments.set(g.seg_id, { ...g, id: g.seg_id });
   render();
   $("session-id").textContent = s.id;
-  $("speaker").replaceChildren(...s.speakers.filter((p) => p.kind === "unknown").map((p) => {
-    const o = document.createElement("option"); o.value = o.textContent = p.label; return o;
+  // Most speech first: naming needs segments of 1 s or more, which a speaker heard only briefly may lack.
+  const unknown = s.speakers.filter((p) => p.kind === "unknown").sort((a, b) => b.speech_s - a.speech_s);
+  $("speaker").replaceChildren(...unknown.map((p) => {
+    const o = document.createElement("option");
+    o.value = p.label; o.textContent = `${p.label} (${p.speech_s.toFixed(1)} s)`;
+    return o;
   }));
   $("after").hidden = false;
 }
