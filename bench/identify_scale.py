@@ -246,7 +246,7 @@ def main() -> None:
     ap.add_argument("--probes", type=int, nargs="*", default=[8, 16, 32])
     ap.add_argument("--ef-search", type=int, nargs="*", default=[40, 100, 200],
                     help="pgvector HNSW ef_search values (an HNSW index is built after the IVFFlat rows)")
-    ap.add_argument("--rerank", type=int, default=100)
+    ap.add_argument("--rerank", type=int, default=200)
     ap.add_argument("--pq-bits", type=int, choices=(4, 8), default=4, help="4: fast-scan codes (default); 8: IndexIVFPQ")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "idme-bench" / "identify_voices.npz")
     ap.add_argument("--json", type=Path, default=None)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 from pathlib import Path
+
+import pytest
 
 from idme.api import Idme
 from idme.settings import resolve
@@ -36,3 +39,11 @@ def make_client(template: Path, dest: Path, campplus, **options):
     idme = Idme(resolve(home, asr="none"), embedder=campplus)
     app = create_app(options=ServerOptions(**options), idme=idme, token=TOKEN)
     return TestClient(app, base_url=BASE_URL), idme
+
+
+@pytest.fixture(scope="module", autouse=True)
+def collect_cycles():
+    """Refused uploads and aborted streams leave exception/frame cycles holding soxr resamplers; collect
+    them when the module ends, or nanobind reports them as leaks when the interpreter exits."""
+    yield
+    gc.collect()

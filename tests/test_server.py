@@ -14,7 +14,7 @@ from idme.api import Idme  # noqa: E402
 from idme.settings import resolve  # noqa: E402
 
 from conftest import BOB_TAKE, DATA, EXAMPLES, OWNER_TAKES  # noqa: E402
-from server_helpers import AUTH, TOKEN, enrolled_home, make_client  # noqa: E402
+from server_helpers import AUTH, TOKEN, collect_cycles, enrolled_home, make_client  # noqa: E402, F401
 
 
 @pytest.fixture(scope="module")

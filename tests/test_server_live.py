@@ -22,7 +22,7 @@ pytest.importorskip("uvicorn")
 websockets = pytest.importorskip("websockets")
 
 from conftest import BOB_TAKE, OWNER_TAKES, ROOT  # noqa: E402
-from server_helpers import enrolled_home  # noqa: E402
+from server_helpers import collect_cycles, enrolled_home  # noqa: E402, F401
 
 
 def _free_port() -> int:

@@ -12,7 +12,7 @@ from starlette.testclient import WebSocketDenialResponse  # noqa: E402
 from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from conftest import EXAMPLES  # noqa: E402
-from server_helpers import AUTH, enrolled_home, make_client  # noqa: E402
+from server_helpers import AUTH, collect_cycles, enrolled_home, make_client  # noqa: E402, F401
 
 WS = "ws://127.0.0.1:8765/v1/listen"
 START = {"type": "start", "encoding": "pcm_s16le", "sample_rate": 48000, "channels": 2}

@@ -32,9 +32,10 @@ from .indices import _single_omp_thread, _unit
 log = logging.getLogger(__name__)
 
 #: From this many vectors on, ``make_gallery`` builds an IVF-PQ gallery instead of an exact one. Measured
-#: with bench/identify_scale.py (one query at a time, one thread, 2 cores at load 6-9): exact search p50
-#: 0.10 ms at 10k, 15.6 ms at 100k, 156 ms at 1M; IVF-PQ + re-ranking p50 0.07-0.13 ms at 10k (no gain, and
-#: 20 s of training) and 0.15-0.36 ms at 100k. Exact cost is linear, so it passes ~1-3 ms near 20k.
+#: with bench/identify_scale.py (one query at a time, one thread, 2 shared cores at load 5-9): exact search
+#: p50 0.13 ms at 10k, 6.7 ms at 100k, 59 ms at 1M (linear: ~1 ms near 20k, under load up to 3x more);
+#: IVF-PQ fast-scan + re-ranking p50 0.07-0.09 ms at 10k and 0.14 ms at 100k, but with recall@1 below 1
+#: and a training step (1 s at 10k, 7 s at 100k, 68 s at 1M). Exact while it costs about a millisecond.
 APPROX_MIN = 20_000
 
 
@@ -154,14 +155,15 @@ class IvfPqGallery(_FaissGallery):
 
     kind = "faiss-ivfpq"
 
-    def __init__(self, dimension: int, nlist: int, m: int = 48, nprobe: int | None = None, rerank: int = 100,
+    def __init__(self, dimension: int, nlist: int, m: int = 48, nprobe: int | None = None, rerank: int = 200,
                  nbits: int = 4, fast_scan: bool = True) -> None:
         super().__init__(dimension)
         if self.dimension % m:
             raise GalleryError(f"m={m} must divide the dimension {self.dimension}")
-        # nprobe: an eighth of the lists unless given. On real CAM++ queries against galleries of real voices
-        # plus drawn distractors that gave recall@1 vs exact 0.995 at 100k (IVF1024) and 1.000 at 1M
-        # (IVF4096); a sixteenth gave 0.986 at both (bench/identify_scale.py, issue 12 report).
+        # nprobe: an eighth of the lists unless given, rerank 200 candidates. On real CAM++ queries against
+        # galleries of real voices plus drawn distractors (bench/identify_scale.py, issue 12 report), fast-scan
+        # codes gave recall@1 vs exact 0.995 at 100k (IVF1024, nprobe 128) and 0.995 at 1M (IVF4096, nprobe
+        # 512, rerank 200; 0.991 with rerank 100); a sixteenth of the lists gave 0.986 and 0.977.
         nprobe = max(1, int(nlist) // 8) if nprobe is None else int(nprobe)
         self.nlist, self.m, self.nprobe, self.rerank, self.nbits = int(nlist), int(m), nprobe, int(rerank), int(nbits)
         quantizer = faiss.IndexFlatIP(self.dimension)
@@ -188,7 +190,7 @@ class IvfPqGallery(_FaissGallery):
 
     @classmethod
     def build(cls, keys: Sequence[str], vectors: np.ndarray, nlist: int | None = None, m: int = 48,
-              nprobe: int | None = None, rerank: int = 100, train_max: int = 100_000, seed: int = 0,
+              nprobe: int | None = None, rerank: int = 200, train_max: int = 100_000, seed: int = 0,
               nbits: int = 4, fast_scan: bool = True) -> IvfPqGallery:
         """Trains on at most ``train_max`` of ``vectors`` (float32 (n, d)) and adds them all under ``keys``."""
         v = np.atleast_2d(np.asarray(vectors, np.float32))
@@ -245,11 +247,12 @@ class PgVectorGallery:
     """Voiceprints in a PostgreSQL table ``table(key text primary key, embedding vector(d))``.
 
     ``index()`` builds an IVFFlat index (inner product); a search scans ``probes`` of its lists (default:
-    an eighth of them; 100k rows, 1024 lists: probes 64 gave recall@1 0.986 vs exact) and returns
-    the ``k`` best with the exact scores pgvector computes from the stored vectors (so candidates are
-    re-ranked exactly by construction). ``index_hnsw()`` builds an HNSW index instead (``ef_search``
-    candidates per query). Without an index, search is an exact sequential scan. Needs psycopg 3 (``pip install idme[pg]``) and a server with
-    the ``vector`` extension (created here when the role may).
+    an eighth of them; 100k rows, 1024 lists: probes 128 gave recall@1 1.000 vs exact, 64 gave 0.98-0.995)
+    and returns the ``k`` best with the exact scores pgvector computes from the stored vectors (so
+    candidates are re-ranked exactly by construction). ``index_hnsw()`` builds an HNSW index instead
+    (``ef_search`` candidates per query). Without an index, search is an exact sequential scan.
+    Needs psycopg 3 (``pip install 'idme[pg]'``) and a server with the ``vector`` extension (created here
+    when the role may).
     """
 
     kind = "pgvector"
@@ -342,8 +345,9 @@ class PgVectorGallery:
 
     def index_hnsw(self, m: int = 16, ef_construction: int = 64, work_mem_mb: int = 1024) -> None:
         """Builds an HNSW index instead (pgvector's defaults m=16, ef_construction=64); searches then visit
-        ``ef_search`` candidates. At 100k rows (real + drawn voiceprints) it built in 40 s and reached
-        recall@1 0.995 vs exact at ef_search 100, p50 3.8 ms (IVFFlat, probes 128: 1.000 at 11 ms)."""
+        ``ef_search`` candidates. At 100k rows (real + drawn voiceprints) it built in 37-57 s and reached
+        recall@1 0.982-0.995 vs exact at ef_search 100 (two builds) and 1.000 at 200; IVFFlat with probes
+        128 reached 1.000 after a 12-19 s build (bench/identify_scale.py)."""
         self._conn.execute(f"SET maintenance_work_mem = '{int(work_mem_mb)}MB'")
         self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_ivf")
         self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_hnsw")
