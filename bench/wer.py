@@ -72,6 +72,10 @@ def utterances(root: Path) -> list[tuple[str, Path, str]]:
 
 # -- engines -------------------------------------------------------------------------------------------
 
+#: Engine key -> the ``idme listen`` options that select the same model (filled by ``engines()``).
+LISTEN_ARGS: dict[str, list[str]] = {}
+
+
 def engines() -> dict[str, Any]:
     """Engine key -> zero-argument factory taking ``threads``; only what is installed here."""
     from idme.transcribe.moonshine import MoonshineTranscriber, package_model_dir
@@ -80,14 +84,17 @@ def engines() -> dict[str, Any]:
     from idme.transcribe.whisper import WhisperTranscriber
 
     found: dict[str, Any] = {}
+    LISTEN_ARGS.clear()
     pkg = package_model_dir()
     if pkg is not None and pkg.is_dir():
         found["moonshine"] = lambda threads: MoonshineTranscriber(pkg, cpu_threads=threads)
         found["moonshine-ort"] = lambda threads: MoonshineTranscriber(pkg, cpu_threads=threads, convert=False)
+        LISTEN_ARGS["moonshine"] = ["--asr", "moonshine", "--asr-model", str(pkg)]
     for model in find_models():
         if model.source.startswith("package:moonshine"):
             continue  # the two entries above
         key = f"{model.kind}:{model.model_id}"
+        LISTEN_ARGS[key] = ["--asr", model.kind, "--asr-model", str(model.path)]
         if model.kind == "moonshine":
             found[key] = lambda threads, m=model: MoonshineTranscriber(m.path, cpu_threads=threads,
                                                                        model_id=m.model_id)
@@ -178,6 +185,114 @@ def wer(refs: dict[str, str], hyps: dict[str, str], norm) -> tuple[float, int, i
     return errors / max(words, 1), errors, words, empty
 
 
+# -- meetings: speaker-attributed WER ------------------------------------------------------------------
+
+def build_meetings(root: Path, out: Path, count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` meetings of 3 talkers, each talker's 4 utterances as whole turns in round-robin order with
+    0.3-0.8 s pauses (seeded), written as 16 kHz wav; returns their turns (speaker, start, end, text)."""
+    import numpy as np
+    import soundfile as sf
+
+    by_speaker: dict[str, list[tuple[str, Path, str]]] = {}
+    for item in utterances(root):
+        by_speaker.setdefault(item[0].split("-")[0], []).append(item)
+    speakers = sorted(by_speaker)
+    rng = np.random.default_rng(seed)
+    meetings = []
+    for m in range(count):
+        talkers = [speakers[(3 * m + k) % len(speakers)] for k in range(3)]
+        turns, pieces, t = [], [np.zeros(8000, dtype=np.float32)], 0.5
+        for rnd in range(4):
+            for spk in talkers:
+                utt, flac, text = by_speaker[spk][(4 * (m // 3) + rnd) % len(by_speaker[spk])]
+                audio, _ = sf.read(str(flac), dtype="float32")
+                turns.append({"speaker": spk, "start": t, "end": t + audio.shape[0] / 16000, "text": text,
+                              "utterance": utt})
+                gap = float(rng.uniform(0.3, 0.8))
+                pieces += [audio, np.zeros(int(gap * 16000), dtype=np.float32)]
+                t += audio.shape[0] / 16000 + int(gap * 16000) / 16000
+        wav = out / f"meeting{m + 1:02d}.wav"
+        sf.write(str(wav), np.concatenate(pieces), 16000, subtype="PCM_16")
+        meetings.append({"wav": str(wav), "turns": turns, "audio_s": t})
+    return meetings
+
+
+def listen(wav: str, listen_args: list[str], home: Path) -> tuple[list[dict[str, Any]], float]:
+    """Runs ``idme listen WAV --json`` (file mode, nobody enrolled); returns the final segments (last
+    label, text) and the wall time of the whole command, s."""
+    cmd = [sys.executable, "-m", "idme", "listen", wav, "--json", "--no-save", "--home", str(home),
+           *listen_args]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"idme listen failed: {proc.stderr.strip().splitlines()[-1:]}")
+    segs: dict[int, dict[str, Any]] = {}
+    for line in proc.stdout.splitlines():
+        ev = json.loads(line)
+        if ev.get("type") in ("segment", "relabel", "text"):
+            seg = segs.setdefault(ev["id"], {"text": ""})
+            seg.update(start=ev["start"], end=ev["end"], speaker=ev["speaker"])
+            if ev.get("text"):
+                seg["text"] = ev["text"]
+    return sorted(segs.values(), key=lambda s: s["start"]), wall
+
+
+def speaker_attributed_wer(turns: list[dict[str, Any]], segs: list[dict[str, Any]], norm) -> dict[str, Any]:
+    """Hypothesis labels are matched one-to-one to reference talkers by overlapping time (Hungarian); then
+    each talker's reference words (turns in order) are aligned with the words of the segments under the
+    matched label. A word under the wrong label is a deletion for its talker and an insertion for the other;
+    words under unmatched labels are insertions. Also the plain WER of the whole meeting, labels ignored."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    refs = sorted({t["speaker"] for t in turns})
+    hyps = sorted({s["speaker"] for s in segs})
+    overlap = np.zeros((len(hyps), len(refs)))
+    for s in segs:
+        for t in turns:
+            overlap[hyps.index(s["speaker"]), refs.index(t["speaker"])] += max(
+                0.0, min(s["end"], t["end"]) - max(s["start"], t["start"]))
+    rows, cols = linear_sum_assignment(-overlap) if hyps else ([], [])
+    label_of = {refs[c]: hyps[r] for r, c in zip(rows, cols)}
+    errors = words = 0
+    for spk in refs:
+        ref_words = norm(" ".join(t["text"] for t in turns if t["speaker"] == spk)).split()
+        hyp_words = norm(" ".join(s["text"] for s in segs if s["speaker"] == label_of.get(spk))).split()
+        errors += edit_distance(ref_words, hyp_words)
+        words += len(ref_words)
+    matched = set(label_of.values())
+    errors += sum(len(norm(s["text"]).split()) for s in segs if s["speaker"] not in matched)
+    all_ref = norm(" ".join(t["text"] for t in turns)).split()
+    all_hyp = norm(" ".join(s["text"] for s in segs)).split()
+    return {"sa_errors": errors, "words": words, "plain_errors": edit_distance(all_ref, all_hyp),
+            "labels": len(hyps)}
+
+
+def run_meetings(keys: list[str], root: Path, count: int, norm) -> list[dict[str, Any]]:
+    """Speaker-attributed WER and file-mode RTF (labels + text, whole ``idme listen`` command) per engine."""
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="idme-wer-meetings-") as tmp:
+        meetings = build_meetings(root, Path(tmp), count)
+        audio_s = sum(m["audio_s"] for m in meetings)
+        for key in keys:
+            if key not in LISTEN_ARGS:
+                continue
+            sa = plain = words = 0
+            wall = 0.0
+            for m in meetings:
+                print(f"  {key}: idme listen {Path(m['wav']).name}", file=sys.stderr, flush=True)
+                segs, seconds = listen(m["wav"], LISTEN_ARGS[key], Path(tmp) / "home")
+                r = speaker_attributed_wer(m["turns"], segs, norm)
+                sa, plain, words = sa + r["sa_errors"], plain + r["plain_errors"], words + r["words"]
+                wall += seconds
+            rows.append({"engine": key, "sa_wer": sa / words, "wer": plain / words, "rtf": wall / audio_s,
+                         "meetings": count, "audio_s": audio_s})
+    return rows
+
+
 # -- driver --------------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -188,6 +303,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=2, help="passes over the utterances (default 2: determinism)")
     p.add_argument("--limit", type=int, default=None, help="first N utterances only (smoke runs)")
     p.add_argument("--json", type=Path, default=None, help="write every number and hypothesis here")
+    p.add_argument("--meetings", type=int, default=3,
+                   help="meetings built from the utterances for speaker-attributed WER via `idme listen` "
+                        "(default 3; 0 skips)")
     p.add_argument("--list", action="store_true", help="print the installed engine keys and exit")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -247,10 +365,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['engine']} ({r['version']}) | {ww} | {100 * r['wer_simple'][0]:.1f}% | "
               f"{r['wer_simple'][3]} | {' / '.join(f'{x:.3f}' for x in r['rtf'])} | {r['load_s']:.1f} | "
               f"{r['peak_rss_mb']:.0f} ({r['rss_before_mb']:.0f}) | {same} |")
+    meeting_rows = []
+    if args.meetings > 0:
+        meeting_rows = run_meetings([r["engine"] for r in rows], root, args.meetings, wnorm or simple_normalise)
+        print(f"\nSpeaker-attributed WER on {args.meetings} meetings built from these utterances (3 talkers x 4 "
+              "whole utterances each, 0.3-0.8 s pauses), `idme listen FILE --json` with nobody enrolled, "
+              f"{'Whisper' if wnorm else 'simple'} normaliser; RTF = wall time of the whole command (start-up and "
+              f"model load included) / audio time; load average now {os.getloadavg()[0]:.2f}.\n")
+        print("| engine | speaker-attributed WER | WER, labels ignored | file-mode RTF, labels + text |")
+        print("|---|---|---|---|")
+        for r in meeting_rows:
+            print(f"| {r['engine']} | {100 * r['sa_wer']:.1f}% | {100 * r['wer']:.1f}% | {r['rtf']:.3f} |")
     if args.json:
         args.json.write_text(json.dumps({"data": str(root), "threads": args.threads, "runs": args.runs,
                                          "loadavg_start": load_start, "loadavg_end": load_end,
-                                         "references": refs, "engines": rows}, indent=1))
+                                         "references": refs, "engines": rows, "meetings": meeting_rows},
+                                        indent=1))
     return 0
 
 
