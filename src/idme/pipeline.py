@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -663,7 +663,9 @@ class Pipeline:
                     continue
                 ev = self._merge(item)
                 if ev is not None:
-                    self.latest[ev.id] = ev
+                    # The sinks see the segment's audio once; what is kept has none (a 4-hour stream would
+                    # otherwise hold every second of it until the end, ~55 KB per second).
+                    self.latest[ev.id] = replace(ev, audio=None) if ev.audio is not None else ev
                     batch.append(ev)
             if batch:
                 deliver(self.sink, batch)
