@@ -274,6 +274,7 @@ def run_meetings(keys: list[str], root: Path, count: int, norm) -> list[dict[str
     import tempfile
 
     rows = []
+    engines()  # fills LISTEN_ARGS
     with tempfile.TemporaryDirectory(prefix="idme-wer-meetings-") as tmp:
         meetings = build_meetings(root, Path(tmp), count)
         audio_s = sum(m["audio_s"] for m in meetings)

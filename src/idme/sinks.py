@@ -9,10 +9,11 @@ called ``LiveSession.run``; one that raises stops the session, and the error is 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any, Protocol
 
 
+from .events import EventStream
 from .pipeline import SegmentEvent, deliver  # noqa: F401 - deliver is part of the sink API
 
 
@@ -21,13 +22,22 @@ class Sink(Protocol):
 
 
 class JsonLinesSink:
-    """``idme listen --json``: one JSON object per event, flushed, on ``stream`` (stdout)."""
+    """``idme listen --json``: the documented event objects (:mod:`idme.events`: ``type``, ``schema``,
+    ``session_id`` and the segment fields), one flushed line each, on ``stream`` (stdout)."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], session_id: str | None = None, source: str | None = None) -> None:
         self.stream = stream
+        self.events = EventStream(session_id, source)
 
     def __call__(self, event: SegmentEvent) -> None:
-        self.stream.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+        self.write(self.events.record(event))
+
+    def end(self, status: str, audio_s: float, speakers: Iterable[str] = ()) -> None:
+        """Writes the stream's last object (status, audio seconds, segments, speakers)."""
+        self.write(self.events.end(status, audio_s, speakers))
+
+    def write(self, obj: dict) -> None:
+        self.stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
         self.stream.flush()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import AudioError, IdmeError
+from ..sinks import JsonLinesSink
 from .common import COMPUTE_OPT, EMBEDDER_OPT, HOME_OPT, cli_errors, err, fail, make_idme
 
 #: What a directory given to ``listen`` is searched for (lower-case extensions).
@@ -103,23 +103,6 @@ def parse_formats(value: str | None) -> list[str]:
         return list(dict.fromkeys(format_name(f) for f in value.split(",") if f.strip()))
     except ExportError as exc:
         raise typer.BadParameter(str(exc), param_hint="--format") from None
-
-
-class _JsonEvents:
-    """``--json``: the documented event objects (``idme.session.export.EventStream``), one flushed line each."""
-
-    def __init__(self, stream) -> None:
-        from ..session.export import EventStream
-
-        self.out = stream
-        self.events = EventStream(None)
-
-    def __call__(self, event) -> None:
-        self.write(self.events.record(event))
-
-    def write(self, obj: dict) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        self.out.flush()
 
 
 class _Position:
@@ -295,13 +278,13 @@ def _listen_segmented(idme, items: list[str], segmenter: str, as_json: bool) -> 
     for item in items:
         events = [SegmentEvent(**{k: d[k] for k in fields}) for d in idme.label_file(item, segmenter)]
         if as_json:
-            sink = _JsonEvents(sys.stdout)
+            sink = JsonLinesSink(sys.stdout)
             sink.events.source = item
             for e in events:
                 sink(e)
             with FileSource(item) as source:
                 audio_s = source.duration_s or 0.0
-            sink.write(sink.events.end("complete", audio_s, {e.speaker for e in events}))
+            sink.end("complete", audio_s, {e.speaker for e in events})
             continue
         t = Table("start", "end", "speaker", "score", title=f"idme · {item} · {segmenter} (speakers may overlap)")
         for e in events:
@@ -322,7 +305,7 @@ def _listen_one(idme, item: str | None, realtime: bool, speed: float, device: st
     json_sink = None
     sinks: list = [position]
     if as_json:
-        json_sink = _JsonEvents(sys.stdout)
+        json_sink = JsonLinesSink(sys.stdout)
         sinks.append(json_sink)
     elif not stdout_used:
         view = LiveView(Console(), "idme")
@@ -354,7 +337,7 @@ def _listen_one(idme, item: str | None, realtime: bool, speed: float, device: st
             result = session.run()
     if json_sink is not None:
         speakers = {e.speaker for e in result.latest.values() if e.final}
-        json_sink.write(json_sink.events.end(result.status, result.audio_s, speakers))
+        json_sink.end(result.status, result.audio_s, speakers)
     if not result.latest:
         err.print(f"{item + ': ' if batch else ''}no speech found.", markup=False)
     if result.session_id is not None:

@@ -24,6 +24,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..audio.push import PushSource
 from ..errors import AudioError, IdmeError, ProfileError
+from ..events import EventStream
 from .security import host_name, origin_allowed, token_matches
 from .state import ServerState
 
@@ -119,7 +120,7 @@ class _Connection:
         self.pending = 0  # events in ``out`` (the queue is unbounded; the bound is checked here, never blocking)
         self.failure: dict | None = None  # the message that ends the stream (overload, error)
         self.failed = asyncio.Event()
-        self.seen: dict[int, tuple[str, str, bool, str]] = {}
+        self.stream = EventStream(None)
         self.source: PushSource | None = None
         self.session: Any = None
         self.started: asyncio.Future = self.loop.create_future()
@@ -145,15 +146,8 @@ class _Connection:
 
     def on_events(self, events: list[dict]) -> None:
         """Runs on the loop: types each event (segment / relabel / text) and queues it."""
-        for d in events:
-            prev = self.seen.get(d["id"])
-            now = (d["speaker"], d["kind"], bool(d["final"]), d.get("text", ""))
-            if prev is not None and prev[2] and d["final"]:
-                kind = "relabel" if prev[:2] != now[:2] else "text" if prev[3] != now[3] else "segment"
-            else:
-                kind = "segment"
-            self.seen[d["id"]] = now
-            self.put({"type": kind, **d})
+        for d in events:  # the same typing as `idme listen --json` (idme.events)
+            self.put(self.stream.record(d))
 
     async def sender(self) -> None:
         while True:
@@ -186,6 +180,7 @@ class _Connection:
             self._resolve(self.started, exc=exc)
             return
         self.session = session
+        self.stream.session_id = session.session_id
         self._resolve(self.started, session.session_id)
         try:
             self._resolve(self.done, session.run())

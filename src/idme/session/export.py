@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .._fs import atomic_write
 from ..errors import ExportError
+from ..events import EVENTS_SCHEMA, EventStream  # noqa: F401 - re-exported (the event contract)
 from .model import Segment, Session
 
 #: Formats ``export`` writes, by name (also the file extension).
@@ -36,8 +37,6 @@ STDOUT_FORMAT = "txt"
 #: Version of the JSON export's layout (docs/schema/session.schema.json); bumped when a field changes
 #: meaning or goes away, not when one is added.
 SESSION_SCHEMA = "idme.session/1"
-#: Version of the ``idme listen --json`` event stream (docs/schema/events.schema.json).
-EVENTS_SCHEMA = "idme.events/1"
 #: Other names accepted for a format (extension or ``fmt`` argument).
 _ALIASES = {"markdown": "md", "text": "txt", "webvtt": "vtt"}
 #: Longest subtitle cue, s (Netflix timed-text style guide: 7 s maximum duration).
@@ -442,42 +441,3 @@ def _atomic_write(path: Path, data: bytes, hint: str) -> None:
         atomic_write(path, data, 0o600, keep_mode=True)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
-# --------------------------------------------------------------------------------------------------
-# The `idme listen --json` event stream
-# --------------------------------------------------------------------------------------------------
-
-
-class EventStream:
-    """Turns a session's ``SegmentEvent``s into the documented JSON Lines objects (docs/schema/events.schema.json).
-
-    Every object carries ``type``, ``schema`` and ``session_id``. ``type`` says how to apply it:
-    ``segment`` (a new segment, or an interim label being refined: ``final`` false), ``text`` (the
-    transcript of a segment already labelled arrived), ``relabel`` (re-clustering changed a final label or
-    start), and one ``end`` object last (status, audio seconds, segments, speakers). Later objects with the
-    same ``id`` replace earlier ones, as before.
-    """
-
-    def __init__(self, session_id: str | None, source: str | None = None) -> None:
-        self.session_id = session_id
-        self.source = source
-        self._final: dict[int, tuple] = {}
-
-    def record(self, event) -> dict:
-        """The JSON object for one ``idme.pipeline.SegmentEvent``."""
-        d = event.to_dict()
-        kind = "segment"
-        if event.final:
-            now = (event.speaker, event.kind, round(event.start, 3), event.text)
-            before = self._final.get(event.id)
-            if before is not None:
-                kind = "text" if now[3] != before[3] else "relabel"
-            self._final[event.id] = now
-        return {"type": kind, "schema": EVENTS_SCHEMA, "session_id": self.session_id, **d}
-
-    def end(self, status: str, audio_s: float, speakers: Iterable[str] = ()) -> dict:
-        """The last object of the stream."""
-        return {"type": "end", "schema": EVENTS_SCHEMA, "session_id": self.session_id, "source": self.source,
-                "status": status, "audio_s": round(float(audio_s), 3), "n_segments": len(self._final),
-                "speakers": sorted(set(speakers))}
