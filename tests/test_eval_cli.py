@@ -280,3 +280,10 @@ def test_calibrate_usage_errors(tmp_path: Path) -> None:
     refused(cli("eval", "calibrate", "--trials", tmp_path / "x.txt", "--far", "1.5", "--home", tmp_path),
             code=2, contains="--far")
     assert not (tmp_path / "thresholds.json").exists()
+
+
+def test_trials_on_an_audio_file_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """`idme eval trials some.wav` (a common slip) says it is not a trial list, exit 1, no traceback."""
+    result = cli("eval", "trials", EXAMPLES / "meeting.wav", "--home", tmp_path / "home")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "is not a trial list" in result.stderr

@@ -75,6 +75,9 @@ def read_trials(list_path: str | os.PathLike[str], check_files: bool = True) -> 
         text = list_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise IdmeError(f"cannot read trial list {list_path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise IdmeError(f"{list_path} is not a trial list (not UTF-8 text; an audio file?): give a list of "
+                        "'1 a.wav b.wav' (VoxCeleb) or 'a b target|nontarget' (Kaldi) lines") from None
     base = list_path.parent.resolve()
     resolved: dict[str, Path | None] = {}  # each distinct name is looked up on disk once
     missing: list[tuple[int, str]] = []

@@ -1,19 +1,25 @@
-"""Replay defence: a landmark fingerprint of a recording, and the per-profile store of fingerprints of
+"""Replay defence: a band-energy-sign fingerprint of a recording, and the per-profile store of fingerprints of
 enrollment takes and accepted attempts (issue 14).
 
 A replay is a copy of audio idme already heard (an enrollment take, an accepted attempt) played back,
 perhaps re-encoded, resampled to 8 kHz, with noise, a gain change or room echo. A *new* recording of the same
-person saying the same words is not a copy: its spectral peaks fall elsewhere in fine time and frequency.
+person saying the same words is not a copy: its fine spectro-temporal detail differs.
 
-The fingerprint (Wang 2003, the Shazam landmark scheme): the audio is brought to 8 kHz and only the
-300-3400 Hz telephone band is kept, so a copy that went through an 8 kHz channel keeps every landmark;
-the log spectrogram's local peaks are paired (anchor peak, a later peak in a target zone) and each pair is
-hashed as (f1, f2, dt) with its anchor time. Gain does not move peaks; noise 15 dB below the speech and
-mild echo move a minority of them. Two recordings match by the largest number of hashes that agree at one
-common time offset, divided by the attempt's hash count (``match_score``); a copy scores far above new
-speech (bench/liveness.py: replays 0.2-0.9, new recordings of the same speaker below 0.05).
+The fingerprint (after Haitsma & Kalker 2002, the Philips audio fingerprint): the audio is brought to 8 kHz
+and only the 300-3400 Hz telephone band is kept, so a copy that went through an 8 kHz channel keeps all of
+it; per 8 ms frame the energies of N_BANDS log-spaced bands give N_BANDS - 1 signs, the sign of how the
+difference between neighbouring bands changes over LAG_FRAMES frames. Gain cancels out of every sign;
+re-encoding keeps nearly all of them; noise 15 dB down and room echo flip a part. Frames more than
+SPEECH_RANGE_DB below the recording's loudest carry no signs (silence, pauses). Two recordings are compared
+at every time offset where their speech overlaps by at least MIN_OVERLAP of the shorter: ``match_score`` is
+the best mean sign agreement (+1 for each equal sign, -1 for each opposite), 1.0 for an identical copy and
+near 0 for unrelated audio.
 
-Stored per profile in ``profiles/<name>/fingerprints.npz`` (0600, written atomically): the hashes of each
+Measured (bench/liveness.py, all six FSDD speakers): copies through mp3, 8 kHz, +15 dB noise, gain, a room
+impulse response and all of them chained score >= 0.15; new recordings of the same speaker and digits
+score <= 0.07. REPLAY_THRESHOLD sits between.
+
+Stored per profile in ``profiles/<name>/fingerprints.npz`` (0600, written atomically): the signs of each
 recording, never its audio, labelled by where it came from.
 """
 
@@ -34,108 +40,83 @@ logger = logging.getLogger(__name__)
 RATE_HZ = 8000
 #: Telephone band kept: a copy through an 8 kHz channel (or a phone speaker) still holds it.
 BAND_LO_HZ, BAND_HI_HZ = 300.0, 3400.0
-#: 32 ms frames, 8 ms hop at 8 kHz: 31.25 Hz bins, fine enough that two takes rarely share a landmark.
+#: 32 ms frames, 8 ms hop at 8 kHz.
 N_FFT, HOP = 256, 64
-#: A peak is the maximum of its +-PEAK_T frames x +-PEAK_F bins neighbourhood ...
-PEAK_T, PEAK_F = 4, 3
-#: ... and within PEAK_RANGE_DB of the recording's loudest bin (silence and noise floor give no peaks).
-PEAK_RANGE_DB = 35.0
-#: Peaks kept per second of audio (the strongest), and the frequency quantum (bins) of a landmark.
-PEAKS_PER_S, F_QUANT = 25, 4
-#: Each anchor is paired with up to FAN_OUT later peaks 1..MAX_DT frames ahead, within +-MAX_DF bins.
-FAN_OUT, MAX_DT, MAX_DF = 8, 48, 12
-#: Time slack (frames, 8 ms each) when counting hashes that agree on an offset.
-OFFSET_SLACK = 1
-#: A matching score at or above this is a replay. Measured (bench/liveness.py, all FSDD speakers and takes):
-#: degraded copies score >= ~0.1, new recordings of the same speaker and digits <= ~0.03.
-REPLAY_THRESHOLD = 0.06
-#: Fewer hashes than this cannot be judged (a fraction of nothing): such a recording never reads as replay.
-MIN_HASHES = 20
+#: Log-spaced bands across the telephone band (N_BANDS - 1 signs per frame).
+N_BANDS = 17
+#: Frames between the two band differences a sign compares (2 = 16 ms: echo smears less than that).
+LAG_FRAMES = 2
+#: Frames this far (dB) below the loudest frame are silence: no signs.
+SPEECH_RANGE_DB = 30.0
+#: Offsets count only where the two recordings' speech frames overlap by this share of the shorter's
+#: (a copy overlaps fully; short partial overlaps of unrelated audio agree by chance) ...
+MIN_OVERLAP = 0.8
+#: ... and by at least this many frames (0.24 s).
+MIN_FRAMES = 30
+#: A score at or above this is a replay. bench/liveness.py: degraded copies >= ~0.15, new recordings of
+#: the same speaker and digits <= ~0.07.
+REPLAY_THRESHOLD = 0.11
 FILE_NAME = "fingerprints.npz"
+_EDGES_HZ = np.geomspace(BAND_LO_HZ, BAND_HI_HZ, N_BANDS + 1)
 
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """Landmark hashes of one recording: ``hashes`` int64 (n,), their anchor frames ``times`` int32 (n,)."""
+    """Signs of one recording: int8 (frames, N_BANDS - 1) in {-1, 0, +1}; a frame of zeros is silence."""
 
-    hashes: np.ndarray
-    times: np.ndarray
+    signs: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.hashes)
+        return len(self.signs)
 
-
-def _spectrogram(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Log-magnitude (dB) spectrogram (frames, bins) of the 300-3400 Hz band at 8 kHz."""
-    import soxr
-
-    x = np.asarray(samples, np.float32).reshape(-1)
-    if sample_rate != RATE_HZ and len(x):
-        x = soxr.resample(x, sample_rate, RATE_HZ, quality="HQ").astype(np.float32)
-    if len(x) < N_FFT:
-        return np.zeros((0, 0), np.float32)
-    n = 1 + (len(x) - N_FFT) // HOP
-    frames = x[np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]] * np.hanning(N_FFT).astype(np.float32)
-    spec = np.abs(np.fft.rfft(frames, axis=1))
-    lo, hi = int(np.ceil(BAND_LO_HZ * N_FFT / RATE_HZ)), int(BAND_HI_HZ * N_FFT / RATE_HZ)
-    return (20 * np.log10(spec[:, lo:hi + 1] + 1e-9)).astype(np.float32)
+    @property
+    def speech_frames(self) -> np.ndarray:
+        """float64 (frames,): 1 where the frame carries signs."""
+        return np.any(self.signs != 0, axis=1).astype(np.float64)
 
 
 def fingerprint(samples: np.ndarray, sample_rate: int = 16000) -> Fingerprint:
-    """The landmark fingerprint of ``samples`` float32 (n,) at ``sample_rate`` (any rate; 8 kHz used).
-    Silence or audio shorter than one frame gives an empty fingerprint."""
-    from scipy.ndimage import maximum_filter
+    """The fingerprint of ``samples`` float32 (n,) at ``sample_rate`` (any rate; compared at 8 kHz).
+    Silence or audio shorter than a few frames gives an empty fingerprint."""
+    import soxr
 
-    s = _spectrogram(samples, sample_rate)
-    if s.size == 0:
-        return Fingerprint(np.zeros(0, np.int64), np.zeros(0, np.int32))
-    local = maximum_filter(s, size=(2 * PEAK_T + 1, 2 * PEAK_F + 1), mode="constant", cval=-np.inf)
-    t, f = np.nonzero((s == local) & (s >= s.max() - PEAK_RANGE_DB))
-    # Keep the strongest PEAKS_PER_S peaks per second: noise adds weak peaks, speech keeps the strong ones.
-    keep = max(1, int(PEAKS_PER_S * s.shape[0] * HOP / RATE_HZ))
-    if len(t) > keep:
-        top = np.argsort(-s[t, f], kind="stable")[:keep]
-        t, f = t[top], f[top]
-    f = f // F_QUANT
-    order = np.lexsort((f, t))
-    t, f = t[order], f[order]
-    hashes, times = [], []
-    for i in range(len(t)):
-        j = i + 1
-        paired = 0
-        while j < len(t) and t[j] - t[i] <= MAX_DT and paired < FAN_OUT:
-            dt = t[j] - t[i]
-            if dt >= 2 and abs(int(f[j]) - int(f[i])) <= MAX_DF:
-                hashes.append((int(f[i]) << 16) | (int(f[j]) << 8) | int(dt // 2))
-                times.append(int(t[i]))
-                paired += 1
-            j += 1
-    return Fingerprint(np.asarray(hashes, np.int64), np.asarray(times, np.int32))
+    empty = Fingerprint(np.zeros((0, N_BANDS - 1), np.int8))
+    x = np.asarray(samples, np.float32).reshape(-1)
+    if sample_rate != RATE_HZ and len(x):
+        x = soxr.resample(x, sample_rate, RATE_HZ, quality="HQ").astype(np.float32)
+    if len(x) < N_FFT + LAG_FRAMES * HOP:
+        return empty
+    n = 1 + (len(x) - N_FFT) // HOP
+    frames = x[np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]] * np.hanning(N_FFT).astype(np.float32)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    freq = np.arange(power.shape[1]) * RATE_HZ / N_FFT
+    bands = np.stack([power[:, (freq >= lo) & (freq < hi)].sum(axis=1)
+                      for lo, hi in zip(_EDGES_HZ[:-1], _EDGES_HZ[1:])], axis=1)
+    total_db = 10 * np.log10(bands.sum(axis=1) + 1e-12)
+    if not np.isfinite(total_db).any() or total_db.max() <= -100:
+        return empty
+    diff = np.diff(np.log(bands + 1e-10), axis=1) * -1  # (frames, N_BANDS - 1): band m minus band m + 1
+    signs = np.sign(diff[LAG_FRAMES:] - diff[:-LAG_FRAMES]).astype(np.int8)
+    speech = total_db[LAG_FRAMES:] >= total_db.max() - SPEECH_RANGE_DB
+    return Fingerprint(signs * speech[:, None].astype(np.int8))
 
 
 def match_score(attempt: Fingerprint, reference: Fingerprint) -> float:
-    """Share of ``attempt``'s hashes found in ``reference`` at one common time offset (0..1; the best
-    offset), relative to the smaller of the two. 0.0 when the attempt has fewer than MIN_HASHES hashes."""
-    if len(attempt) < MIN_HASHES or len(reference) == 0:
+    """Best mean sign agreement of ``attempt`` and ``reference`` over time offsets whose speech overlaps by
+    MIN_OVERLAP of the shorter (and MIN_FRAMES): 1.0 = identical, about 0 = unrelated, 0.0 = not comparable."""
+    from scipy.signal import correlate
+
+    ma, mr = attempt.speech_frames, reference.speech_frames
+    if len(ma) == 0 or len(mr) == 0:
         return 0.0
-    ref_order = np.argsort(reference.hashes, kind="stable")
-    ref_h, ref_t = reference.hashes[ref_order], reference.times[ref_order]
-    lo = np.searchsorted(ref_h, attempt.hashes, "left")
-    hi = np.searchsorted(ref_h, attempt.hashes, "right")
-    counts = hi - lo
-    if not counts.any():
+    need = max(MIN_OVERLAP * min(ma.sum(), mr.sum()), MIN_FRAMES)
+    count = correlate(mr, ma, mode="full", method="fft")
+    ok = count >= need - 0.5
+    if not ok.any():
         return 0.0
-    idx = np.repeat(np.arange(len(attempt)), counts)
-    pos = np.concatenate([np.arange(a, b) for a, b in zip(lo[counts > 0], hi[counts > 0])])
-    offsets = ref_t[pos] - attempt.times[idx]
-    # Count each attempt hash at most once per offset, then take the best offset.
-    # Echo and resampling shift a peak by a frame or so: offsets within +-OFFSET_SLACK frames count as one.
-    offsets = offsets.astype(np.int64)
-    base = offsets.min() - OFFSET_SLACK
-    pairs = np.unique((offsets - base) * (1 << 32) + idx)
-    hist = np.bincount(pairs >> 32)
-    best = np.convolve(hist, np.ones(2 * OFFSET_SLACK + 1, np.int64), mode="same").max()
-    return float(best) / min(len(attempt), len(reference))
+    a, r = attempt.signs.astype(np.float64), reference.signs.astype(np.float64)
+    agree = sum(correlate(r[:, m], a[:, m], mode="full", method="fft") for m in range(a.shape[1]))
+    return float(np.max(agree[ok] / (count[ok] * a.shape[1])))
 
 
 @dataclass(frozen=True)
@@ -154,7 +135,7 @@ class ReplayMatch:
 class FingerprintStore:
     """Fingerprints of one profile's enrollment takes and accepted attempts, in ``profile_dir``/FILE_NAME.
 
-    The file is an npz of three arrays: ``hashes`` and ``times`` concatenated over recordings, ``offsets``
+    The file is an npz of ``signs`` int8 (frames, N_BANDS - 1) concatenated over recordings, ``offsets``
     (where each recording starts) and ``labels`` (e.g. "enroll:take1.wav", "attempt:2026-12-01T20:00Z")."""
 
     def __init__(self, profile_dir: str | Path) -> None:
@@ -166,13 +147,12 @@ class FingerprintStore:
             return []
         try:
             with np.load(self.path, allow_pickle=False) as z:
-                hashes, times, offsets, labels = z["hashes"], z["times"], z["offsets"], z["labels"]
+                signs, offsets, labels = z["signs"], z["offsets"], z["labels"]
         except (OSError, ValueError, KeyError) as exc:
             raise StoreError(f"cannot read replay fingerprints {self.path} ({exc}); delete the file to start "
                              "over (replays of earlier recordings are then no longer caught)") from None
-        bounds = list(offsets) + [len(hashes)]
-        return [(str(labels[i]), Fingerprint(hashes[bounds[i]:bounds[i + 1]], times[bounds[i]:bounds[i + 1]]))
-                for i in range(len(labels))]
+        bounds = [int(o) for o in offsets] + [len(signs)]
+        return [(str(labels[i]), Fingerprint(signs[bounds[i]:bounds[i + 1]])) for i in range(len(labels))]
 
     def add(self, label: str, fp: Fingerprint) -> None:
         """Appends ``fp`` under ``label`` and rewrites the file atomically (0600)."""
@@ -180,8 +160,7 @@ class FingerprintStore:
 
         items = self.load() + [(label, fp)]
         buf = io.BytesIO()
-        np.savez(buf, hashes=np.concatenate([f.hashes for _, f in items]).astype(np.int64),
-                 times=np.concatenate([f.times for _, f in items]).astype(np.int32),
+        np.savez(buf, signs=np.concatenate([f.signs for _, f in items]).astype(np.int8).reshape(-1, N_BANDS - 1),
                  offsets=np.cumsum([0] + [len(f) for _, f in items[:-1]]).astype(np.int64),
                  labels=np.asarray([lab for lab, _ in items], dtype=str))
         if not self.path.parent.is_dir():

