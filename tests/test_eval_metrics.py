@@ -236,3 +236,12 @@ def test_split_scores() -> None:
     tgt, non = split_scores(np.array([0.9, 0.1, 0.8]), np.array([True, False, True]))
     np.testing.assert_array_equal(tgt, [0.9, 0.8])
     np.testing.assert_array_equal(non, [0.1])
+
+
+def test_det_draws_zero_error_rates_inside_the_axes() -> None:
+    """A rate of 0 (perfectly separated scores, EER 0) lands on the DET axes' edge, not off the plot."""
+    from idme.eval.plots import _DET_LIMITS, _probit
+
+    lo, hi = _probit(np.asarray(_DET_LIMITS))
+    drawn = _probit(np.asarray([0.0, 1e-9, 0.01, 1.0]))
+    assert np.all(np.isfinite(drawn)) and lo <= drawn[0] <= hi and lo <= drawn[1] <= hi

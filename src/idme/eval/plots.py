@@ -37,10 +37,11 @@ def _pyplot() -> Any:
 
 
 def _probit(p: np.ndarray) -> np.ndarray:
-    """Normal deviate of probabilities, clipped so 0 and 1 stay drawable just outside the axes."""
+    """Normal deviate of probabilities, clipped to the axes' range: a rate of 0 (no error at all, as on
+    test-other where EER = 0) is drawn on the axis edge instead of off the plot, which left it empty."""
     from scipy.special import ndtri
 
-    eps = 1e-6
+    eps = _DET_LIMITS[0]
     return ndtri(np.clip(p, eps, 1.0 - eps))
 
 
@@ -98,7 +99,8 @@ def plot_det(
         ax_det.set_yticklabels(labels)
         ax_det.set_xlabel("False acceptance rate (%)")
         ax_det.set_ylabel("False rejection rate (%)")
-        ax_det.set_title(title or f"DET ({tgt.size} target / {non.size} non-target trials)")
+        edge = " (rates of 0 drawn on the axis edges)" if eer_rate == 0 else ""
+        ax_det.set_title((title or f"DET ({tgt.size} target / {non.size} non-target trials)") + edge)
         ax_det.grid(True, color="0.85", lw=0.6)
         ax_det.set_aspect("equal")
         ax_det.legend(loc="upper right", fontsize=8)

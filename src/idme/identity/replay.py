@@ -178,3 +178,131 @@ class FingerprintStore:
             if best[0] is None or s > best[1]:
                 best = (label, s)
         return ReplayMatch(best[0], best[1], threshold)
+
+
+# -- challenge content and the liveness decision ----------------------------------------------------------
+
+#: Decisions liveness adds to verify's (accept / reject / not_enough_speech / not_enrolled).
+REPLAY, WRONG_CONTENT = "replay", "wrong_content"
+#: Digits in a challenge ``idme verify --challenge`` issues: 6 random digits, 10^6 possible answers.
+CHALLENGE_DIGITS = 6
+#: Edits (insert / delete / substitute one digit) allowed between the challenge and what the recogniser
+#: heard. Measured with Whisper tiny.en on FSDD answers (bench/liveness.py): exact match keeps about 80% of
+#: genuine answers, one edit about 95%; a random other 6-digit string is within one edit of a challenge with
+#: probability about 6 x 9 x 2 / 10^6 (+ insertions/deletions), so wrong digits are still rejected.
+CONTENT_MAX_EDITS = 1
+
+_WORD_DIGITS = {
+    "zero": "0", "oh": "0", "o": "0", "nil": "0",
+    "one": "1", "won": "1",
+    "two": "2", "to": "2", "too": "2",
+    "three": "3", "tree": "3",
+    "four": "4", "for": "4", "fore": "4",
+    "five": "5",
+    "six": "6", "sex": "6",
+    "seven": "7",
+    "eight": "8", "ate": "8",
+    "nine": "9", "nein": "9",
+}
+
+
+def new_challenge(n_digits: int = CHALLENGE_DIGITS) -> str:
+    """A fresh random digit string from the OS's CSPRNG (``secrets``)."""
+    import secrets
+
+    return "".join(secrets.choice("0123456789") for _ in range(n_digits))
+
+
+def check_challenge(expect: str) -> str:
+    """``expect`` with spaces removed, if it is 1-32 digits; else IdmeError."""
+    from ..errors import IdmeError
+
+    digits = "".join(str(expect).split())
+    if not digits.isdigit() or not 1 <= len(digits) <= 32 or not digits.isascii():
+        raise IdmeError(f"a challenge is a string of digits such as 472913 (got {expect!r})")
+    return digits
+
+
+def spoken_digits(text: str) -> str:
+    """The digits in recognised ``text``, number words ("four", "oh") and numerals ("4", "28") alike, in
+    order; any other word is ignored. "4, 0, 0" -> "400"; "Big five, four" -> "54"."""
+    import re
+
+    out = []
+    for tok in re.findall(r"[a-z]+|\d+", text.lower()):
+        out.append(tok if tok.isdigit() else _WORD_DIGITS.get(tok, ""))
+    return "".join(out)
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance between two short strings."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _live_check_class():
+    from dataclasses import dataclass as _dc
+
+    from .verify import Check
+
+    @_dc(frozen=True)
+    class LiveCheck(Check):
+        """A verification with liveness: ``Check`` plus what was asked, what was heard and the replay match.
+
+        decision adds ``replay`` (a near-copy of a stored enrollment take or accepted attempt) and
+        ``wrong_content`` (the voice passed but the spoken digits are not the challenge's)."""
+
+        #: The challenge digits (None: no content check was asked for).
+        expected: str | None = None
+        #: What the recogniser heard (text) and the digits read from it.
+        heard: str | None = None
+        heard_digits: str | None = None
+        #: Best fingerprint match among the profile's stored recordings, its label and the replay bar.
+        replay_score: float | None = None
+        replay_of: str | None = None
+        replay_threshold: float = REPLAY_THRESHOLD
+
+        def to_dict(self) -> dict:
+            d = super().to_dict()
+            d.update({"expected": self.expected, "heard": self.heard, "heard_digits": self.heard_digits,
+                      "replay_score": None if self.replay_score is None else round(self.replay_score, 4),
+                      "replay_of": self.replay_of, "replay_threshold": self.replay_threshold})
+            return d
+
+    return LiveCheck
+
+
+_LIVE = None
+
+
+def live_check(base, *, expected: str | None, heard: str | None, match: ReplayMatch | None):
+    """Combines a voice ``Check`` with the content and replay results into a LiveCheck.
+
+    Order: no decision on the voice (not_enrolled / not_enough_speech) stays as it is; then ``replay`` (a
+    copy is refused whoever's voice it carries); then the voice's ``reject``; then ``wrong_content``."""
+    import dataclasses
+
+    global _LIVE
+    if _LIVE is None:
+        _LIVE = _live_check_class()
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    digits = None if heard is None else spoken_digits(heard)
+    extra = {"expected": expected, "heard": heard, "heard_digits": digits,
+             "replay_score": None if match is None else match.score,
+             "replay_of": None if match is None else match.label}
+    if base.decision in ("accept", "reject"):
+        if match is not None and match.replay:
+            fields["decision"] = REPLAY
+            fields["reason"] = (f"the audio is a copy of an earlier recording ({match.label}, fingerprint match "
+                                f"{match.score:.2f} >= {match.threshold:.2f}): record a new answer")
+        elif base.decision == "accept" and expected is not None and \
+                edit_distance(digits or "", expected) > CONTENT_MAX_EDITS:
+            fields["decision"] = WRONG_CONTENT
+            fields["reason"] = (f"the answer was heard as {digits or 'no digits'!r}, not the challenge "
+                                f"{expected!r}: say the digits shown")
+    return _LIVE(**fields, **extra)
