@@ -120,6 +120,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from idme.api import Idme
+    from idme.identity.replay import CONTENT_MAX_EDITS, edit_distance
     from idme.settings import resolve
 
     speakers = sorted({p.stem.split("_")[1] for p in FSDD.glob("*.wav")})
@@ -129,6 +130,7 @@ def main() -> int:
     tally: dict[str, list[int]] = {k: [0, 0] for k in ("genuine", "sequential", "wrong", "replay")}
     per_transform: dict[str, list[int]] = {k: [0, 0] for k in TRANSFORMS}
     misses: list[str] = []
+    edits: list[int] = []
     t0 = time.time()
     for spk in speakers:
         enroll_take = say("0123456789", spk, [0] * 10, rng)
@@ -138,6 +140,8 @@ def main() -> int:
             ds = "".join(rng.choice("0123456789") for _ in range(6))
             x = say(ds, spk, [rng.randint(1, 4) for _ in ds], rng)
             c = idme.verify(spk, x, sample_rate=SR, expect=ds, remember=False)
+            if c.heard_digits is not None:
+                edits.append(edit_distance(c.heard_digits, ds))
             tally["genuine"][0] += c.decision == "accept"
             tally["genuine"][1] += 1
             if c.decision != "accept":
@@ -189,6 +193,9 @@ def main() -> int:
     print(f"replay rejection (all transforms): {rate('replay', tally)}")
     for k in TRANSFORMS:
         print(f"  replay via {k}: {rate(k, per_transform)}")
+    e = np.asarray(edits)
+    print(f"content tolerance (allowed edits = {CONTENT_MAX_EDITS}); genuine answers whose heard digits are within "
+          + ", ".join(f"{k} edit(s): {100 * np.mean(e <= k):.1f}%" for k in (0, 1, 2)) + f" of {len(e)}")
     print(f"time: {time.time() - t0:.0f} s")
     for m in misses[:40]:
         print("  miss:", m)

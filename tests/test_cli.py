@@ -452,3 +452,12 @@ def test_enrollment_never_reports_more_speech_than_recorded(tmp_path: Path) -> N
     ok(cli("enroll", "--file", clip, "--home", home))
     speech_s = json.loads(ok(cli("profiles", "show", "me", "--home", home)).stdout)["takes"][0]["speech_s"]
     assert speech_s <= 3.0
+
+
+@pytest.mark.parametrize("command", [["listen"], ["enroll"], ["eval", "trials"], ["models"], ["sessions", "list"]])
+def test_help_shows_what_to_type_not_python_types(command: list[str]) -> None:
+    """Help pages carry no Python type names such as <bool>, <str> or <list[Path]> (UX review)."""
+    result = cli(*command, "--help")
+    assert result.exit_code == 0
+    for python_type in ("<bool>", "<str>", "<list[", "<int>", "<float>"):
+        assert python_type not in result.stdout, f"{command}: {python_type}"

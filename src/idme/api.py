@@ -125,7 +125,17 @@ class Idme:
                                   native_rates=list(native_rates) if native_rates else None, force=force,
                                   replace=replace)
         kept = save_audio(self.profiles, profile.name, list(takes)) if keep_audio else []
+        self._remember_takes(profile.name, takes)
         return EnrollResult(profile, reports, kept)
+
+    def _remember_takes(self, name: str, takes: Sequence[tuple[str, np.ndarray]]) -> None:
+        """Keeps the replay fingerprint of each enrollment take (issue 14): a later attempt that is a copy
+        of one is refused as ``replay`` by a liveness verify."""
+        from .identity.replay import FingerprintStore, fingerprint
+
+        store = FingerprintStore(self.profiles._dir(name))
+        for label, samples in takes:
+            store.add(f"enroll:{Path(str(label)).name}", fingerprint(samples, 16000))
 
     def enroll_files(self, name: str, files: Sequence[str | os.PathLike[str]], keep_audio: bool = False,
                      force: bool = False, replace: bool = False) -> EnrollResult:
@@ -325,12 +335,19 @@ class Idme:
         return export(self.sessions.get(session), fmt)
 
     # -- verify (1:1) and identify (1:N), issue 12 ---------------------------------------------------
-    def verify(self, name: str, file_or_samples: Any, *, sample_rate: int | None = None):
+    def verify(self, name: str, file_or_samples: Any, *, sample_rate: int | None = None, expect: str | None = None,
+               liveness: bool | None = None, remember: bool = True):
         """Is the speech in ``file_or_samples`` profile ``name``'s voice? Returns an ``identity.verify.Check``
         (decision accept / reject / not_enough_speech / not_enrolled, score, threshold, speech, condition).
 
         file_or_samples: a path (any format ``read_audio`` reads), an ``AudioFrame``, or float32 samples (n,)
-        with their ``sample_rate``. Raises ProfileError for a profile made by another encoder."""
+        with their ``sample_rate``. Raises ProfileError for a profile made by another encoder.
+
+        Liveness (issue 14), on when ``expect`` is given or ``liveness=True``: returns an
+        ``identity.replay.LiveCheck``; decision ``replay`` when the audio is a near-copy of one of the
+        profile's enrollment takes or accepted attempts, ``wrong_content`` when the voice passed but the digits
+        spoken (Whisper tiny.en, number words read as digits, CONTENT_MAX_EDITS tolerance) are not ``expect``.
+        remember: an accepted liveness attempt's fingerprint is kept, so its replay is refused later."""
         from .identity.profiles import check_encoder, check_name
         from .identity.verify import check
 
@@ -339,7 +356,45 @@ class Idme:
         profile = self.profiles.get(name) if self.profiles.exists(name) else None
         if profile is not None:
             check_encoder(profile, self.encoder_info)
-        return check(profile, samples, self.embedder, self.thresholds(), native_rate=native, name=name)
+        result = check(profile, samples, self.embedder, self.thresholds(), native_rate=native, name=name)
+        if not (liveness or (liveness is None and expect is not None)):
+            return result
+        return self._live(result, samples, expect, remember)
+
+    def _live(self, result, samples: np.ndarray, expect: str | None, remember: bool):
+        """``result`` with the replay and content checks of a liveness verify (see ``verify``)."""
+        from datetime import datetime, timezone
+
+        from .identity.replay import FingerprintStore, check_challenge, fingerprint, live_check
+
+        expected = None if expect is None else check_challenge(expect)
+        if result.decision not in ("accept", "reject"):
+            return live_check(result, expected=expected, heard=None, match=None)
+        fp = fingerprint(samples, 16000)
+        store = FingerprintStore(self.profiles._dir(result.name))
+        match = store.closest(fp)
+        heard = None
+        if expected is not None and result.decision == "accept" and not match.replay:
+            heard = self._challenge_asr.transcribe(samples).text
+        live = live_check(result, expected=expected, heard=heard, match=match)
+        if remember and live.decision == "accept":
+            store.add(f"attempt:{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}", fp)
+        return live
+
+    @cached_property
+    def _challenge_asr(self):
+        """The recogniser that checks a challenge's digits: Whisper (tiny.en bundled) when installed, else
+        whatever ``--asr auto`` finds; ModelMissingError when there is none."""
+        from .errors import ModelMissingError
+        from .transcribe.select import make_transcriber
+
+        try:
+            asr, _ = make_transcriber("whisper")
+        except ModelMissingError:
+            asr, hint = make_transcriber("auto")
+            if asr is None:
+                raise ModelMissingError(f"checking a challenge needs a speech recogniser: {hint}") from None
+        return asr
 
     def identify(self, file_or_samples: Any, top: int = 5, *, sample_rate: int | None = None, gallery: Any = None):
         """Who among the enrolled profiles is speaking in ``file_or_samples`` (open set: decision ``reject``

@@ -30,6 +30,31 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "or new speakers, and transcribes it.")
 
 
+def _plain_help_types() -> None:
+    """Help shows what to type, not Python types: no ``<bool>`` beside flags, ``TEXT`` instead of ``<str>``,
+    nothing for list arguments (their name says it). typer draws these from ``display_type_rich``."""
+    from typer.core import TyperArgument, TyperOption
+
+    names = {"<str>": "TEXT", "<int>": "INTEGER", "<float>": "NUMBER"}
+
+    def plain(original):
+        def display(self, ctx):
+            if getattr(self, "is_flag", False):
+                return None
+            shown = original(self, ctx)
+            if shown is None or not shown.startswith("<"):
+                return shown
+            return names.get(shown, None if shown.startswith("<list[") else shown.strip("<>").upper())
+        return display
+
+    for cls in (TyperOption, TyperArgument):
+        if hasattr(cls, "display_type_rich"):
+            cls.display_type_rich = plain(cls.display_type_rich)
+
+
+_plain_help_types()
+
+
 def _setup_logging(verbose: bool) -> None:
     handler = RichHandler(console=err, show_path=False, show_time=False, markup=False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler],

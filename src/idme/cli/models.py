@@ -18,7 +18,7 @@ models_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
 
 @models_app.callback()
 @cli_errors
-def models_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+def models_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="JSON on stdout instead of a table.")) -> None:
     """List the models idme knows: installed or not, path, size, version, licence, used by."""
     if ctx.invoked_subcommand is not None:
         return
@@ -43,7 +43,7 @@ def models_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
 def models_download(only: list[str] = typer.Option([], "--only", help="campplus, ecapa, vosk or whisper; repeatable."),
                     from_path: Optional[Path] = typer.Option(None, "--from", help="Install from a directory or archive."),
                     timeout: float = typer.Option(15.0, "--timeout", help="Network timeout, seconds."),
-                    force: bool = typer.Option(False, "--force")) -> None:
+                    force: bool = typer.Option(False, "--force", help="Reinstall even if the model is already installed.")) -> None:
     """Download (or install --from a local copy) the models idme uses."""
     from .. import models
     from .progress import RichProgress

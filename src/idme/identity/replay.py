@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
+from .verify import Check
 
 logger = logging.getLogger(__name__)
 
@@ -245,39 +246,29 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def _live_check_class():
-    from dataclasses import dataclass as _dc
+@dataclass(frozen=True)
+class LiveCheck(Check):
+    """A verification with liveness: ``Check`` plus what was asked, what was heard and the replay match.
 
-    from .verify import Check
+    decision adds ``replay`` (a near-copy of a stored enrollment take or accepted attempt) and
+    ``wrong_content`` (the voice passed but the spoken digits are not the challenge's)."""
 
-    @_dc(frozen=True)
-    class LiveCheck(Check):
-        """A verification with liveness: ``Check`` plus what was asked, what was heard and the replay match.
+    #: The challenge digits (None: no content check was asked for).
+    expected: str | None = None
+    #: What the recogniser heard (text) and the digits read from it.
+    heard: str | None = None
+    heard_digits: str | None = None
+    #: Best fingerprint match among the profile's stored recordings, its label and the replay bar.
+    replay_score: float | None = None
+    replay_of: str | None = None
+    replay_threshold: float = REPLAY_THRESHOLD
 
-        decision adds ``replay`` (a near-copy of a stored enrollment take or accepted attempt) and
-        ``wrong_content`` (the voice passed but the spoken digits are not the challenge's)."""
-
-        #: The challenge digits (None: no content check was asked for).
-        expected: str | None = None
-        #: What the recogniser heard (text) and the digits read from it.
-        heard: str | None = None
-        heard_digits: str | None = None
-        #: Best fingerprint match among the profile's stored recordings, its label and the replay bar.
-        replay_score: float | None = None
-        replay_of: str | None = None
-        replay_threshold: float = REPLAY_THRESHOLD
-
-        def to_dict(self) -> dict:
-            d = super().to_dict()
-            d.update({"expected": self.expected, "heard": self.heard, "heard_digits": self.heard_digits,
-                      "replay_score": None if self.replay_score is None else round(self.replay_score, 4),
-                      "replay_of": self.replay_of, "replay_threshold": self.replay_threshold})
-            return d
-
-    return LiveCheck
-
-
-_LIVE = None
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update({"expected": self.expected, "heard": self.heard, "heard_digits": self.heard_digits,
+                  "replay_score": None if self.replay_score is None else round(self.replay_score, 4),
+                  "replay_of": self.replay_of, "replay_threshold": self.replay_threshold})
+        return d
 
 
 def live_check(base, *, expected: str | None, heard: str | None, match: ReplayMatch | None):
@@ -287,9 +278,6 @@ def live_check(base, *, expected: str | None, heard: str | None, match: ReplayMa
     copy is refused whoever's voice it carries); then the voice's ``reject``; then ``wrong_content``."""
     import dataclasses
 
-    global _LIVE
-    if _LIVE is None:
-        _LIVE = _live_check_class()
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
     digits = None if heard is None else spoken_digits(heard)
     extra = {"expected": expected, "heard": heard, "heard_digits": digits,
@@ -305,4 +293,4 @@ def live_check(base, *, expected: str | None, heard: str | None, match: ReplayMa
             fields["decision"] = WRONG_CONTENT
             fields["reason"] = (f"the answer was heard as {digits or 'no digits'!r}, not the challenge "
                                 f"{expected!r}: say the digits shown")
-    return _LIVE(**fields, **extra)
+    return LiveCheck(**fields, **extra)
