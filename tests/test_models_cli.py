@@ -137,3 +137,12 @@ def test_download_script_fails_fast_and_cleanly_offline(tmp_path: Path):
     assert time.monotonic() - t0 < 30
     assert "--from" in r.stderr and "Traceback" not in r.stderr
     assert not any(p.name.startswith("vosk") for p in tmp_path.iterdir())
+
+
+def test_models_view_fits_80_columns_and_names_the_install_command(monkeypatch, tmp_path: Path):
+    """`idme models` at 80 columns cuts no path or version to "…", and a missing model shows how to install it."""
+    monkeypatch.setenv("IDME_MODELS_DIR", str(tmp_path / "models"))
+    r = _cli("models", env={"COLUMNS": "80", "IDME_MODELS_DIR": str(tmp_path / "models")})
+    assert r.exit_code == 0 and "…" not in r.stdout
+    assert "✗ vosk-en" in r.stdout and "install: idme models download --only vosk" in r.stdout
+    assert str(tmp_path / "models") in r.stdout.replace("\n", "")

@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from .common import cli_errors, err, fail
 
@@ -28,14 +27,20 @@ def models_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in rows]))
         return
-    t = Table("model", "installed", "path", "size", "version", "licence", "used by")
+    # One block per model rather than a 7-column table: at 80 columns the table cut paths and versions
+    # to "…", and a missing model's install command was only in --json (UX review 2026-12-01).
+    console = Console(soft_wrap=False)
     for r in rows:
         d = r.to_dict()
         size = d.get("size_bytes") or 0
-        t.add_row(d.get("key", ""), "✓" if d.get("installed") else "✗", str(d.get("path", "")),
-                  f"{size / 1e6:.1f} MB" if size else "", str(d.get("version", "")), str(d.get("licence", "")),
-                  ", ".join(d.get("used_by", []) or []))
-    Console().print(t)
+        mark = "[green]✓[/]" if d.get("installed") else "[red]✗[/]"
+        head = f"{mark} [bold]{d.get('key', '')}[/]  {d.get('version', '')}"
+        console.print(head + (f"  ({size / 1e6:.1f} MB)" if size else ""), markup=True, highlight=False)
+        console.print(f"    path: {d.get('path', '')}", markup=False, highlight=False, overflow="fold")
+        console.print(f"    licence: {d.get('licence', '')}; used by: {', '.join(d.get('used_by', []) or [])}",
+                      markup=False, highlight=False, overflow="fold")
+        if not d.get("installed") and d.get("install_command"):
+            console.print(f"    install: {d['install_command']}", markup=False, highlight=False, overflow="fold")
 
 
 @models_app.command("download")
