@@ -120,7 +120,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from idme.api import Idme
-    from idme.identity.replay import CONTENT_MAX_EDITS, edit_distance
+    from idme.identity.replay import CONTENT_MAX_EDITS, REPLAY_THRESHOLD, edit_distance
     from idme.settings import resolve
 
     speakers = sorted({p.stem.split("_")[1] for p in FSDD.glob("*.wav")})
@@ -131,6 +131,8 @@ def main() -> int:
     per_transform: dict[str, list[int]] = {k: [0, 0] for k in TRANSFORMS}
     misses: list[str] = []
     edits: list[int] = []
+    genuine_scores: list[float] = []
+    replay_scores: list[float] = []
     t0 = time.time()
     for spk in speakers:
         enroll_take = say("0123456789", spk, [0] * 10, rng)
@@ -140,6 +142,8 @@ def main() -> int:
             ds = "".join(rng.choice("0123456789") for _ in range(6))
             x = say(ds, spk, [rng.randint(1, 4) for _ in ds], rng)
             c = idme.verify(spk, x, sample_rate=SR, expect=ds, remember=False)
+            if c.replay_score is not None:
+                genuine_scores.append(c.replay_score)
             if c.heard_digits is not None:
                 edits.append(edit_distance(c.heard_digits, ds))
             tally["genuine"][0] += c.decision == "accept"
@@ -174,6 +178,8 @@ def main() -> int:
                 y = fn(x, i)
                 c = idme.verify(spk, y, sample_rate=SR, expect=expect, remember=False)
                 hit = c.decision == "replay"
+                if c.replay_score is not None:
+                    replay_scores.append(c.replay_score)
                 tally["replay"][0] += hit
                 tally["replay"][1] += 1
                 per_transform[name][0] += hit
@@ -193,6 +199,9 @@ def main() -> int:
     print(f"replay rejection (all transforms): {rate('replay', tally)}")
     for k in TRANSFORMS:
         print(f"  replay via {k}: {rate(k, per_transform)}")
+    print(f"fingerprint match score: replays min {min(replay_scores):.3f} / median "
+          f"{np.median(replay_scores):.3f}; new genuine answers max {max(genuine_scores):.3f} (replay at >= "
+          f"{REPLAY_THRESHOLD})")
     e = np.asarray(edits)
     print(f"content tolerance (allowed edits = {CONTENT_MAX_EDITS}); genuine answers whose heard digits are within "
           + ", ".join(f"{k} edit(s): {100 * np.mean(e <= k):.1f}%" for k in (0, 1, 2)) + f" of {len(e)}")

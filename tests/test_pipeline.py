@@ -118,7 +118,7 @@ def test_realtime_path_emits_latency_and_interims(tmp_path, campplus):
     profiles, th = _profiles(tmp_path, campplus)
     lab = Labeller(campplus, SpeakerTracker(profiles, campplus.dimension, th), live=True)
     got = []
-    src = RealtimeFileSource(EXAMPLES / "meeting.wav", speed=4.0)
+    src = RealtimeFileSource(EXAMPLES / "meeting.wav", speed=8.0)
     Pipeline(src, lab, got.append).run()
     firsts = [e for e in got if e.latency_ms is not None and e.final]
     assert firsts and all(e.latency_ms >= 0 for e in firsts)

@@ -368,7 +368,7 @@ class Idme:
         from .identity.replay import FingerprintStore, check_challenge, fingerprint, live_check
 
         expected = None if expect is None else check_challenge(expect)
-        if result.decision not in ("accept", "reject"):
+        if result.decision == "not_enrolled":
             return live_check(result, expected=expected, heard=None, match=None)
         fp = fingerprint(samples, 16000)
         store = FingerprintStore(self.profiles._dir(result.name))

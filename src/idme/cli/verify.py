@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..identity.verify import ACCEPT, MAX_TOP, NOT_ENOUGH_SPEECH, NOT_ENROLLED, Check
@@ -42,24 +43,55 @@ def _finish(c: Check, as_json: bool, human) -> None:
 
 @cli_errors
 def verify(
-    file: Path = _FILE_ARG,
+    file: Optional[Path] = typer.Argument(None, help="Recording of the voice to check (any format, any rate "
+                                          "from 8 kHz); not with --challenge."),
     name: str = typer.Option(..., "--name", "-n", help="The profile the speaker claims to be ('me' = you)."),
+    expect: Optional[str] = typer.Option(None, "--expect", help="Liveness: the digits FILE must say (a challenge "
+                                         "you issued); also refuses replays of earlier recordings."),
+    challenge: bool = typer.Option(False, "--challenge", help="Print a fresh random digit challenge and exit; "
+                                   "record the answer, then check it with --expect DIGITS FILE."),
     as_json: bool = _JSON_OPT,
     embedder: Optional[str] = EMBEDDER_OPT,
     compute: Optional[str] = COMPUTE_OPT,
     home: Optional[Path] = HOME_OPT,
 ) -> None:
-    """Verify (1:1) that FILE is the voice of profile NAME: accept or reject, with score and threshold."""
-    result = make_idme(home, embedder, compute).verify(name, file)
+    """Verify (1:1) that FILE is the voice of profile NAME: accept or reject, with score and threshold.
+    With --expect: also the right digits (wrong_content) and not a copy of an earlier recording (replay)."""
+    if challenge:
+        # idme records nothing here (no microphone capture for verify yet): the challenge is printed, the
+        # caller records the answer and checks it with --expect.
+        if file is not None or expect is not None:
+            raise fail("--challenge only prints a new challenge: check the recorded answer with "
+                       f"`idme verify --name {name} --expect DIGITS FILE`", code=2)
+        from ..identity.replay import new_challenge
+
+        digits = new_challenge()
+        typer.echo(json.dumps({"name": name, "challenge": digits}) if as_json else digits)
+        typer.echo(f"say these digits, record them, then run `idme verify --name {name} --expect {digits} "
+                   "ANSWER.wav`", err=True)
+        return
+    if file is None:
+        raise fail("missing FILE: the recording to verify (or --challenge for a new challenge)", code=2)
+    result = make_idme(home, embedder, compute).verify(name, file, expect=expect)
 
     def human(c: Check) -> None:
         who = "you (Me)" if c.name == "me" else c.name
         verdict = "[bold green]ACCEPT[/]" if c.decision == ACCEPT else "[bold red]REJECT[/]"
         t = Table(show_header=False, box=None)
-        t.add_row("decision", f"{verdict}: {'is' if c.decision == ACCEPT else 'is not'} {who}")
-        t.add_row("score", f"{c.score:.3f} (threshold {c.threshold:.3f})")
+        if c.decision in ("replay", "wrong_content"):
+            t.add_row("decision", f"[bold red]{c.decision.upper()}[/]: {escape(c.reason)}")
+        else:
+            t.add_row("decision", f"{verdict}: {'is' if c.decision == ACCEPT else 'is not'} {who}")
+        if c.score is not None:
+            t.add_row("score", f"{c.score:.3f} (threshold {c.threshold:.3f})")
+        if getattr(c, "expected", None) is not None:
+            heard = "not checked" if c.heard is None else f"heard {c.heard_digits or '-'} ({c.heard!r})"
+            t.add_row("content", escape(f"asked {c.expected}, {heard}"))
+        if getattr(c, "replay_score", None) is not None:
+            t.add_row("replay", f"closest earlier recording {c.replay_of} at {c.replay_score:.2f} "
+                      f"(replay at >= {c.replay_threshold:.2f})")
         t.add_row("audio", _condition(c))
-        Console().print(t)
+        Console().print(t, markup=True, highlight=False)
 
     _finish(result, as_json, human)
 
