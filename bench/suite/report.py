@@ -200,7 +200,19 @@ def render_markdown(r: BenchResult) -> str:
     intro = ("# Benchmarks\n\nProduced by `python bench/run.py --data ../shared/data` (see bench/README.md for "
              "what each number means); raw numbers in `bench/results/latest.json`. Do not edit by hand.")
     return "\n\n".join([intro, machine_section(r), processing_section(r), quality_section(r), latency_section(r),
-                        oneoff_section(r), robustness_section(r)]) + "\n"
+                        oneoff_section(r), robustness_section(r), OTHER_BENCHMARKS]) + "\n"
+
+
+#: Benchmarks with their own scripts and pages; listed here so that regenerating this page keeps them found.
+OTHER_BENCHMARKS = """## Other benchmarks
+
+Each of these has its own script and page (not produced by `bench/run.py`, so `make bench` never overwrites them):
+
+- the server under load: `python bench/serve.py ../shared/data ...`, in `docs/benchmarks-server.md`;
+- overlap-aware segmentation on AMI: `python bench/segmentation.py --data ../shared/data`, in `docs/segmentation.md`;
+- identification at scale and score normalisation: `bench/identify_scale.py`, `bench/score_norm.py`;
+- word error rate of every installed recogniser: `bench/wer.py --data ../shared/data`;
+- inputs people have (formats, no owner, speaker counts): `bench/everyday.py --data ../shared/data`."""
 
 
 def render_plot(r: BenchResult, out_png: Path) -> Path:

@@ -30,7 +30,7 @@ class ServerOptions:
     #: Uploads decoded and embedded at once (enrol, verify, identify, name); the others wait their turn.
     #: 0 = the number of CPU cores. Each concurrent encoder run grows onnxruntime's memory arena for good:
     #: 50 verify clients at once ended at 625-716 MB RSS with 8-40 at once, 470-480 MB with 2 (2 cores,
-    #: docs/benchmarks.md §6); on a machine shared with other jobs more threads did win more CPU time.
+    #: docs/benchmarks-server.md); on a machine shared with other jobs more threads did win more CPU time.
     max_parallel_embeds: int = 0
     #: Lifetime of a WebSocket ticket.
     ticket_ttl_s: float = 30.0
