@@ -3,8 +3,8 @@
     from idme.api import Idme
     idme = Idme()                                   # settings: flag > IDME_* > config file > default
     idme.enroll_files("me", ["me1.wav", "me2.wav"])
-    with_sink = idme.open_live(file="meeting.wav", sinks=[JsonLinesSink(sys.stdout)])
-    result = with_sink.run()
+    session = idme.open_live(file="meeting.wav", sinks=[JsonLinesSink(sys.stdout)])
+    result = session.run()                          # session.stop() / .abort() from another thread
     idme.export(result.session_id, "meeting.md")
 
 Nothing here prints, parses arguments or exits: results are dataclasses, failures are ``IdmeError``s with a
