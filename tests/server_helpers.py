@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,3 +52,39 @@ def collect_cycles():
     them when the module ends, or nanobind reports them as leaks when the interpreter exits."""
     yield
     gc.collect()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(home: Path, log_path: Path):
+    """A real ``idme serve`` process over ``home`` (labels only) on a free port; yields (port, token) once
+    ``/health`` answers, and stops it on exit. Its output goes to ``log_path``."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "IDME_HOME": str(home), "IDME_ASR": "none", "HF_HUB_OFFLINE": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "idme", "serve", "--port", str(port)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None:
+                    raise AssertionError(log_path.read_text())
+                time.sleep(0.1)
+            yield port, (home / "server" / "token").read_text().strip()
+        finally:
+            proc.terminate()
+            proc.wait(20)

@@ -8,9 +8,6 @@ first 17 s of the example meeting (owner 1688 at 3.0-7.3 s of it, 2414 and 1998 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +23,7 @@ if not CHROMIUM.exists() and not os.environ.get("CI"):
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from conftest import EXAMPLES, OWNER_TAKES  # noqa: E402
+from server_helpers import serving  # noqa: E402
 
 ENROL_S = 8.5  # the owner's first two takes are 7.9 s
 MEETING_AT_S = 10.5
@@ -47,34 +45,9 @@ def _fake_microphone(path: Path) -> Path:
 
 @pytest.fixture
 def served(tmp_path):
-    import httpx
-
     home = tmp_path / "home"
-    port = _free_port()
-    env = {**os.environ, "IDME_HOME": str(home), "IDME_ASR": "none", "HF_HUB_OFFLINE": "1"}
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "idme", "serve", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
-        yield port, (home / "server" / "token").read_text().strip(), tmp_path / "serve.log"
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with serving(home, tmp_path / "serve.log") as (port, token):
+        yield port, token, tmp_path / "serve.log"
 
 
 def test_enrol_listen_export_and_name_from_the_browser(served, tmp_path) -> None:

@@ -7,7 +7,6 @@ import ast
 import json
 import os
 import re
-import socket
 import ssl
 import stat
 import subprocess
@@ -22,43 +21,16 @@ pytest.importorskip("uvicorn")
 websockets = pytest.importorskip("websockets")
 
 from conftest import BOB_TAKE, OWNER_TAKES, ROOT  # noqa: E402
-from server_helpers import collect_cycles, enrolled_home  # noqa: E402, F401
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from server_helpers import collect_cycles, enrolled_home, free_port, serving  # noqa: E402, F401
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, campplus):
     """``idme serve`` on a free port over a home with the owner enrolled; yields (port, home, token)."""
-    import httpx
-
     root = tmp_path_factory.mktemp("live")
     home = enrolled_home(root, campplus)
-    port = _free_port()
-    env = {**os.environ, "IDME_HOME": str(home), "IDME_ASR": "none", "HF_HUB_OFFLINE": "1"}
-    log = open(root / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "idme", "serve", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError((root / "serve.log").read_text())
-            time.sleep(0.1)
-        token = (home / "server" / "token").read_text().strip()
+    with serving(home, root / "serve.log") as (port, token):
         yield port, home, token, root / "serve.log"
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
 
 
 def test_serve_creates_the_token_0600_and_shows_it_once(server) -> None:
@@ -138,7 +110,7 @@ def test_serve_over_tls(tmp_path, campplus) -> None:
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
                    check=True, capture_output=True, timeout=60)
     home = enrolled_home(tmp_path, campplus)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "IDME_HOME": str(home), "IDME_ASR": "none", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "idme", "serve", "--port", str(port), "--certfile", str(cert),
                              "--keyfile", str(key)], env=env, stdin=subprocess.DEVNULL,
