@@ -24,6 +24,9 @@ $(VENV)/.idme-test-deps: requirements/test.txt pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# The throwaway demo home's data key is wrapped by this passphrase (no keyring, no terminal in CI; issue 14).
+# It protects nothing: never use it for a real home.
+demo: export IDME_PASSPHRASE = idme-demo-passphrase
 demo: $(VENV)/.idme-demo-deps
 	rm -rf $(DEMO_HOME)
 	IDME_HOME=$(DEMO_HOME) $(BIN)/idme enroll --file examples/enroll/me_1.wav --file examples/enroll/me_2.wav --file examples/enroll/me_3.wav

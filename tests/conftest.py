@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
+
+# Encryption at rest (issue 14): tests run headless with no stdin and no OS keyring, so every home's data key
+# is wrapped by this passphrase; set in os.environ at import, so session-scoped fixtures and every `idme`
+# subprocess see it too. The cheap Argon2 parameters are test-only (idme.vault.INSECURE_TEST_KDF_ENV): the
+# suite creates hundreds of homes, and the default (64 MiB, t=3) costs ~0.3 s each.
+os.environ.setdefault("IDME_PASSPHRASE", "idme test passphrase")
+os.environ.setdefault("IDME_INSECURE_TEST_KDF", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -55,3 +64,16 @@ def _hypothesis_skips_lazy_modules() -> None:
 
 
 _hypothesis_skips_lazy_modules()
+
+
+def set_profile_encoder_version(home: Path, name: str, version: str) -> None:
+    """Rewrites profile ``name``'s encoder version (profile.json is encrypted at rest, issue 14), as if
+    another encoder had made it."""
+    import json
+
+    from idme.vault import vault_for
+
+    path, identity = Path(home) / "profiles" / name / "profile.json", f"idme/profile/{name}/meta"
+    meta = json.loads(vault_for(home).read(path, identity))
+    meta["encoder"]["version"] = version
+    vault_for(home).write(path, json.dumps(meta).encode(), identity)

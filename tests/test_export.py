@@ -282,3 +282,70 @@ def test_subtitle_lines_respect_the_line_length(session: Session) -> None:
         lines = sub.content.split("\n")
         assert len(lines) <= 2
         assert all(len(x) <= MAX_LINE_CHARS for x in lines)
+
+
+def _timed(spec: list[tuple[str, float, float]]) -> tuple[Word, ...]:
+    return tuple(Word(w, a, b, 0.9) for w, a, b in spec)
+
+
+def _two_sentences_with_a_pause() -> Session:
+    spec = [("We", 0.0, 0.2), ("moved", 0.25, 0.6), ("the", 0.65, 0.75), ("servers", 0.8, 1.3),
+            ("yesterday.", 1.35, 2.0), ("Nobody", 2.1, 2.5), ("noticed", 2.55, 3.0), ("anything", 3.05, 3.5),
+            ("at", 4.6, 4.7), ("all", 4.75, 5.0), ("luckily", 5.05, 5.6)]
+    words = _timed(spec)
+    seg = Segment(0, 0.0, 5.6, "Me", "me", 0.8, True, " ".join(w for w, _, _ in spec), words)
+    return Session(id="s", created_at="2026-11-21T06:00:00+00:00", status="complete", duration_s=6.0,
+                   models={"asr": {"name": "moonshine"}}, segments=(seg,))
+
+
+def test_cues_break_at_sentence_ends_and_pauses_never_inside_a_word() -> None:
+    """With word times, a turn's cues end at a sentence end and before a long pause; every cue is whole
+    words of the turn, at most 7 s and two lines."""
+    subs = list(srt.parse(export(_two_sentences_with_a_pause(), "srt")))
+    texts = [s.content.replace("\n", " ") for s in subs]
+    assert texts == ["Me: We moved the servers yesterday.", "Me: Nobody noticed anything", "Me: at all luckily"]
+    assert subs[0].start == _td(0.0) and subs[-1].end == _td(5.6)
+    assert subs[1].end == _td(3.5) and subs[2].start == _td(4.6)  # the 1.1 s pause stays a gap
+    for s in subs:
+        assert s.end - s.start <= _td(MAX_CUE_S) and all(len(line) <= MAX_LINE_CHARS for line in s.content.split("\n"))
+
+
+def test_long_turn_cues_respect_time_and_length_and_keep_every_word(session: Session) -> None:
+    """A 16 s turn without punctuation is cut into cues of at most 7 s and 2 x 42 characters, in order, with
+    no word lost, split or repeated."""
+    subs = [s for s in srt.parse(export(session, "srt")) if _td(7.5) <= s.start < _td(23.5)]
+    words = " ".join(s.content.replace("\n", " ").removeprefix("Me: ") for s in subs).split()
+    assert words == LONG_TEXT.split()
+    assert all(s.end - s.start <= _td(MAX_CUE_S) for s in subs)
+
+
+def _overlap_session() -> Session:
+    # Me talks 0-4 s; Speaker 1 cuts in at 3.0 s and goes on to 6 s. Both recognisers heard "right" (3.2 s),
+    # said in the overlap while Me's turn goes on.
+    me = Segment(0, 0.0, 4.0, "Me", "me", 0.8, True, "so this is the plan right",
+                 _timed([("so", 0.2, 0.4), ("this", 0.5, 0.8), ("is", 0.9, 1.0), ("the", 1.1, 1.2),
+                         ("plan", 1.3, 1.8), ("right", 3.1, 3.4)]))
+    other = Segment(1, 3.0, 6.0, "Speaker 1", "unknown", 0.4, True, "right sounds good",
+                    _timed([("right", 3.1, 3.4), ("sounds", 4.2, 4.6), ("good", 4.7, 5.2)]))
+    return Session(id="ov", created_at="2026-11-21T06:00:00+00:00", status="complete", duration_s=6.0,
+                   models={"asr": {"name": "moonshine"}}, settings={"uri": "ov"}, segments=(me, other))
+
+
+def test_overlapping_speakers_each_show_their_words_and_rttm_json_keep_the_overlap() -> None:
+    """Two overlapping segments stay overlapping in RTTM and JSON; in md, txt, srt and vtt a word heard in the
+    overlap is shown once, under the speaker whose turn it continues."""
+    ses = _overlap_session()
+    rttm = [line.split() for line in export(ses, "rttm").splitlines()]
+    assert [(float(r[3]), float(r[4]), r[7]) for r in rttm] == [(0.0, 4.0, "Me"), (3.0, 3.0, "Speaker_1")]
+    doc = json.loads(export(ses, "json"))
+    assert [(s["start"], s["end"]) for s in doc["segments"]] == [(0.0, 4.0), (3.0, 6.0)]
+    assert [w["word"] for w in doc["segments"][1]["words"]] == ["right", "sounds", "good"]
+    txt = export(ses, "txt")
+    assert "Me: so this is the plan right" in txt and "Speaker 1: sounds good" in txt
+    md = export(ses, "md")
+    assert "**Speaker 1:** sounds good" in md
+    cues = [(s.start, s.content.replace("\n", " ")) for s in srt.parse(export(ses, "srt"))]
+    assert sorted(c for _, c in cues) == ["Me: right", "Me: so this is the plan", "Speaker 1: sounds good"]
+    vtt = list(webvtt.from_buffer(io.StringIO(export(ses, "vtt"))))
+    assert {c.voice for c in vtt} == {"Me", "Speaker 1"}
+    assert [c.text for c in vtt if c.voice == "Speaker 1"] == ["sounds good"]

@@ -285,14 +285,17 @@ def test_listen_without_an_enrolled_owner(crop_wav: Path, tmp_path: Path) -> Non
 
 def test_profile_from_another_encoder_asks_to_re_enrol(home: Path, crop_wav: Path) -> None:
     """A profile tagged with another encoder version is refused by listen and enroll with the re-enrol hint."""
+    from idme.vault import vault_for
+
     meta_path = home / "profiles" / "me" / "profile.json"
-    meta = json.loads(meta_path.read_text())
+    vault, identity = vault_for(home), "idme/profile/me/meta"  # profile.json is encrypted at rest (issue 14)
+    meta = json.loads(vault.read(meta_path, identity))
     meta["encoder"]["version"] = "an-older-version"
-    meta_path.write_text(json.dumps(meta))
+    vault.write(meta_path, json.dumps(meta).encode(), identity)
     refused(listen_json(home, crop_wav), "re-enrol")
     assert sessions(home) == []
     refused(cli("enroll", "--file", OWNER_TAKES[0], "--home", home), "re-enrol")
-    assert json.loads(meta_path.read_text())["encoder"]["version"] == "an-older-version"
+    assert json.loads(vault.read(meta_path, identity))["encoder"]["version"] == "an-older-version"
 
 
 def test_unknown_session_ids_are_refused(owner_home: Path, tmp_path: Path) -> None:
@@ -493,6 +496,7 @@ def test_really_full_disk_keeps_what_was_saved(owner_home: Path, crop_wav: Path,
     """On a real file system left with 64 KiB free, listen stops at the full disk with one line, exit 1;
     every segment it committed is readable."""
     shutil.copytree(owner_home / "profiles", tiny_fs / "profiles")
+    shutil.copy2(owner_home / "keys.json", tiny_fs / "keys.json")  # the profiles' data key (issue 14)
     ok(cli("sessions", "list", "--home", tiny_fs))  # creates the (empty) store
     free_kib = os.statvfs(tiny_fs).f_bavail * os.statvfs(tiny_fs).f_frsize // 1024
     with open(tiny_fs / "filler", "wb") as f:

@@ -14,7 +14,6 @@ from idme.api import Idme
 from idme.identity import verify as V
 from idme.identity.gallery import (FlatGallery, GalleryError, Hit, IvfPqGallery, PgVectorGallery,
                                    make_gallery)
-from idme.identity.thresholds import DEFAULTS
 from idme.settings import resolve
 
 from conftest import BOB_TAKE, DATA, OWNER_TAKES
@@ -168,7 +167,7 @@ def test_pgvector_refuses_another_dimension_and_a_dead_url(postgres, tmp_path) -
 
 def test_identify_through_a_pgvector_gallery(postgres, tmp_path, campplus) -> None:
     """Real voiceprints stored in pgvector identify bob's other utterance as bob and a stranger as nobody,
-    with the scores verify computes from the store (the gallery is keyed by profile name)."""
+    with the scores identify computes from the store (the gallery is keyed by profile name)."""
     idme = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
     idme.enroll_files("me", OWNER_TAKES)
     idme.enroll_files("bob", [BOB_TAKE])
@@ -179,5 +178,32 @@ def test_identify_through_a_pgvector_gallery(postgres, tmp_path, campplus) -> No
         miss = idme.identify(DATA / "ls_367_130732-0006.flac", gallery=pg)
     local = idme.identify(DATA / "ls_2414_128291-0009.flac")
     assert hit.decision == V.ACCEPT and hit.name == "bob" and hit.gallery_size == 2
-    assert hit.score == pytest.approx(local.score, abs=1e-5) and hit.threshold == DEFAULTS["campplus"].enrolled
+    assert hit.score == pytest.approx(local.score, abs=1e-4) and hit.threshold == local.threshold
+    assert hit.cosine == pytest.approx(local.cosine, abs=1e-5) and hit.calibrated
     assert miss.decision == V.REJECT and miss.name is None
+
+
+def test_profiles_migrate_copies_every_voiceprint_and_refuses_bad_servers(postgres, tmp_path, campplus) -> None:
+    """`idme profiles migrate --to URL` upserts every profile's voiceprint into pgvector, checks the count and
+    leaves the local store as it was (a rerun changes nothing); a dead server or a non-PostgreSQL URL is one
+    error line, exit 1, and writes nothing."""
+    import json
+
+    from clihelp import cli, ok, refused
+
+    idme = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
+    idme.enroll_files("me", OWNER_TAKES)
+    idme.enroll_files("bob", [BOB_TAKE])
+    before = {p.name: p.centroid.copy() for p in idme.profiles.all()}
+    for _ in range(2):  # the second run upserts the same rows
+        r = ok(cli("profiles", "migrate", "--to", postgres, "--table", "migrated", "--json", "--home", tmp_path))
+        m = json.loads(r.stdout)
+        assert m["migrated"] == 2 and m["table_rows"] == 2 and sorted(m["names"]) == ["bob", "me"]
+    after = {p.name: p.centroid for p in idme.profiles.all()}
+    assert after.keys() == before.keys() and all(np.array_equal(after[k], before[k]) for k in before)
+    with PgVectorGallery(postgres, campplus.dimension, table="migrated") as pg:
+        hit = pg.search(before["bob"], 1)[0]
+        assert hit.key == "bob" and hit.score == pytest.approx(1.0, abs=1e-5)
+    refused(cli("profiles", "migrate", "--to", f"postgresql://postgres@/postgres?host={tmp_path}",
+                "--home", tmp_path), "cannot connect to PostgreSQL")
+    refused(cli("profiles", "migrate", "--to", "mysql://db/idme", "--home", tmp_path), "not a PostgreSQL URL")

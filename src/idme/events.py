@@ -15,7 +15,8 @@ class EventStream:
     """Turns a session's ``SegmentEvent``s into the documented JSON Lines objects (docs/schema/events.schema.json).
 
     Every object carries ``type``, ``schema`` and ``session_id``. ``type`` says how to apply it:
-    ``segment`` (a new segment, or an interim label being refined: ``final`` false), ``text`` (the
+    ``segment`` (a new segment, or an interim label being refined: ``final`` false; a not-final one with
+    ``text`` carries partial text of the speech so far, live with a recogniser), ``text`` (the
     transcript of a segment already labelled arrived), ``relabel`` (re-clustering changed a final label or
     start), and one ``end`` object last (status, audio seconds, segments, speakers). Later objects with the
     same ``id`` replace earlier ones, as before.

@@ -64,6 +64,14 @@ class LabelOptions:
     interim_every_s: float = 1.0
     #: Audio the interim label looks at (the latest part of the chunk), bounding its cost in monologues.
     interim_window_s: float = 3.0
+    #: Live with a recogniser: each interim label also asks for partial text of the chunk so far (its latest
+    #: ``partial_window_s`` at most, bounding the cost of a partial in monologues); 0 turns partial text off.
+    partial_window_s: float = 8.0
+    #: Live with a recogniser, the first interim label (and partial text request) comes after this much
+    #: speech instead of ``interim_min_s``, so that text shows within ~1.5 s of the speech starting
+    #: (bench/live_text.py: at 1.5 s the first partial came 1.7 s after the start, p50). Until the segment
+    #: is ``2 * interim_min_s`` long, interim labels then come every ``interim_every_s / 2``.
+    partial_min_s: float = 0.9
     #: Live sessions re-cluster every this many seconds of audio (files re-cluster once at the end).
     recluster_every_s: float = 60.0
     #: Bounds on the number of speakers the final re-clustering leaves (``listen --num-speakers`` etc.);
@@ -151,6 +159,9 @@ class Labeller:
         self._interim_last_end = 0.0
         self._last_recluster_s = 0.0
         self._stream_end = 0
+        #: Attach the open chunk's audio to interim labels, for partial text (set by Pipeline when a
+        #: recogniser runs live).
+        self.partial_audio = False
         #: Set after each re-clustering: the speakers' voiceprints are worth saving again.
         self.speakers_changed = False
 
@@ -244,7 +255,10 @@ class Labeller:
         return events
 
     def _interim(self) -> list[SegmentEvent]:
-        if self.chunker.current_duration_s < self.opt.interim_min_s:
+        first_s = self.opt.interim_min_s
+        if self.partial_audio and self.opt.partial_window_s > 0:
+            first_s = min(first_s, self.opt.partial_min_s)
+        if self.chunker.current_duration_s < first_s:
             if self.chunker.current_duration_s == 0.0:
                 self._interim_start = None
             return []
@@ -259,7 +273,12 @@ class Labeller:
             self._interim_start, self._interim_last_end = start_sample, 0.0
             self._interim_id = None
         end_s = end_sample / TARGET_RATE_HZ
-        if end_s - self._interim_last_end < self.opt.interim_every_s:
+        every_s = self.opt.interim_every_s
+        if first_s < self.opt.interim_min_s and self.chunker.current_duration_s < 2 * self.opt.interim_min_s:
+            # Partial text on: early in a segment, refresh twice as often, so that a first partial that
+            # came back empty (under a second of speech) is soon followed by one that is not.
+            every_s = every_s / 2
+        if end_s - self._interim_last_end < every_s:
             return []
         cur = self.chunker.current_tail(int(self.opt.interim_window_s * TARGET_RATE_HZ))
         if cur is None:
@@ -273,7 +292,15 @@ class Labeller:
         start = max(start_sample / TARGET_RATE_HZ, self._last_end)
         arrived = self._arrival_of(end_sample)
         latency = None if arrived is None else (self.clock() - arrived) * 1000.0
-        return [SegmentEvent(self._interim_id, start, end_s, d.label, d.kind, d.score, False, latency)]
+        ev = SegmentEvent(self._interim_id, start, end_s, d.label, d.kind, d.score, False, latency)
+        if self.partial_audio and self.opt.partial_window_s > 0:
+            # The chunk so far (from the start this segment will have), for the recogniser's partial text.
+            keep = min(end_sample - int(round(start * TARGET_RATE_HZ)),
+                       int(self.opt.partial_window_s * TARGET_RATE_HZ))
+            so_far = self.chunker.current_tail(keep) if keep > 0 else None
+            if so_far is not None:
+                ev.audio, ev.audio_start = so_far.samples, so_far.start_sample / TARGET_RATE_HZ
+        return [ev]
 
     def _corrections(self, changed: dict[int, Decision]) -> list[SegmentEvent]:
         """Applies re-clustering results and re-emits every segment whose label or shown start changed."""
@@ -362,6 +389,14 @@ class TextUpdate:
 
 
 @dataclass
+class PartialText:
+    """Partial transcription of segment ``id`` while it is still being spoken (from the ASR worker)."""
+
+    id: int
+    text: str
+
+
+@dataclass
 class _Speakers:
     """A snapshot of ``Labeller.speakers()`` travelling from the labeller thread to the main thread."""
 
@@ -424,6 +459,17 @@ class _TurnBuffer:
             cur = self.current = _Turn(self._next, ev.speaker)
             self._next += 1
         cur.pieces.append((ev.id, ev.audio_start, ev.audio))
+
+    def flush_if_over(self, stream_sample: int, open_chunk: tuple[int, int] | None) -> None:
+        """Live: hands the current turn over as soon as no later segment can join it (the stream is more
+        than ``max_gap_s`` past its end and no chunk opened within that gap), so its final text does not wait
+        for the next speaker. Gives the same turns as waiting would."""
+        cur = self.current
+        if cur is None or not cur.pieces:
+            return
+        limit = cur.end_s + self.max_gap_s
+        if stream_sample / TARGET_RATE_HZ > limit and (open_chunk is None or open_chunk[0] / TARGET_RATE_HZ > limit):
+            self.flush()
 
     def flush(self) -> None:
         if self.current is not None and self.current.pieces:
@@ -536,6 +582,9 @@ class Pipeline:
                     break
                 for ev in self.labeller.push(frame):
                     self._emit(ev)
+                if self._turn is not None and self.labeller.live:
+                    self._turn.flush_if_over(frame.start_sample + len(frame.samples),
+                                             self.labeller.chunker.current_bounds)
                 self._snapshot_speakers()
             if frame is not _END:  # aborted: let the source thread finish, label nothing more
                 self._discard_frames()
@@ -569,6 +618,12 @@ class Pipeline:
             self._put(self._out, _Speakers(self.labeller.speakers()))
 
     def _emit(self, ev: SegmentEvent) -> None:
+        if not ev.final and ev.audio is not None:
+            # An interim label carrying the chunk so far: ask for partial text (refused at once when the
+            # recogniser is busy with final text), and keep the audio away from the sinks.
+            if self._worker is not None:
+                self._worker.submit_partial(ev.id, ev.audio, ev.audio_start)
+            ev = replace(ev, audio=None)
         self._put(self._out, ev)
         if ev.final and ev.audio is not None and self._worker is not None:
             self._turn.add(ev)
@@ -592,6 +647,12 @@ class Pipeline:
             text = "".join(w["word"] if w["word"][:1].isspace() else " " + w["word"] for w in words).strip()
             self._put(self._out, TextUpdate(seg_id, text, words))
 
+    def _on_partial(self, seg_id: int, transcript) -> None:
+        """Partial text of a segment still being spoken (worker thread)."""
+        text = " ".join(str(getattr(transcript, "text", "") or "").split())
+        if text:
+            self._put(self._out, PartialText(seg_id, text))
+
     # -- main ----------------------------------------------------------------------------------------
     def run(self) -> StageTimes:
         """Runs until the stream ends (or ``stop``); re-raises the first error of a worker thread."""
@@ -599,8 +660,10 @@ class Pipeline:
         if self.transcriber is not None:
             from .transcribe.worker import TranscriptionWorker
 
-            self._worker = TranscriptionWorker(self.transcriber, self._on_text,
-                                               block_when_full=not self.labeller.live)
+            live = self.labeller.live
+            self._worker = TranscriptionWorker(self.transcriber, self._on_text, block_when_full=not live,
+                                               on_partial=self._on_partial if live else None)
+            self.labeller.partial_audio = live
             self._turn = _TurnBuffer(self._submit_turn, self.labeller.opt.fill_gap_s, self.max_turn_s)
         threads = [threading.Thread(target=self._read, name="idme-source", daemon=True),
                    threading.Thread(target=self._label, name="idme-label", daemon=True)]
@@ -670,15 +733,23 @@ class Pipeline:
             if batch:
                 deliver(self.sink, batch)
 
-    def _merge(self, item: SegmentEvent | TextUpdate) -> SegmentEvent | None:
-        """A label event or a text update, as the full segment event the sink receives."""
+    def _merge(self, item: SegmentEvent | TextUpdate | PartialText) -> SegmentEvent | None:
+        """A label event or a text update, as the full segment event the sink receives.
+
+        Partial text becomes a not-final event of the segment being spoken; it is dropped once the segment
+        has its final label (its final text follows), and it is never carried onto a final event."""
         base = self.latest.get(item.id)
+        if isinstance(item, PartialText):
+            if base is None or base.final:
+                return None
+            return SegmentEvent(base.id, base.start, base.end, base.speaker, base.kind, base.score,
+                                False, None, item.text)
         if isinstance(item, TextUpdate):
             if base is None:
                 return None
             return SegmentEvent(base.id, base.start, base.end, base.speaker, base.kind, base.score,
                                 base.final, None, item.text, item.words)
-        if base is not None and base.text and not item.text:
+        if base is not None and base.text and not item.text and (base.final or not item.final):
             return SegmentEvent(item.id, item.start, item.end, item.speaker, item.kind, item.score,
                                 item.final, item.latency_ms, base.text, base.words)
         return item

@@ -17,6 +17,7 @@ from .. import __version__
 from ..errors import IdmeError
 from . import enroll as _enroll
 from . import eval as _eval
+from . import keys as _keys
 from . import listen as _listen
 from . import models as _models
 from . import profiles as _profiles
@@ -89,6 +90,7 @@ app.add_typer(_profiles.profiles_app, name="profiles")
 app.add_typer(_sessions.sessions_app, name="sessions")
 app.add_typer(_models.models_app, name="models")
 app.add_typer(_eval.eval_app, name="eval")
+app.add_typer(_keys.keys_app, name="keys")
 
 
 def main() -> None:

@@ -56,20 +56,28 @@ class _Turn:
     kind: str
     score: float
     text: str
+    #: The text is (partly) partial: heard while the segment was spoken, its final text not in yet.
+    partial: bool = False
 
 
-def _turns(segs: list[SegmentEvent], max_gap_s: float = 2.0) -> list[_Turn]:
+def _turns(segs: list[SegmentEvent], max_gap_s: float = 2.0,
+           partial: dict[int, str] | None = None) -> list[_Turn]:
     """Consecutive segments of one speaker, shown as one row (score: duration-weighted mean)."""
     out: list[_Turn] = []
+    partial = partial or {}
     for e in segs:
         last = out[-1] if out else None
+        text, is_partial = e.text, False
+        if not text and e.id in partial:
+            text, is_partial = partial[e.id], True
         if last is not None and last.speaker == e.speaker and e.start - last.end <= max_gap_s:
             d0, d1 = last.end - last.start, e.end - e.start
             last.score = (last.score * d0 + e.score * d1) / max(d0 + d1, 1e-9)
             last.end = e.end
-            last.text = " ".join(t for t in (last.text, e.text) if t)
+            last.text = " ".join(t for t in (last.text, text) if t)
+            last.partial = last.partial or is_partial
         else:
-            out.append(_Turn(e.start, e.end, e.speaker, e.kind, e.score, e.text))
+            out.append(_Turn(e.start, e.end, e.speaker, e.kind, e.score, text, is_partial))
     return out
 
 
@@ -90,9 +98,12 @@ class LiveView:
         self.title = title
         self.rows = rows
         self.segments: dict[int, SegmentEvent] = {}
+        #: Partial text of segments whose final text has not arrived (shown dim until it does).
+        self._partial: dict[int, str] = {}
         #: (start, id) of every final segment, kept sorted as events arrive (no re-sort per event).
         self._keys: list[tuple[float, int]] = []
-        self.now: SegmentEvent | None = None
+        #: Segments being spoken (interim labels) by id: two when two people talk at once.
+        self.talking: dict[int, SegmentEvent] = {}
         self._live: Live | None = None
         self._t0 = time.monotonic()
         #: Extra status shown under the table (file mode: position, transcription backlog, ETA).
@@ -113,7 +124,7 @@ class LiveView:
 
     def __exit__(self, *exc) -> None:
         if self._live is not None:
-            self.now = None
+            self.talking.clear()
             self._closing = True  # the last refresh shows every turn, without the status line
             self._live.refresh()
             self._live.__exit__(*exc)
@@ -134,24 +145,35 @@ class LiveView:
                 if old is not None:
                     self._keys.pop(bisect.bisect_left(self._keys, (old.start, ev.id)))
                 bisect.insort(self._keys, (ev.start, ev.id))
-            if self.now is not None and self.now.id == ev.id:
-                self.now = None
+            if ev.text or (old is not None and old.text):
+                self._partial.pop(ev.id, None)
+            self.talking.pop(ev.id, None)
         else:
-            self.now = ev
+            before = self.talking.get(ev.id)
+            if ev.text:
+                self._partial[ev.id] = ev.text
+            elif before is not None and before.text:
+                ev = SegmentEvent(ev.id, ev.start, ev.end, ev.speaker, ev.kind, ev.score, False, ev.latency_ms,
+                                  before.text)  # a refined interim label keeps the partial text so far
+            # Segments still "talking" that ended before this one began are over (an interim label whose
+            # chunk was labelled under another id); ones that overlap it are two people at once.
+            for sid in [i for i, e in self.talking.items() if i != ev.id and e.end < ev.start]:
+                del self.talking[sid]
+            self.talking[ev.id] = ev
 
     def _last_turns(self, n: int | None) -> list[_Turn]:
         """The last ``n`` turns (all when None), grouping only as many recent segments as that needs."""
         if n is None:
-            return _turns([self.segments[i] for _, i in self._keys])
+            return _turns([self.segments[i] for _, i in self._keys], partial=self._partial)
         take = 4 * n
         while True:
-            turns = _turns([self.segments[i] for _, i in self._keys[-take:]])
+            turns = _turns([self.segments[i] for _, i in self._keys[-take:]], partial=self._partial)
             if len(turns) > n or take >= len(self._keys):
                 return turns[-n:]
             take *= 2
 
     def _speaker_width(self) -> int:
-        names = {e.speaker for e in self.segments.values()} | ({self.now.speaker} if self.now else set())
+        names = {e.speaker for e in self.segments.values()} | {e.speaker for e in self.talking.values()}
         return max(_SPEAKER_MIN, min(_SPEAKER_MAX, max((len(n) for n in names), default=0)))
 
     def _fitting_turns(self, speaker_w: int) -> list[_Turn]:
@@ -186,13 +208,15 @@ class LiveView:
         table.add_column("text", ratio=1)
         turns = self._last_turns(None) if all_rows else self._fitting_turns(speaker_w)
         for t in turns:
+            text = Text(t.text, style="dim italic") if t.text and t.partial else t.text
             table.add_row(stamp(t.start), Text(t.speaker, style=speaker_style(t.speaker, t.kind)),
-                          f"{t.score:.2f}", t.text or Text("…" if self.expect_text else "", style="dim"))
+                          f"{t.score:.2f}", text or Text("…" if self.expect_text else "", style="dim"))
         parts: list = [table]
-        if self.now is not None:
+        for now in sorted(self.talking.values(), key=lambda e: (e.start, e.id)):
             parts.append(Text.assemble(
-                ("● talking now: ", "dim"), (self.now.speaker, speaker_style(self.now.speaker, self.now.kind)),
-                (f"  ({stamp(self.now.start)}, {self.now.end - self.now.start:.0f} s)", "dim")))
+                ("● talking now: ", "dim"), (now.speaker, speaker_style(now.speaker, now.kind)),
+                (f"  ({stamp(now.start)}, {now.end - now.start:.0f} s)", "dim"),
+                (f"  {now.text}" if now.text else "", "italic")))
         if not all_rows:
             extra = self.status() if self.status is not None else ""
             parts.append(Text(f"elapsed {stamp(time.monotonic() - self._t0)}" + (f" · {extra}" if extra else "")

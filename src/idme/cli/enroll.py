@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from ..errors import EnrollmentError
-from .common import COMPUTE_OPT, EMBEDDER_OPT, HOME_OPT, cli_errors, err, make_idme
+from .common import COMPUTE_OPT, EMBEDDER_OPT, HOME_OPT, cli_errors, err, fail, make_idme
 
 #: Below this estimated SNR a take is flagged (accepted all the same): the review's 0 dB take still
 #: worked, but the owner then scored 0.57 instead of 0.75 (review 2026-12-01, smaller items).
@@ -82,13 +82,22 @@ def enroll(
                                     "profile can be re-embedded with another encoder later."),
     force: bool = typer.Option(False, "--force", help="Enrol even if this voice already matches another profile."),
     replace: bool = typer.Option(False, "--replace", help="Replace the profile's takes instead of adding to them."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", "-m", help="Bulk: a CSV of 'name,file[,file...]' "
+                                            "rows (or one file per row, names repeated); resumable."),
+    as_json: bool = typer.Option(False, "--json", help="With --manifest: the per-person report as one JSON object."),
     embedder: Optional[str] = EMBEDDER_OPT,
     compute: Optional[str] = COMPUTE_OPT,
     home: Optional[Path] = HOME_OPT,
 ) -> None:
-    """Enrol a voice: from files (--file) or from the microphone (--takes K --seconds S)."""
+    """Enrol a voice: from files (--file), from the microphone (--takes K --seconds S), or many people from a
+    CSV manifest (--manifest people.csv; exit 1 when some of them failed)."""
     from ..identity.profiles import check_name
 
+    if manifest is not None:
+        if files:
+            raise fail("--manifest names the files itself: drop --file", 2)
+        _manifest(make_idme(home, embedder, compute), manifest, keep_audio, force, as_json)
+        return
     check_name(name)
     idme = make_idme(home, embedder, compute)
     if files:
@@ -104,3 +113,34 @@ def enroll(
     profile = result.profile
     who = "you (Me)" if profile.name == "me" else profile.name
     err.print(f"[green]Enrolled {who}[/]: {len(profile.embeddings)} take(s) with {idme.embedder.name}.", markup=True)
+
+
+def _manifest(idme, manifest: Path, keep_audio: bool, force: bool, as_json: bool) -> None:
+    """``enroll --manifest``: a progress bar on stderr, then the per-person table (or JSON) on stdout."""
+    import json
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("enrolling", total=None)
+        report = idme.enroll_manifest(manifest, keep_audio=keep_audio, force=force,
+                                      progress=lambda done, total, who: bar.update(
+                                          task, completed=done, total=total, description=f"enrolling {who}"))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        t = Table("name", "files", "status", "what the quality gate said", title=f"enrolled from {manifest}")
+        style = {"enrolled": "green", "skipped": "dim", "failed": "red"}
+        for r in report.rows:
+            takes = ", ".join(f"{d['speech_s']:.1f} s" for d in r.takes)
+            t.add_row(r.name, str(len(r.files)), f"[{style[r.status]}]{r.status}[/]",
+                      escape(r.reason) or (f"takes of {takes} speech" if takes else ""))
+        Console().print(t)
+    d = report.to_dict()
+    err.print(f"{d['enrolled']} enrolled, {d['skipped']} already enrolled, {d['failed']} failed", markup=False)
+    if report.failed:
+        raise typer.Exit(1)

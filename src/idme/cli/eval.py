@@ -147,6 +147,11 @@ def calibrate_cmd(
                                      "lists are pooled."),
     far: float = typer.Option(0.001, "--far", help="Target false-accept rate for me/enrolled (fraction: 0.001 = "
                               "0.1%, the shipped operating point; 0.01 = 1% loosens it)."),
+    condition_far: float = typer.Option(0.005, "--condition-far", help="With --quality: the FAR the LLR threshold "
+                                        "aims for in each degraded training condition."),
+    quality: Optional[Path] = typer.Option(None, "--quality", help="Fit the quality-aware calibration (cosine + "
+                                           "duration + bandwidth + SNR -> LLR) on degraded trials built from this "
+                                           "data folder (../shared/data) and save it to <home>/calibration.json."),
     test_seconds: Optional[float] = typer.Option(None, "--test-seconds", help="Cut the test side of every trial "
                                                  "to its first S seconds of speech (enrollment side whole)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print old vs new; write nothing."),
@@ -156,7 +161,11 @@ def calibrate_cmd(
     compute: Optional[str] = COMPUTE_OPT,
     home: Optional[Path] = HOME_OPT,
 ) -> None:
-    """Derive thresholds at a target false-accept rate from trial lists and save them to <home>/thresholds.json."""
+    """Derive thresholds at a target false-accept rate from trial lists and save them to <home>/thresholds.json;
+    with --quality DATA, fit the calibrated-LLR scoring verify and identify use."""
+    if quality is not None:
+        _calibrate_quality(quality, condition_far, dry_run, as_json, cache_dir, embedder, compute, home)
+        return
     if not lists:
         raise fail("no trial list given: pass --trials LIST (e.g. --trials "
                    "../shared/data/librispeech-test-other/trials.txt)", 2)
@@ -192,3 +201,32 @@ def calibrate_cmd(
         err.print(f"note: {n}", markup=False)
     err.print("dry run: nothing written" if path is None else f"wrote {path}; `idme listen` uses it from now on",
               markup=False)
+
+
+def _calibrate_quality(data: Path, far: float, dry_run: bool, as_json: bool, cache_dir: Optional[Path],
+                       embedder: Optional[str], compute: Optional[str], home: Optional[Path]) -> None:
+    """``idme eval calibrate --quality DATA``: fit, print the held-out conditions, save."""
+    import sys
+
+    if not 0.0 < far < 1.0:
+        raise fail(f"--condition-far is a fraction strictly between 0 and 1 (0.01 = 1%), got {far:g}", 2)
+    idme = make_idme(home, embedder, compute)
+    emb = idme.embedder
+    with _progress(not as_json, f"degraded trials ({emb.name})") as tick:
+        fit, path = idme.calibrate_quality(data, far, cache_dir, dry_run, command="idme " + " ".join(sys.argv[1:]),
+                                           progress=tick)
+    if as_json:
+        typer.echo(json.dumps({**fit.to_dict(), "written": None if path is None else str(path)}))
+        return
+    cal = fit.calibration
+    t = Table("held-out condition", "Cllr", "minCllr", "minDCF", "EER", "FAR", "FRR",
+              title=f"{emb.name}: calibrated LLR, one threshold {cal.threshold:.2f} (held-out speakers)")
+    for name, r in fit.heldout.items():
+        bad = r["far"] > 0.01 or r["frr"] > 0.05
+        t.add_row(name, f"{r['cllr']:.3f}", f"{r['min_cllr']:.3f}", f"{r['min_dcf_001']:.3f}", pct(r["eer"]),
+                  pct(r["far"]), pct(r["frr"]) + (" x" if bad else ""))
+    Console().print(t)
+    ok = sum(r["far"] <= 0.01 and r["frr"] <= 0.05 for r in fit.heldout.values())
+    err.print(f"{ok} of {len(fit.heldout)} held-out conditions meet FAR <= 1% and FRR <= 5%", markup=False)
+    err.print("dry run: nothing written" if path is None else
+              f"wrote {path}; `idme verify` and `idme identify` use it from now on", markup=False)

@@ -83,3 +83,20 @@ def profiles_reembed(name: Optional[str] = typer.Argument(None, help="Profile (d
                   f"{idme.embedder.version}", markup=False)
     if not done:
         err.print("no profile has kept audio (enrol with --keep-audio)", markup=False)
+
+
+@profiles_app.command("migrate")
+@cli_errors
+def profiles_migrate(to: str = typer.Option(..., "--to", help="PostgreSQL URL with pgvector, e.g. "
+                                            "postgresql://idme@db:5432/idme"),
+                     table: str = typer.Option("idme_voiceprints", "--table", help="Table to upsert into."),
+                     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+                     embedder: Optional[str] = EMBEDDER_OPT, compute: Optional[str] = COMPUTE_OPT,
+                     home: Optional[Path] = HOME_OPT) -> None:
+    """Copy every profile's voiceprint into a PostgreSQL + pgvector gallery (the local store stays as it is)."""
+    m = make_idme(home, embedder, compute).migrate_profiles(to, table)
+    if as_json:
+        typer.echo(json.dumps(m.to_dict()))
+        return
+    err.print(f"migrated {m.migrated} voiceprint(s) to {m.table} on {m.url} (checked: all {m.migrated} present; "
+              f"the table holds {m.table_rows}); the local store is unchanged", markup=False)

@@ -31,6 +31,14 @@ def _condition(c: Check) -> str:
     return f"{c.speech_s:.1f} s of speech, {band} ~{cond.bandwidth_hz / 1000:.1f} kHz{snr}"
 
 
+def _score(score: float, threshold: float, c: Check, cosine: float | None = None) -> str:
+    """"LLR 3.21 (threshold 2.50; cosine 0.612)" for a calibrated score, "0.612 (threshold 0.400)" otherwise."""
+    if not c.calibrated:
+        return f"{score:.3f} (threshold {threshold:.3f})"
+    cos = c.cosine if cosine is None else cosine
+    return f"LLR {score:.2f} (threshold {threshold:.2f}; cosine {cos:.3f})"
+
+
 def _finish(c: Check, as_json: bool, human) -> None:
     """Prints ``c`` (``--json`` or ``human(c)``); bad input becomes one error line and exit 1."""
     if as_json:
@@ -83,7 +91,7 @@ def verify(
         else:
             t.add_row("decision", f"{verdict}: {'is' if c.decision == ACCEPT else 'is not'} {who}")
         if c.score is not None:
-            t.add_row("score", f"{c.score:.3f} (threshold {c.threshold:.3f})")
+            t.add_row("score", _score(c.score, c.threshold, c))
         if getattr(c, "expected", None) is not None:
             heard = "not checked" if c.heard is None else f"heard {c.heard_digits or '-'} ({c.heard!r})"
             t.add_row("content", escape(f"asked {c.expected}, {heard}"))
@@ -112,16 +120,22 @@ def identify(
         con = Console()
         if c.decision == ACCEPT:
             con.print(f"[bold green]{'you (Me)' if c.name == 'me' else c.name}[/] "
-                      f"(score {c.score:.3f} >= {c.threshold:.3f})")
+                      f"({_score(c.score, c.threshold, c)})")
         else:
             con.print("[bold yellow]nobody enrolled[/] matches this voice")
-        t = Table("#", "profile", "score", "threshold", "passes")
+        cal = c.calibrated
+        t = Table("#", "profile", "LLR" if cal else "score", "threshold", *(["cosine"] if cal else []), "passes")
         for i, m in enumerate(c.candidates, 1):
             t.add_row(str(i), "Me" if m.name == "me" else m.name, f"{m.score:.3f}", f"{m.threshold:.3f}",
-                      "yes" if m.accepted else "no")
+                      *([f"{m.cosine:.3f}"] if cal else []), "yes" if m.accepted else "no")
         con.print(t)
         con.print(f"audio: {_condition(c)}", markup=False, highlight=False)
-        con.print(f"gallery: {c.gallery_size} profile(s); false matches of people not enrolled grow about "
-                  f"{c.gallery_size} x FAR (~{c.expected_fpir:.2%})", markup=False, highlight=False)
+        if cal:
+            con.print(f"gallery: {c.gallery_size} profile(s); the threshold rises with the gallery (LLR "
+                      f"{c.base_threshold:.2f} + ln {c.gallery_size} = {c.threshold:.2f}) so that false matches of "
+                      f"people not enrolled stay about {c.expected_fpir:.2%}", markup=False, highlight=False)
+        else:
+            con.print(f"gallery: {c.gallery_size} profile(s); false matches of people not enrolled grow about "
+                      f"{c.gallery_size} x FAR (~{c.expected_fpir:.2%})", markup=False, highlight=False)
 
     _finish(result, as_json, human)

@@ -97,7 +97,9 @@ def eval_meeting(mdir: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path |
     people = ["me", *sorted(meta.get("named") or {})]
     # A temporary store: evaluating must never touch the user's own profiles.
     with tempfile.TemporaryDirectory(prefix="idme-eval-") as tmp:
-        store = ProfileStore(Path(tmp))
+        from ..vault import EphemeralVault
+
+        store = ProfileStore(Path(tmp), vault=EphemeralVault())  # no key file, no passphrase (issue 14)
         for who in people:
             if not clips.get(who):
                 raise IdmeError(f"{mdir / 'meta.json'}: no enrollment clips for {who!r} under 'enroll'")

@@ -115,12 +115,14 @@ def check_consistency(embs: np.ndarray, sources: list[str], bar: float, name: st
 
 
 def keep_audio(store: ProfileStore, name: str, takes: list[tuple[str, np.ndarray]]) -> list[Path]:
-    """Saves enrollment takes (16 kHz float32) as 16-bit WAVs, mode 0600, for a later ``reembed``."""
+    """Saves enrollment takes (16 kHz float32) as 16-bit WAVs, mode 0600, encrypted under the home's data key
+    (``idme.vault``, identity ``TAKE_AUDIO_IDENTITY``), for a later ``reembed``."""
     import io
 
     import soundfile as sf
 
     from .._fs import atomic_write
+    from .profiles import TAKE_AUDIO_IDENTITY
 
     adir = store.audio_dir(name)
     start = len(list(adir.glob("*.wav")))
@@ -129,9 +131,29 @@ def keep_audio(store: ProfileStore, name: str, takes: list[tuple[str, np.ndarray
         buf = io.BytesIO()
         sf.write(buf, samples, TARGET_RATE_HZ, format="WAV", subtype="PCM_16")
         path = adir / f"take_{start + k + 1:03d}.wav"
-        atomic_write(path, buf.getvalue(), mode=0o600)
+        atomic_write(path, store.vault.seal(buf.getvalue(), TAKE_AUDIO_IDENTITY), mode=0o600)
         paths.append(path)
     return paths
+
+
+def read_kept_take(store: ProfileStore, path: Path) -> np.ndarray:
+    """A take ``keep_audio`` saved, decrypted: 16 kHz float32 (n,). A plaintext WAV kept before encryption
+    (issue 14) reads as it is."""
+    import io
+
+    import soundfile as sf
+
+    from ..errors import AudioError
+    from .profiles import TAKE_AUDIO_IDENTITY
+
+    try:
+        samples, rate = sf.read(io.BytesIO(store.vault.read(path, TAKE_AUDIO_IDENTITY)), dtype="float32",
+                                always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(f"{path}: kept enrollment audio is unreadable ({exc}); enrol again") from None
+    if rate != TARGET_RATE_HZ:
+        raise AudioError(f"{path}: kept enrollment audio is at {rate} Hz, not {TARGET_RATE_HZ}; enrol again")
+    return samples.mean(axis=1).astype(np.float32)
 
 
 def reembed(store: ProfileStore, embedder: Embedder, name: str, thresholds: Thresholds,
@@ -141,7 +163,6 @@ def reembed(store: ProfileStore, embedder: Embedder, name: str, thresholds: Thre
     Refuses (ProfileError) unless every take of the profile has kept audio: re-embedding only some of them
     would silently drop the others (review 2026-12-01 §1.10). Nothing is saved unless every take passes.
     """
-    from ..audio.sources import read_audio
 
     profile = store.get(name)
     adir = store.root / profile.name / "audio"
@@ -155,7 +176,7 @@ def reembed(store: ProfileStore, embedder: Embedder, name: str, thresholds: Thre
                            f"re-embedding would drop the others: {enrol_again}")
     embs = []
     for w in wavs:
-        speech, _ = check_take(read_audio(w), str(w), gate, vad)
+        speech, _ = check_take(read_kept_take(store, w), str(w), gate, vad)
         embs.append(embedder.embed(speech))
     embs_a = np.stack(embs).astype(np.float32)
     check_consistency(embs_a, [str(w) for w in wavs],

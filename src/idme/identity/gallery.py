@@ -316,6 +316,11 @@ class PgVectorGallery:
     def __len__(self) -> int:
         return int(self._conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
 
+    def count_keys(self, keys: Sequence[str]) -> int:
+        """How many of ``keys`` the table holds (a migration's check that every row arrived)."""
+        return int(self._conn.execute(f"SELECT count(*) FROM {self.table} WHERE key = ANY(%s)",
+                                      (list(keys),)).fetchone()[0])
+
     def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Upserts voiceprints in one transaction (COPY into a temp table, then INSERT ... ON CONFLICT)."""
         v = _check_vectors(keys, vectors, self.dimension)
@@ -382,3 +387,47 @@ class PgVectorGallery:
                 "ORDER BY embedding <#> %s::vector LIMIT %s",
                 (_vec_text(q), _vec_text(q), k)).fetchall()
         return [Hit(key, float(s)) for key, s in rows]
+
+
+# -- moving a local store into PostgreSQL (issue 12, `idme profiles migrate`) ------------------------------
+
+@dataclass(frozen=True)
+class Migration:
+    """What ``migrate`` copied: ``migrated`` voiceprints into ``table`` (which now holds ``table_rows``)."""
+
+    #: The server, with any password removed.
+    url: str
+    table: str
+    #: Profile names copied (their voiceprints upserted, keyed by name).
+    names: tuple[str, ...]
+    migrated: int
+    table_rows: int
+
+    def to_dict(self) -> dict:
+        return {"url": self.url, "table": self.table, "names": list(self.names), "migrated": self.migrated,
+                "table_rows": self.table_rows}
+
+
+def _redact(url: str) -> str:
+    """``url`` without a password (postgresql://user:secret@host -> postgresql://user@host)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1@", url)
+
+
+def migrate(profiles: Sequence, url: str, dimension: int, table: str = "idme_voiceprints",
+            connect_timeout_s: float = 5.0) -> Migration:
+    """Copies every profile's voiceprint (``Profile.centroid``, keyed by name) into a pgvector table in one
+    transaction, then checks that every name is there. The local store is only read.
+
+    Raises GalleryError (one line) for a URL that is not postgresql://, a server that does not answer, one
+    without pgvector, or a table of another dimension: nothing is written then, since connecting and those
+    checks come first; a failed copy rolls back as one transaction."""
+    if not re.match(r"^postgres(ql)?://", url):
+        raise GalleryError(f"not a PostgreSQL URL: {_redact(url)!r}; give postgresql://user@host:port/dbname")
+    keys = [p.name for p in profiles]
+    with PgVectorGallery(url, dimension, table=table, connect_timeout_s=connect_timeout_s) as pg:
+        if keys:
+            pg.add(keys, np.stack([p.centroid for p in profiles]))
+        found = pg.count_keys(keys) if keys else 0
+        if found != len(keys):
+            raise GalleryError(f"migration check failed: {found} of {len(keys)} voiceprints are in {table}")
+        return Migration(_redact(url), table, tuple(keys), len(keys), len(pg))

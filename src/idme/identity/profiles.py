@@ -11,10 +11,17 @@ voiceprints are biometric data::
     profiles/.history/undo/<session>.json  what ``idme name --undo SESSION`` reverts (no voice data)
 
 Writes go to a temp file then ``os.replace`` so a crash never leaves a half-written profile.
+
+Encryption at rest (issue 14): profile.json, embeddings.npy, kept audio and saved versions are AES-256-GCM
+files under the home's data key (:mod:`idme.vault`), bound to ``idme/profile/<name>/meta`` and
+``.../embeddings`` (kept takes: ``idme/profile/take-audio``). A plaintext file from an idme before that is read
+as it is and encrypted when next written (or by ``idme.vault.migrate``). Only directory names (the profile
+names) stay readable.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -116,6 +123,15 @@ def _private_write(path: Path, data: bytes) -> None:
         raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _identity(name: str, what: str) -> str:
+    """Associated data of a profile file (``idme.vault``): the record it is, so files cannot be swapped."""
+    return f"idme/profile/{name}/{what}"
+
+
+#: Associated data of kept enrollment audio (not name-bound: a rename moves the directory as it is).
+TAKE_AUDIO_IDENTITY = "idme/profile/take-audio"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -123,12 +139,29 @@ def _now() -> str:
 class ProfileStore:
     """Named profiles on disk under ``home/profiles``."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, vault=None) -> None:
+        """vault: the ``idme.vault.Vault`` whose key encrypts the files (default: the home's own; a throwaway
+        store such as ``eval meetings``' passes ``idme.vault.EphemeralVault()``). Unlocked on first use."""
         self.root = Path(home) / "profiles"
+        self._vault = vault
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {self.root}: {exc.strerror}") from None
+
+    @property
+    def vault(self):
+        """The key of this store; on first use in a process, plaintext files left by an idme from before
+        encryption are encrypted (``idme.vault.migrate``: crash-safe, resumes after an interruption)."""
+        if self._vault is None:
+            from ..vault import migrate, vault_for
+
+            vault = vault_for(self.root.parent)
+            if not getattr(vault, "migrated", False):
+                migrate(self.root.parent)
+                vault.migrated = True
+            self._vault = vault
+        return self._vault
 
     def _dir(self, name: str) -> Path:
         # Validated here, for every operation: a name is a directory under profiles/ and nothing else
@@ -149,8 +182,9 @@ class ProfileStore:
     def get(self, name: str) -> Profile:
         d = self._dir(name)
         try:
-            meta = json.loads((d / "profile.json").read_text())
-            emb = np.load(d / "embeddings.npy")
+            meta = json.loads(self.vault.read(d / "profile.json", _identity(d.name, "meta")))
+            emb = np.load(io.BytesIO(self.vault.read(d / "embeddings.npy", _identity(d.name, "embeddings"))),
+                          allow_pickle=False)
         except FileNotFoundError:
             hint = "enrol yourself with `idme enroll`" if name == OWNER else \
                 f"enrol them with `idme enroll --name {name}`"
@@ -169,10 +203,10 @@ class ProfileStore:
         d = self._dir(profile.name)
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         buf = _npy_bytes(profile.embeddings.astype(np.float32))
-        _private_write(d / "embeddings.npy", buf)
+        _private_write(d / "embeddings.npy", self.vault.seal(buf, _identity(d.name, "embeddings")))
         meta = {"name": profile.name, "kind": profile.kind, "encoder": profile.encoder,
                 "takes": profile.takes, "created_at": profile.created_at or _now(), "updated_at": _now()}
-        _private_write(d / "profile.json", json.dumps(meta, indent=1).encode())
+        _private_write(d / "profile.json", self.vault.seal(json.dumps(meta, indent=1).encode(), _identity(d.name, "meta")))
 
     def add(self, name: str, embeddings: np.ndarray, encoder: dict, takes: list[dict]) -> Profile:
         """Adds takes to ``name`` (creating it). Refuses to mix encoders in one profile."""
@@ -255,8 +289,15 @@ class ProfileStore:
             raise ProfileError(f"the saved version of profile '{d.name}' is gone (the profile was deleted "
                                "since); nothing to restore")
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for f in ("embeddings.npy", "profile.json"):
-            _private_write(d / f, (backup / f).read_bytes())
+        from ..vault import MAGIC, parse_header
+
+        for f, what in (("embeddings.npy", "embeddings"), ("profile.json", "meta")):
+            blob = (backup / f).read_bytes()
+            if blob.startswith(MAGIC) and parse_header(blob, backup / f)[1] != _identity(d.name, what):
+                # re-bound to this name: the version is from before a rename (else restored byte for byte)
+                blob = self.vault.seal(self.vault.open(blob, parse_header(blob, backup / f)[1], backup / f),
+                                       _identity(d.name, what))
+            _private_write(d / f, blob)
 
 
 def check_encoder(profile: Profile, encoder: dict) -> None:

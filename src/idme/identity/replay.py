@@ -20,8 +20,8 @@ Measured (bench/liveness.py, all six FSDD speakers, 259 copies, 240 new answers)
 recordings of the same speaker score <= 0.090. REPLAY_THRESHOLD sits between. A copy edited in time (pauses
 cut or stretched, digits spliced in another order) loses the common offset and is not caught.
 
-Stored per profile in ``profiles/<name>/fingerprints.npz`` (0600, written atomically): the signs of each
-recording, never its audio, labelled by where it came from.
+Stored per profile in ``profiles/<name>/fingerprints.npz`` (0600, written atomically, AES-256-GCM under the
+home's data key, :mod:`idme.vault`): the signs of each recording, never its audio, labelled by where it came from.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ MIN_FRAMES = 30
 #: the same speaker <= 0.090.
 REPLAY_THRESHOLD = 0.11
 FILE_NAME = "fingerprints.npz"
+#: Associated data of the encrypted file. It names the kind of record, not the profile, so that renaming a
+#: profile (its directory moves) keeps its fingerprints readable.
+IDENTITY = "idme/profile/fingerprints"
 _EDGES_HZ = np.geomspace(BAND_LO_HZ, BAND_HI_HZ, N_BANDS + 1)
 
 
@@ -143,12 +146,20 @@ class FingerprintStore:
     def __init__(self, profile_dir: str | Path) -> None:
         self.path = Path(profile_dir) / FILE_NAME
 
+    @property
+    def _vault(self):
+        """The home's key (``<home>/profiles/<name>/`` -> ``<home>``); see :mod:`idme.vault`."""
+        from ..vault import vault_for
+
+        return vault_for(self.path.parent.parent.parent)
+
     def load(self) -> list[tuple[str, Fingerprint]]:
         """The stored (label, fingerprint) pairs; none when there is no file yet."""
         if not self.path.exists():
             return []
         try:
-            with np.load(self.path, allow_pickle=False) as z:
+            raw = self._vault.read(self.path, IDENTITY)  # a plaintext file from before issue 14 reads as it is
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 signs, offsets, labels = z["signs"], z["offsets"], z["labels"]
         except (OSError, ValueError, KeyError) as exc:
             raise StoreError(f"cannot read replay fingerprints {self.path} ({exc}); delete the file to start "
@@ -157,9 +168,7 @@ class FingerprintStore:
         return [(str(labels[i]), Fingerprint(signs[bounds[i]:bounds[i + 1]])) for i in range(len(labels))]
 
     def add(self, label: str, fp: Fingerprint) -> None:
-        """Appends ``fp`` under ``label`` and rewrites the file atomically (0600)."""
-        from .._fs import atomic_write
-
+        """Appends ``fp`` under ``label`` and rewrites the file atomically (0600), encrypted."""
         items = self.load() + [(label, fp)]
         buf = io.BytesIO()
         np.savez(buf, signs=np.concatenate([f.signs for _, f in items]).astype(np.int8).reshape(-1, N_BANDS - 1),
@@ -168,7 +177,7 @@ class FingerprintStore:
         if not self.path.parent.is_dir():
             raise StoreError(f"no profile directory {self.path.parent}: enrol the profile first")
         try:
-            atomic_write(self.path, buf.getvalue())
+            self._vault.write(self.path, buf.getvalue(), IDENTITY)  # AES-256-GCM, atomic, 0600
         except OSError as exc:
             raise StoreError(f"cannot write {self.path} ({exc})") from None
 

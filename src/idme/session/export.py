@@ -5,10 +5,16 @@ format from the extension, atomic replace (a crash never leaves half a transcrip
 
 Conventions shared by the formats:
 - A *turn* (md, txt) is a run of consecutive segments with the same speaker label.
-- A *cue* (srt, vtt) is a segment, cut into chunks of at most ``MAX_CUE_S`` seconds and two lines of
+- A *cue* (srt, vtt) is a piece of a speaker's turn of at most ``MAX_CUE_S`` seconds and two lines of
   ``MAX_LINE_CHARS``, following the usual subtitle guidance (BBC subtitle guidelines: two lines of
-  about 37-42 characters; Netflix timed-text style guide: at most 7 s per event). A segment without a
-  transcript still gets a cue, ``[Speaker 2]``, so a viewer sees who is talking.
+  about 37-42 characters; Netflix timed-text style guide: at most 7 s per event). With word times, cues
+  break at sentence ends and pauses (``CUE_PAUSE_S``) within the turn, never inside a word; without them
+  a segment is cut at the word boundaries nearest equal lengths. A segment without a transcript still
+  gets a cue, ``[Speaker 2]``, so a viewer sees who is talking.
+- Overlap: segments of two speakers may overlap in time (the pyannote segmenter labels overlapped
+  speech). RTTM and JSON keep every segment as is. md, txt, srt and vtt show each speaker's words, a word
+  going to the speaker whose speech covers it; where two speakers' segments cover it, to the one whose
+  turn it continues (the segment that started first), so a word both recognisers heard is shown once.
 - RTTM uses the label ``Me`` for the owner and replaces blanks in labels with ``_`` (RTTM is split on
   whitespace, so "Speaker 2" would otherwise become two fields).
 """
@@ -43,6 +49,10 @@ _ALIASES = {"markdown": "md", "text": "txt", "webvtt": "vtt"}
 MAX_CUE_S = 7.0
 #: Characters per subtitle line; a cue has at most two (BBC guidelines: 37-42 characters per line).
 MAX_LINE_CHARS = 42
+#: A pause between two words at least this long ends a cue (s): subtitles follow the rhythm of speech.
+CUE_PAUSE_S = 0.6
+#: A sentence end (``.``, ``?``, ``!``) ends a cue once the cue holds at least this many characters.
+CUE_SENTENCE_MIN_CHARS = 16
 #: Marker for a turn whose speech was not transcribed (md, txt).
 NO_TRANSCRIPT = "(no transcript)"
 _KIND_NAMES = {"me": "owner", "enrolled": "enrolled", "unknown": "unknown"}
@@ -125,6 +135,35 @@ def _join_words(words: Iterable[str]) -> str:
     return _one_line(" ".join(words))
 
 
+def _shown_words(segments: list[Segment]) -> dict[int, list]:
+    """seg_id -> the words each segment shows, after the overlap rule of the module docstring.
+
+    A word is dropped from its segment when, at the word's middle, a segment of another speaker that
+    started earlier covers it (that speaker's turn is the one it continues)."""
+    out: dict[int, list] = {}
+    ordered = sorted(segments, key=lambda seg: (seg.start, seg.seg_id))
+    for seg in ordered:
+        rivals = [o for o in ordered if o.speaker != seg.speaker and o.start < seg.end and o.end > seg.start
+                  and (o.start, o.seg_id) < (seg.start, seg.seg_id)]
+        kept = []
+        for w in seg.words:
+            mid = (w.start + w.end) / 2
+            if not any(o.start <= mid <= o.end for o in rivals):
+                kept.append(w)
+        out[seg.seg_id] = kept
+    return out
+
+
+def _seg_text(seg: Segment, shown: dict[int, list] | None) -> str:
+    """The segment's text as shown: its words after the overlap rule when it has words, else its text."""
+    if shown is None or not seg.words:
+        return _one_line(seg.text)
+    kept = shown.get(seg.seg_id, list(seg.words))
+    if len(kept) == len(seg.words):
+        return _one_line(seg.text)
+    return _join_words(w.word for w in kept)
+
+
 @dataclass(frozen=True)
 class _Turn:
     """Consecutive segments of one speaker."""
@@ -137,10 +176,12 @@ class _Turn:
 
 
 def _turns(segments: Iterable[Segment]) -> list[_Turn]:
+    segments = sorted(segments, key=lambda seg: (seg.start, seg.seg_id))
+    shown = _shown_words(segments)
     turns: list[_Turn] = []
     texts: list[str] = []
     for seg in segments:
-        text = _one_line(seg.text)
+        text = _seg_text(seg, shown)
         if turns and turns[-1].speaker == seg.speaker:
             last = turns[-1]
             texts[-1] = f"{texts[-1]} {text}".strip()
@@ -310,13 +351,74 @@ def _chunk_segment(seg: Segment, budget: int) -> list[tuple[float, float, str]]:
     return [(a, b, join(w for w, _, _ in g)) for a, b, g in zip(starts, ends, groups)]
 
 
+def _word_cues(words: list, budget: int) -> list[tuple[float, float, str]]:
+    """(start_s, end_s, text) cues of one speaker's turn from its words in time order: a cue ends at a
+    sentence end (once it holds ``CUE_SENTENCE_MIN_CHARS``), before a pause of ``CUE_PAUSE_S``, and before
+    a word that would take it past ``budget`` characters or ``MAX_CUE_S`` seconds; never inside a word."""
+    out: list[tuple[float, float, str]] = []
+    cur: list = []
+
+    def close() -> None:
+        if cur:
+            out.append((cur[0].start, cur[-1].end, _join_words(w.word for w in cur)))
+            cur.clear()
+
+    for w in words:
+        if cur:
+            too_long = len(_join_words([*(x.word for x in cur), w.word])) > budget or w.end - cur[0].start > MAX_CUE_S
+            if too_long or w.start - cur[-1].end >= CUE_PAUSE_S:
+                close()
+        cur.append(w)
+        text = w.word.strip()
+        if text[-1:] in ".?!" and len(_join_words(x.word for x in cur)) >= CUE_SENTENCE_MIN_CHARS:
+            close()
+    close()
+    return out
+
+
 def _cues(session: Session) -> list[_Cue]:
     cues: list[_Cue] = []
-    for seg in session.segments:
+    segments = sorted(session.segments, key=lambda seg: (seg.start, seg.seg_id))
+    shown = _shown_words(segments)
+    run: list = []  # words of the current run of one speaker's segments (a turn)
+    run_speaker = None
+    span = [0.0, 0.0]  # start of the run's first worded segment, end of its last
+
+    def flush_run() -> None:
+        if not run:
+            return
+        budget = max(2 * MAX_LINE_CHARS - len(run_speaker) - 2, MAX_LINE_CHARS)
+        pieces = _word_cues(sorted(run, key=lambda w: (w.start, w.end)), budget)
+        # The turn's cues cover it: the first starts with the turn, the last ends with it, and a cue runs on
+        # to the next one unless a pause separates them.
+        pieces[0] = (min(pieces[0][0], span[0]), *pieces[0][1:])
+        pieces[-1] = (pieces[-1][0], max(pieces[-1][1], span[1]), pieces[-1][2])
+        for k in range(len(pieces) - 1):
+            a, b, text = pieces[k]
+            if pieces[k + 1][0] - b < CUE_PAUSE_S:
+                pieces[k] = (a, pieces[k + 1][0], text)
+        for a, b, text in pieces:
+            cues.append(_Cue(_ms(a), _ms(b), run_speaker, text))
+        run.clear()
+
+    for seg in segments:
         speaker = _one_line(seg.speaker)
+        if speaker != run_speaker:
+            flush_run()
+            run_speaker = speaker
+        words = [w for w in shown.get(seg.seg_id, ()) if w.word.strip()]
+        if words:
+            if not run:
+                span[0] = seg.start
+            span[1] = seg.end
+            run.extend(words)
+            continue
+        if seg.words and seg.text:  # every word went to an overlapping speaker: nothing of its own to show
+            continue
         budget = max(2 * MAX_LINE_CHARS - len(speaker) - 2, MAX_LINE_CHARS)
         for a, b, text in _chunk_segment(seg, budget):
             cues.append(_Cue(_ms(a), _ms(b), speaker, text))
+    flush_run()
     cues.sort(key=lambda c: (c.start_ms, c.end_ms))
     # One speaker cannot say two things at once: clip a cue where the next cue of the same speaker
     # starts (or merge the two when they start together), then make every cue last at least 1 ms.

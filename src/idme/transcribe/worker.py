@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 #: Called with (seg_id, transcript) on the worker thread; see TranscriptionWorker.
 ResultCallback = Callable[[int, Transcript], None]
 
+#: Marks a job as a partial (low-priority) one: text of a segment still being spoken.
+_FINAL, _PARTIAL = False, True
+
 # End-of-stream marker put on the queue by close(); a unique object, so no job can be mistaken for it.
 _END = object()
 
@@ -44,6 +47,12 @@ class WorkerStats:
     audio_s: float
     #: Seconds the transcriber spent on them (wall clock of the worker thread).
     compute_s: float
+    #: Partial jobs (text of a segment still being spoken) transcribed and reported through on_partial.
+    partials: int = 0
+    #: Partial jobs refused or skipped because final text was being or waiting to be transcribed.
+    partials_dropped: int = 0
+    #: Seconds the transcriber spent on partial jobs (not in ``compute_s``).
+    partial_compute_s: float = 0.0
 
     @property
     def real_time_factor(self) -> float:
@@ -64,16 +73,24 @@ class TranscriptionWorker:
         pending segment, log it and return at once, because a label must never wait for text. True (file
         mode): block until there is room; back-pressure keeps runs deterministic.
 
+    on_partial: called as ``on_partial(seg_id, transcript)`` on the worker thread for each partial job
+        (``submit_partial``) that was transcribed.
+
     A transcriber exception is logged and that segment is reported with an empty Transcript; the worker
     goes on. The thread starts in the constructor; ``close()`` (or leaving a ``with`` block) ends it.
     """
 
     def __init__(self, transcriber: Transcriber, on_result: ResultCallback, *, maxsize: int = 32,
-                 block_when_full: bool = False, name: str = "idme-transcribe") -> None:
+                 block_when_full: bool = False, name: str = "idme-transcribe",
+                 on_partial: ResultCallback | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1, got {maxsize}")
         self._transcriber = transcriber
         self._on_result = on_result
+        self._on_partial = on_partial
+        self._busy = False  # the worker thread is transcribing a job (read without a lock: a hint only)
+        self._partials = self._partials_dropped = 0
+        self._partial_compute_s = 0.0
         self._block_when_full = block_when_full
         self._queue: queue.Queue[object] = queue.Queue(maxsize=maxsize)
         # Serialises producers so that "drop the oldest, then put" is one step, and orders close()
@@ -91,7 +108,7 @@ class TranscriptionWorker:
         """Queues one segment: samples float32 (n,) 16 kHz mono (copied), offset_s = session time of
         samples[0] in seconds. Returns at once unless ``block_when_full`` and the queue is full.
         Raises RuntimeError after close()."""
-        job = (int(seg_id), np.array(as_mono_float32(samples), copy=True), float(offset_s))
+        job = (int(seg_id), np.array(as_mono_float32(samples), copy=True), float(offset_s), _FINAL)
         with self._submit_lock:
             if self._closed:
                 raise RuntimeError("TranscriptionWorker.submit() after close()")
@@ -106,6 +123,26 @@ class TranscriptionWorker:
                         self._drop_oldest("queue full: the recogniser is slower than the speech")
             self._submitted += 1
 
+    def submit_partial(self, seg_id: int, samples: np.ndarray, offset_s: float) -> bool:
+        """Queues a low-priority job: the audio so far of a segment still being spoken (copied).
+
+        Never waits: the job is refused (False) when the worker is busy or has jobs waiting, so partial text
+        never delays final text, and a refused request is simply superseded by the next, longer one. A
+        partial job still queued when a final job arrives is skipped. The result goes to ``on_partial``."""
+        if self._on_partial is None:
+            return False
+        with self._submit_lock:
+            if self._closed or self._busy or not self._queue.empty():
+                self._partials_dropped += 1
+                return False
+            try:
+                self._queue.put_nowait((int(seg_id), np.array(as_mono_float32(samples), copy=True),
+                                        float(offset_s), _PARTIAL))
+            except queue.Full:
+                self._partials_dropped += 1
+                return False
+        return True
+
     def _drop_oldest(self, why: str) -> None:
         try:
             old = self._queue.get_nowait()
@@ -114,8 +151,11 @@ class TranscriptionWorker:
         if old is _END:  # cannot happen while not closed; put it back rather than lose the stop signal
             self._queue.put_nowait(old)
             return
+        seg_id, samples, offset_s, partial = old  # type: ignore[misc]
+        if partial:
+            self._partials_dropped += 1
+            return
         self._dropped += 1
-        seg_id, samples, offset_s = old  # type: ignore[misc]
         logger.warning("no text for segment %d (%.2f s at %.2f s): %s", seg_id,
                        len(samples) / SAMPLE_RATE_HZ, offset_s, why)
 
@@ -127,7 +167,9 @@ class TranscriptionWorker:
     def stats(self) -> WorkerStats:
         """A snapshot of the counters."""
         return WorkerStats(submitted=self._submitted, processed=self._processed, failed=self._failed,
-                           dropped=self._dropped, audio_s=self._audio_s, compute_s=self._compute_s)
+                           dropped=self._dropped, audio_s=self._audio_s, compute_s=self._compute_s,
+                           partials=self._partials, partials_dropped=self._partials_dropped,
+                           partial_compute_s=self._partial_compute_s)
 
     def close(self, drain: bool = True, timeout: float | None = None) -> bool:
         """Stops the worker: with ``drain`` every queued segment is transcribed and reported first;
@@ -142,7 +184,7 @@ class TranscriptionWorker:
                             old = self._queue.get_nowait()
                         except queue.Empty:
                             break
-                        if old is not _END:
+                        if old is not _END and not old[3]:  # type: ignore[index]
                             self._dropped += 1
                 # Blocks only while the queue is full, which the running worker resolves.
                 self._queue.put(_END)
@@ -161,7 +203,7 @@ class TranscriptionWorker:
                 break
             if old is _END:
                 end = True
-            else:
+            elif not old[3]:  # type: ignore[index]
                 dropped += 1
         self._dropped += dropped
         if end:
@@ -190,7 +232,11 @@ class TranscriptionWorker:
             job = self._queue.get()
             if job is _END:
                 break
-            seg_id, samples, offset_s = job  # type: ignore[misc]
+            seg_id, samples, offset_s, partial = job  # type: ignore[misc]
+            if partial:
+                self._run_partial(seg_id, samples, offset_s)
+                continue
+            self._busy = True
             started = time.perf_counter()
             try:
                 result = self._transcriber.transcribe(samples, offset_s)
@@ -206,7 +252,33 @@ class TranscriptionWorker:
             self._compute_s += time.perf_counter() - started
             self._audio_s += len(samples) / SAMPLE_RATE_HZ
             self._processed += 1
+            self._busy = False
             try:
                 self._on_result(seg_id, result)
             except Exception:  # the caller's bug, but the next segments still deserve their text
                 logger.exception("on_result callback failed for segment %d", seg_id)
+
+    def _run_partial(self, seg_id: int, samples: np.ndarray, offset_s: float) -> None:
+        """One partial job, unless final work is waiting or the worker is closing (then it is skipped)."""
+        if self._closed or not self._queue.empty():
+            self._partials_dropped += 1
+            return
+        self._busy = True
+        started = time.perf_counter()
+        try:
+            # A recogniser may offer a cheaper preview path (Moonshine: no fallback recogniser).
+            transcribe = getattr(self._transcriber, "transcribe_partial", self._transcriber.transcribe)
+            result = transcribe(samples, offset_s)
+        except Exception as exc:  # partial text is a preview: a failure costs the preview only
+            logger.debug("partial transcription of segment %d failed: %s", seg_id, exc)
+            result = None
+        finally:
+            self._partial_compute_s += time.perf_counter() - started
+            self._busy = False
+        if result is None:
+            return
+        self._partials += 1
+        try:
+            self._on_partial(seg_id, result)  # type: ignore[misc]
+        except Exception:
+            logger.exception("on_partial callback failed for segment %d", seg_id)

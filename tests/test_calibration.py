@@ -1,0 +1,98 @@
+"""Quality-aware score calibration (issue 12): the QMF's fit and measures, the shipped file, the degradations
+its trials are built with, and which calibration verify / identify use."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from idme.api import Idme
+from idme.audio import read_audio
+from idme.errors import IdmeError
+from idme.eval import calibration as C
+from idme.settings import resolve
+from idme.vad import speech_only
+
+from conftest import BOB_TAKE
+
+
+def test_cllr_and_min_cllr_bound_what_they_should() -> None:
+    """An LLR of 0 everywhere costs exactly 1 bit; well-separated, well-scaled LLRs cost almost nothing; minCllr
+    never exceeds Cllr and does not change when the LLRs are scaled (it measures discrimination only)."""
+    rng = np.random.default_rng(0)
+    assert C.cllr(np.zeros(50), np.zeros(500)) == pytest.approx(1.0)
+    tgt, non = rng.normal(8, 1, 300), rng.normal(-8, 1, 3000)
+    assert C.cllr(tgt, non) < 0.01
+    t2, n2 = rng.normal(1, 1, 300), rng.normal(-1, 1, 3000)
+    assert C.min_cllr(t2, n2) <= C.cllr(t2, n2) + 1e-9
+    assert C.min_cllr(t2 * 5, n2 * 5) == pytest.approx(C.min_cllr(t2, n2), abs=1e-9)
+
+
+def test_fit_recovers_a_known_calibration() -> None:
+    """On cosines drawn from two Gaussians of equal spread, whose true LLR is linear in the score, the
+    prior-weighted logistic regression finds that line where the trials lie (quality terms vary at random)."""
+    rng = np.random.default_rng(1)
+    mt, mn, sd = 0.6, 0.1, 0.1
+    s = np.r_[rng.normal(mt, sd, 4000), rng.normal(mn, sd, 20000)]
+    y = np.r_[np.ones(4000, bool), np.zeros(20000, bool)]
+    x = C.feature_matrix(s, rng.uniform(1, 8, len(s)), np.zeros(len(s)), rng.uniform(5, 40, len(s)), np.zeros(len(s)))
+    w = C.fit_weights(x, y)
+    true_llr = ((s - mn) ** 2 - (s - mt) ** 2) / (2 * sd ** 2)  # 50 x (s - 0.35)
+    mid = np.abs(true_llr) < 5  # where the trials are dense enough to pin the line down
+    assert np.abs(x[mid] @ w - true_llr[mid]).mean() < 0.5
+
+
+def test_the_shipped_calibration_matches_the_bundled_encoder(campplus) -> None:
+    """The packaged file is a calibration for the bundled CAM++ version, says where it comes from, and its LLR
+    rises with the cosine in every band; FAR at a higher LLR threshold is never higher."""
+    cal = C.load(f"{campplus.name}@{campplus.version}")
+    assert cal is not None and cal.encoder == f"campplus@{campplus.version}"
+    assert {"data", "heldout", "command", "conditions"} <= set(cal.provenance)
+    s = np.linspace(-0.2, 0.9, 12)
+    for tnb, pnb in ((False, False), (True, True), (True, False)):
+        for dur, snr in ((1.0, 5.0), (4.0, 20.0), (20.0, np.nan)):
+            assert np.all(np.diff(cal.llr(s, dur, tnb, snr, pnb)) > 0)
+    fars = [cal.far_at(t) for t in np.linspace(-5, 25, 31)]
+    assert all(a >= b for a, b in zip(fars, fars[1:])) and fars[-1] < 1e-6
+    assert C.load("campplus@other-weights") is None
+
+
+def test_degraded_speech_reads_as_its_condition() -> None:
+    """Real speech with 10 dB of noise added before an 8 kHz channel, cropped to 2 s, is measured as
+    narrow-band, about 10 dB SNR and 2 s long: the features the calibration is fitted on are what check sees."""
+    from idme.identity.verify import audio_condition
+
+    speech = speech_only(read_audio(BOB_TAKE))
+    x = C.degrade(speech, C.Degradation(snr_db=10.0, narrowband=True, crop_s=2.0), "bob")
+    assert len(x) == 32000
+    cond = audio_condition(x)
+    assert cond.narrowband and cond.snr_db == pytest.approx(10.0, abs=4.0)
+    clean = audio_condition(C.degrade(speech, C.Degradation(), "bob"))
+    assert not clean.narrowband and clean.snr_db > 20
+    names = {c.name for c in C.condition_grid()}
+    assert len(names) == 75 and "8k both, 15 dB, 2 s" in names
+
+
+def test_home_calibration_wins_and_own_cosine_thresholds_turn_the_shipped_one_off(tmp_path, campplus) -> None:
+    """verify and identify use <home>/calibration.json for this encoder first; a home whose cosine thresholds
+    were calibrated by `idme eval calibrate --far` keeps them (no shipped LLR); a broken file is one error."""
+    from idme.identity.thresholds import DEFAULTS, save
+
+    enc = f"{campplus.name}@{campplus.version}"
+    a = Idme(resolve(tmp_path / "a", asr="none"), embedder=campplus)
+    shipped = a.calibration()
+    assert shipped is not None and shipped.encoder == enc
+    mine = C.QualityCalibration(enc, tuple([0.0, 10.0] + [0.0] * 8), 2.0, provenance={"data": "mine"})
+    (tmp_path / "a" / C.HOME_FILE).write_text(json.dumps(mine.to_dict()))
+    assert a.calibration() == mine
+    b = Idme(resolve(tmp_path / "b", asr="none"), embedder=campplus)
+    from dataclasses import replace
+
+    save(campplus.name, replace(DEFAULTS["campplus"], me=0.42, source="calibrated today"), tmp_path / "b",
+         version=campplus.version)
+    assert b.calibration() is None
+    (tmp_path / "a" / C.HOME_FILE).write_text("{not json")
+    with pytest.raises(IdmeError, match="cannot read calibration"):
+        a.calibration()

@@ -1,0 +1,269 @@
+"""Encryption at rest (issue 14): the data key, its wrappings, sealed files, rotation and migration."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+
+from idme import vault as V
+from idme.vault import MAGIC, Vault, VaultError, migrate, vault_for
+
+from conftest import OWNER_TAKES
+
+
+class MemoryKeyring(KeyringBackend):
+    """An in-memory OS keyring (a real backend as far as idme can tell)."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service, username):
+        return self.items.get((service, username))
+
+    def set_password(self, service, username, password):
+        self.items[(service, username)] = password
+
+    def delete_password(self, service, username):
+        self.items.pop((service, username), None)
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Each test unlocks its keys itself (no key cached by an earlier test), with no OS keyring as on a
+    headless Linux (defining MemoryKeyring would otherwise make it keyring's default backend)."""
+    from keyring.backends import fail
+
+    old = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    V._CACHE.clear()
+    V._VAULTS.clear()
+    yield
+    keyring.set_keyring(old)
+    V._CACHE.clear()
+    V._VAULTS.clear()
+
+
+def _profile_files(home: Path, n: int) -> dict[Path, bytes]:
+    files = {}
+    for i in range(n):
+        d = home / "profiles" / f"p{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        files[d / "embeddings.npy"] = f"voiceprint {i} ".encode() * 50
+    return files
+
+
+def test_sealed_file_round_trips_and_is_bound_to_its_identity(tmp_path: Path) -> None:
+    """A sealed file decrypts to its bytes, never holds them in clear, and refuses another record's identity."""
+    v = Vault(tmp_path)
+    path = tmp_path / "x.bin"
+    v.write(path, b"secret transcript words", "idme/a")
+    blob = path.read_bytes()
+    assert blob.startswith(MAGIC) and b"secret" not in blob and path.stat().st_mode & 0o777 == 0o600
+    assert v.read(path, "idme/a") == b"secret transcript words"
+    with pytest.raises(VaultError, match="not 'idme/b'"):
+        v.read(path, "idme/b")
+    doc = json.loads((tmp_path / "keys.json").read_text())
+    assert doc["wrappings"]["passphrase"]["kdf"] == "argon2id" and "passphrase" in doc["wrappings"]
+
+
+def test_corrupted_ciphertext_is_one_line_error(tmp_path: Path) -> None:
+    """One flipped byte of ciphertext fails authentication with a one-line VaultError."""
+    v = Vault(tmp_path)
+    path = tmp_path / "x.bin"
+    v.write(path, b"abc" * 100, "idme/a")
+    blob = bytearray(path.read_bytes())
+    blob[-20] ^= 1
+    path.write_bytes(bytes(blob))
+    with pytest.raises(VaultError, match="does not decrypt") as exc:
+        v.read(path, "idme/a")
+    assert "\n" not in str(exc.value)
+
+
+def test_wrong_or_missing_passphrase_is_refused_and_nothing_changes(tmp_path: Path, monkeypatch) -> None:
+    """A wrong passphrase and a missing one (no keyring, no terminal) are refused; the key file is unchanged."""
+    Vault(tmp_path).current()
+    before = (tmp_path / "keys.json").read_bytes()
+    V._CACHE.clear()
+    monkeypatch.setenv("IDME_PASSPHRASE", "not the passphrase")
+    with pytest.raises(VaultError, match="wrong passphrase"):
+        Vault(tmp_path).current()
+    monkeypatch.delenv("IDME_PASSPHRASE")
+    with pytest.raises(VaultError, match="IDME_PASSPHRASE"):
+        Vault(tmp_path).current()
+    with pytest.raises(VaultError, match="IDME_PASSPHRASE"):
+        Vault(tmp_path / "new home").current()  # nothing to wrap a new key with either
+    assert (tmp_path / "keys.json").read_bytes() == before and not (tmp_path / "new home" / "keys.json").exists()
+
+
+def test_damaged_key_file_is_one_line_error(tmp_path: Path) -> None:
+    """A truncated key file is refused with a line naming it, and left as it is."""
+    Vault(tmp_path).current()
+    (tmp_path / "keys.json").write_text('{"version": 1, "key_id": ')
+    V._CACHE.clear()
+    with pytest.raises(VaultError, match="damaged"):
+        Vault(tmp_path).current()
+    assert (tmp_path / "keys.json").read_text() == '{"version": 1, "key_id": '
+
+
+def test_keyring_wrapping_with_passphrase_recovery_copy(tmp_path: Path, monkeypatch) -> None:
+    """With a keyring the key is kept there and under the passphrase; when the keyring backend changes
+    (the entry is gone) the passphrase copy still opens the data."""
+    kr = MemoryKeyring()
+    old = keyring.get_keyring()  # the fail backend (fresh_cache)
+    keyring.set_keyring(kr)
+    try:
+        v = Vault(tmp_path)
+        v.write(tmp_path / "x.bin", b"data", "idme/x")
+        doc = json.loads((tmp_path / "keys.json").read_text())
+        assert set(doc["wrappings"]) == {"keyring", "passphrase"} and len(kr.items) == 1
+        V._CACHE.clear()
+        monkeypatch.delenv("IDME_PASSPHRASE")
+        assert Vault(tmp_path).read(tmp_path / "x.bin", "idme/x") == b"data"  # from the keyring alone
+    finally:
+        keyring.set_keyring(old)
+    V._CACHE.clear()
+    with pytest.raises(VaultError, match="IDME_PASSPHRASE"):
+        Vault(tmp_path).current()  # no keyring now, no passphrase: told what to set
+    monkeypatch.setenv("IDME_PASSPHRASE", "idme test passphrase")
+    assert Vault(tmp_path).read(tmp_path / "x.bin", "idme/x") == b"data"
+
+
+def test_set_passphrase_replaces_the_wrapping(tmp_path: Path, monkeypatch) -> None:
+    """After set-passphrase the new passphrase opens the key and the old one no longer does."""
+    v = Vault(tmp_path)
+    v.write(tmp_path / "x.bin", b"data", "idme/x")
+    v.set_passphrase("a new passphrase")
+    V._CACHE.clear()
+    with pytest.raises(VaultError, match="wrong passphrase"):
+        Vault(tmp_path).current()
+    monkeypatch.setenv("IDME_PASSPHRASE", "a new passphrase")
+    assert Vault(tmp_path).read(tmp_path / "x.bin", "idme/x") == b"data"
+
+
+_KILL_AFTER = """
+import os, signal, sys
+from pathlib import Path
+from idme import vault
+home, what, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+
+def hook(i, path):
+    if i + 1 >= n:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 right after the n-th file
+
+if what == "rotate":
+    vault.vault_for(home).rotate(hook=hook)
+else:
+    vault.migrate(home, hook=hook)
+"""
+
+
+def _run_killed(home: Path, what: str, n: int) -> None:
+    r = subprocess.run([sys.executable, "-c", _KILL_AFTER, str(home), what, str(n)], env=os.environ.copy(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+
+
+def test_rotation_killed_midway_loses_nothing_and_resumes(tmp_path: Path) -> None:
+    """kill -9 after 2 of 5 files re-encrypted: every file still reads; rotating again finishes under one
+    new key and drops the old one."""
+    files = _profile_files(tmp_path, 5)
+    v = vault_for(tmp_path)
+    for path, data in files.items():
+        v.write(path, data, V.identity_for(tmp_path, path))
+    old_id = v.status().key_id
+    _run_killed(tmp_path, "rotate", 2)
+    V._CACHE.clear()
+    V._VAULTS.clear()
+    v = vault_for(tmp_path)
+    status = v.status()
+    assert status.rotation_pending and status.key_id != old_id
+    for path, data in files.items():
+        assert v.read(path, V.identity_for(tmp_path, path)) == data
+    done = v.rotate()
+    assert not done.rotation_pending and done.key_id == status.key_id and done.encrypted_files == 5
+    assert {V.parse_header(p.read_bytes())[0] for p in files} == {done.key_id}
+    for path, data in files.items():
+        assert v.read(path, V.identity_for(tmp_path, path)) == data
+
+
+def test_migration_killed_midway_loses_nothing_and_resumes(tmp_path: Path) -> None:
+    """kill -9 after 2 of 6 plaintext profile files encrypted: each file is whole (plaintext or sealed); a
+    second run encrypts the rest and every file reads back as it was."""
+    files = _profile_files(tmp_path, 6)
+    for path, data in files.items():
+        path.write_bytes(data)
+    _run_killed(tmp_path, "migrate", 2)
+    sealed = [p for p in files if p.read_bytes().startswith(MAGIC)]
+    assert len(sealed) == 2
+    assert all(p.read_bytes() == files[p] for p in files if p not in sealed)
+    assert migrate(tmp_path) == 4
+    v = vault_for(tmp_path)
+    assert v.status().plaintext_files == 0
+    for path, data in files.items():
+        assert path.read_bytes().startswith(MAGIC) and v.read(path, V.identity_for(tmp_path, path)) == data
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_enrollment_fingerprints_are_encrypted(tmp_path: Path, campplus) -> None:
+    """Enrolling real speech stores the replay fingerprints sealed, and they load back for the replay check."""
+    from idme.api import Idme
+    from idme.identity.replay import FILE_NAME, FingerprintStore
+    from idme.settings import resolve
+
+    idme = Idme(resolve(tmp_path / "home", asr="none"), embedder=campplus)
+    idme.enroll_files("me", OWNER_TAKES)
+    path = tmp_path / "home" / "profiles" / "me" / FILE_NAME
+    assert path.read_bytes().startswith(MAGIC)
+    assert [lab for lab, _ in FingerprintStore(path.parent).load()] == [f"enroll:{t.name}" for t in OWNER_TAKES]
+
+
+def _legacy_home(home: Path, names: list[str]) -> dict[str, "np.ndarray"]:
+    """Profiles as an idme before issue 14 wrote them: plaintext profile.json and embeddings.npy."""
+    import numpy as np
+
+    rng = np.random.default_rng(14)
+    embs = {}
+    for name in names:
+        d = home / "profiles" / name
+        d.mkdir(parents=True)
+        e = rng.standard_normal((2, 192)).astype(np.float32)
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        np.save(d / "embeddings.npy", e)
+        (d / "profile.json").write_text(json.dumps({"name": name, "kind": "enrolled", "takes": [{}, {}],
+                                                    "encoder": {"name": "campplus", "version": "x", "dimension": 192}}))
+        embs[name] = e
+    return embs
+
+
+def test_plaintext_profiles_are_migrated_on_first_use_and_a_killed_migration_resumes(tmp_path: Path) -> None:
+    """A store of plaintext profiles, migrated by a process killed (-9) after 3 files, is readable in that
+    state; the next use of the store encrypts the rest, every voiceprint intact and none left in clear."""
+    import numpy as np
+
+    from idme.identity.profiles import ProfileStore
+
+    home = tmp_path / "home"
+    embs = _legacy_home(home, ["alice", "bob", "carol"])
+    _run_killed(home, "migrate", 3)
+    status = vault_for(home).status()
+    assert status.encrypted_files == 3 and status.plaintext_files == 3
+    V._VAULTS.clear()
+    store = ProfileStore(home)
+    for name, e in embs.items():
+        np.testing.assert_array_equal(store.get(name).embeddings, e)
+    assert vault_for(home).status().plaintext_files == 0
+    for name, e in embs.items():
+        for f in ("embeddings.npy", "profile.json"):
+            blob = (home / "profiles" / name / f).read_bytes()
+            assert blob.startswith(MAGIC) and e.tobytes()[:32] not in blob and name.encode() not in blob[60:]
