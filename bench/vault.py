@@ -50,7 +50,7 @@ def _store(home: Path, n: int, encrypted: bool):
 
 
 def bench_profiles(n: int) -> None:
-    for encrypted in (False, True):
+    for encrypted in (False, True, False, True):  # twice each: the first runs also warm the page cache
         with tempfile.TemporaryDirectory(prefix="idme-bench-vault-") as tmp:
             store = _store(Path(tmp), n, encrypted)
             os.sync()

@@ -33,12 +33,12 @@ class Plan:
     """How much of each measurement one run does (the default run, or ``QUICK``)."""
 
     #: ``--asr`` values measured in file mode besides "none" (always measured, on every meeting).
-    recognisers: tuple[str, ...] = ("whisper", "vosk")
+    recognisers: tuple[str, ...] = ("moonshine", "whisper", "vosk")
     #: File mode with a recogniser runs on this many of the shortest meetings (None: all). Recognisers
     #: cost 0.5-1 s per second of audio on 2 shared cores, so all six meetings would take ~25 minutes.
     asr_meetings: int | None = 2
     #: The recogniser the live latency is measured with (beside labels only).
-    live_asr: str = "whisper"
+    live_asr: str = "moonshine"
     #: Live runs play this many of the shortest meetings (each takes its duration / speed of wall time).
     latency_meetings: int | None = 2
     #: Live playback speed; only 1.0 gives latencies comparable to live use.
@@ -56,7 +56,7 @@ class Plan:
 
 
 #: The --quick plan: under ~3 minutes; live latency at 4x speed is only a smoke test of the live path.
-QUICK = Plan(recognisers=("whisper",), asr_meetings=1, latency_meetings=1, latency_speed=4.0, ami_files=4,
+QUICK = Plan(recognisers=("moonshine",), asr_meetings=1, latency_meetings=1, latency_speed=4.0, ami_files=4,
              conditions=("full utterances", "test side 2 s"), unseen_speakers=30, repeats=3)
 
 

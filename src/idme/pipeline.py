@@ -10,6 +10,8 @@ Threads and queues (all bounded)::
   on a full queue (backpressure); a microphone drops its oldest block inside its own queue instead.
 * The labeller thread segments (VAD + speaker-change split), embeds and decides. Labels never wait for
   transcription: finished segments are handed to the ASR worker and their text arrives as a later update.
+  Live, interim labels also carry the segment so far as a low-priority partial request: the worker takes
+  it only when idle (``TranscriptionWorker.submit_partial``), and its text comes back as a not-final event.
 * One stop event plus an end-of-stream sentinel passed down the chain; every thread is joined. ``stop()``
   (the first Ctrl+C) stops the source, then everything already heard is labelled, re-clustered and saved.
   ``abort()`` (the second) ends at once: no further labelling, re-clustering or transcription; events

@@ -201,12 +201,14 @@ class ProfileStore:
 
     def save(self, profile: Profile) -> None:
         d = self._dir(profile.name)
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        buf = _npy_bytes(profile.embeddings.astype(np.float32))
-        _private_write(d / "embeddings.npy", self.vault.seal(buf, _identity(d.name, "embeddings")))
+        # Sealed first: without a key (no passphrase) nothing, not even the directory, is created.
+        emb = self.vault.seal(_npy_bytes(profile.embeddings.astype(np.float32)), _identity(d.name, "embeddings"))
         meta = {"name": profile.name, "kind": profile.kind, "encoder": profile.encoder,
                 "takes": profile.takes, "created_at": profile.created_at or _now(), "updated_at": _now()}
-        _private_write(d / "profile.json", self.vault.seal(json.dumps(meta, indent=1).encode(), _identity(d.name, "meta")))
+        meta_blob = self.vault.seal(json.dumps(meta, indent=1).encode(), _identity(d.name, "meta"))
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_write(d / "embeddings.npy", emb)
+        _private_write(d / "profile.json", meta_blob)
 
     def add(self, name: str, embeddings: np.ndarray, encoder: dict, takes: list[dict]) -> Profile:
         """Adds takes to ``name`` (creating it). Refuses to mix encoders in one profile."""

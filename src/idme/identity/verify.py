@@ -78,7 +78,10 @@ class Match:
     cosine: float | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.cosine is None:  # a cosine Match reads as it did before calibration existed
+            del d["cosine"]
+        return d
 
 
 def verify(profile: Profile, embedding: np.ndarray, thresholds: Thresholds,
