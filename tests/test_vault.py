@@ -215,16 +215,35 @@ def test_migration_killed_midway_loses_nothing_and_resumes(tmp_path: Path) -> No
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_enrollment_fingerprints_are_encrypted(tmp_path: Path, campplus) -> None:
-    """Enrolling real speech stores the replay fingerprints sealed, and they load back for the replay check."""
+def test_enrollment_leaves_no_voiceprint_or_audio_in_clear(tmp_path: Path, campplus) -> None:
+    """After enrolling real speech with kept audio, no file under the home holds the voiceprint's float32 or
+    float64 values, the kept audio's samples or the take names in clear; all of it reads back through the key."""
+    import numpy as np
+
     from idme.api import Idme
+    from idme.audio.sources import read_audio
+    from idme.identity.enroll import read_kept_take
     from idme.identity.replay import FILE_NAME, FingerprintStore
     from idme.settings import resolve
 
-    idme = Idme(resolve(tmp_path / "home", asr="none"), embedder=campplus)
-    idme.enroll_files("me", OWNER_TAKES)
-    path = tmp_path / "home" / "profiles" / "me" / FILE_NAME
-    assert path.read_bytes().startswith(MAGIC)
+    home = tmp_path / "home"
+    idme = Idme(resolve(home, asr="none"), embedder=campplus)
+    result = idme.enroll_files("me", OWNER_TAKES, keep_audio=True)
+    emb = idme.profiles.get("me").embeddings
+    np.testing.assert_array_equal(emb, result.profile.embeddings)
+    pcm = (np.clip(read_audio(OWNER_TAKES[0]), -1, 1) * 32767).astype("<i2").tobytes()
+    needles = [emb[0, i:i + 4].astype("<f4").tobytes() for i in (0, 50, 100, 150)]
+    needles += [emb[1, i:i + 2].astype("<f8").tobytes() for i in (10, 90)]
+    needles += [pcm[32000:32064], OWNER_TAKES[0].name.encode()]
+    files = [p for p in home.rglob("*") if p.is_file()]
+    assert len(files) >= 6
+    for path in files:
+        data = path.read_bytes()
+        assert path.name == "keys.json" or data.startswith(MAGIC), path
+        assert not any(n in data for n in needles), path
+    take = read_kept_take(idme.profiles, result.kept_audio[0])
+    assert np.abs(take[:16000] - read_audio(OWNER_TAKES[0])[:16000]).max() <= 1 / 32768 + 1e-6
+    path = home / "profiles" / "me" / FILE_NAME
     assert [lab for lab, _ in FingerprintStore(path.parent).load()] == [f"enroll:{t.name}" for t in OWNER_TAKES]
 
 
