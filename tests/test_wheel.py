@@ -99,7 +99,9 @@ def test_wheel_install_enrolls_and_labels_offline(wheel: Path, tmp_path: Path) -
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("IDME_", "XDG_", "PYTHON", "VIRTUAL_ENV", "HF_"))}
+    # No OS keyring here: the data key is wrapped by the test passphrase (issue 14), at the default Argon2 cost.
     env.update(HOME=str(tmp_path / "home"), IDME_HOME=str(tmp_path / "idme-home"), HF_HUB_OFFLINE="1",
+               IDME_PASSPHRASE=os.environ["IDME_PASSPHRASE"],
                PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
     deny = _network_denied()
 

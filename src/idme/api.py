@@ -184,7 +184,8 @@ class Idme:
     def open_live(self, file: str | os.PathLike[str] | None = None, *, realtime: bool = False, speed: float = 1.0,
                   device: int | str | None = None, source: Any = None, sinks: Sequence[Any] = (),
                   save: bool = True, transcribe: bool = True, require_owner: bool = True,
-                  min_speakers: int | None = None, max_speakers: int | None = None) -> LiveSession:
+                  min_speakers: int | None = None, max_speakers: int | None = None,
+                  segmenter: str = "webrtc", latency_s: float = 2.0) -> LiveSession:
         """A ready-to-run session: ``file`` (as fast as possible, or ``realtime`` at ``speed``), the
         microphone ``device`` (default input when neither is given), or an already-open ``source``.
 
@@ -192,6 +193,8 @@ class Idme:
         ``settings.asr`` selects. require_owner: refuse to start when nobody is enrolled as "me" (False:
         speakers are labelled Speaker N / enrolled names only, like ``eval meetings``).
         min_speakers / max_speakers: bounds on the number of speakers the final re-clustering leaves.
+        segmenter: "webrtc" (default) or "pyannote" (overlap-aware rolling buffer, :mod:`idme.segment.live`;
+        final labels ``latency_s`` (0.5-5) seconds after the speech).
         ``session.notes`` holds hints worth showing once (e.g. how to add a transcription model).
         """
         from .audio.sources import open_source
@@ -219,11 +222,19 @@ class Idme:
             options = LabelOptions(min_speakers=min_speakers, max_speakers=max_speakers)
             live = bool(getattr(source, "live", True))
             if save:
+                pruned = self.prune_sessions()  # retention (issue 14): old sessions go before a new one starts
+                if pruned is not None and pruned.deleted:
+                    import logging
+
+                    logging.getLogger(__name__).warning("retention: deleted %d session(s) older than %g days",
+                                                        len(pruned.deleted), pruned.older_than_days)
                 models = {"encoder": encoder,
                           "asr": None if transcriber is None else {
                               "name": transcriber.name, "version": transcriber.version,
                               "language": getattr(transcriber, "language", None)}}
                 extra: dict[str, Any] = {"realtime": realtime}
+                if segmenter != "webrtc":
+                    extra["segmenter"] = {"name": _check_segmenter(segmenter), "latency_s": latency_s}
                 if min_speakers is not None or max_speakers is not None:
                     extra["speakers"] = {"min": min_speakers, "max": max_speakers}
                 if file is not None:
@@ -232,7 +243,8 @@ class Idme:
                 settings = session_settings(source, th, options, live, is_narrowband(source), profiles, **extra)
                 writer = self.sessions.create(settings, models, source=settings["source"])
             session = LiveSession(source, self.embedder, profiles, th, transcriber=transcriber, sinks=sinks,
-                                  writer=writer, live=live, options=options)
+                                  writer=writer, live=live, options=options,
+                                  segmenter=_check_segmenter(segmenter), latency_s=latency_s)
         except BaseException:
             if writer is not None:
                 writer.close()
@@ -388,8 +400,8 @@ class Idme:
         result = check(profile, samples, self.embedder, self.thresholds(), native_rate=native, name=name,
                        calibration=self.calibration())
         if not (liveness or (liveness is None and expect is not None)):
-            return result
-        return self._live(result, samples, expect, remember)
+            return self._audit("verify", result)
+        return self._audit("verify", self._live(result, samples, expect, remember))
 
     def _live(self, result, samples: np.ndarray, expect: str | None, remember: bool):
         """``result`` with the replay and content checks of a liveness verify (see ``verify``)."""
@@ -438,13 +450,76 @@ class Idme:
 
         samples, native = _test_audio(file_or_samples, sample_rate)
         if gallery is not None:
-            return check(gallery, samples, self.embedder, self.thresholds(), native_rate=native, top=top,
-                         calibration=self.calibration())
+            return self._audit("identify", check(gallery, samples, self.embedder, self.thresholds(),
+                                                 native_rate=native, top=top, calibration=self.calibration()))
         profiles = self.profiles.all()
         for p in profiles:
             check_encoder(p, self.encoder_info)
-        return check(profiles, samples, self.embedder, self.thresholds(), native_rate=native, top=top,
-                     calibration=self.calibration())
+        return self._audit("identify", check(profiles, samples, self.embedder, self.thresholds(),
+                                             native_rate=native, top=top, calibration=self.calibration()))
+
+    # -- the user's own data: audit log, export, forget, retention (issue 14 item 3) --------------------
+    def _audit(self, op: str, result):
+        """Appends ``result`` (decision, score, threshold, liveness; no audio) to the audit log; returns it."""
+        from .session.privacy import record_attempt
+
+        record_attempt(self.sessions, op, result)
+        return result
+
+    def audit_refusal(self, name: str, decision: str) -> None:
+        """Audits a verify refused before any audio was scored (e.g. an expired or reused challenge)."""
+        from types import SimpleNamespace
+
+        self._audit("verify", SimpleNamespace(name=name, decision=decision, score=None, threshold=None))
+
+    def audit(self, name: str | None = None):
+        """The verification audit log (``session.privacy.AuditEntry``), oldest first; ``name``'s rows only."""
+        from .identity.profiles import check_name
+        from .session.privacy import audit_entries
+
+        return audit_entries(self.sessions, None if name is None else check_name(name))
+
+    def export_person(self, name: str, out: str | os.PathLike[str], passphrase: str) -> dict[str, Any]:
+        """Writes everything this home holds about ``name`` to ``out`` as an encrypted archive
+        (``idme.privacy.archive``; layout in docs/privacy-data.md); returns its manifest."""
+        from .privacy.people import export_person
+
+        return export_person(self, name, out, passphrase)
+
+    def open_export(self, archive: str | os.PathLike[str], to: str | os.PathLike[str], passphrase: str) -> list[Path]:
+        """Decrypts an ``export_person`` archive into directory ``to``; returns the files written."""
+        from .privacy.archive import open_archive
+
+        return open_archive(archive, to, passphrase)
+
+    def forget_person(self, name: str, force: bool = False) -> dict[str, Any]:
+        """Removes ``name``'s profile, kept takes and replay fingerprints, relabels them "Speaker N" in every
+        session (their session embeddings deleted), anonymises their audit rows and scrubs the database.
+        The owner ``me`` only with ``force``. Returns what was done."""
+        from .privacy.people import forget_person
+
+        return forget_person(self, name, force)
+
+    def prune_sessions(self, older_than_days: float | None = None, now=None):
+        """Deletes sessions older than ``older_than_days`` (default ``settings.retention_days``; None = keep
+        all); returns a ``session.privacy.Pruned`` or None when no retention applies."""
+        from .session.privacy import prune
+
+        days = older_than_days if older_than_days is not None else getattr(self.settings, "retention_days", None)
+        if days is None and os.environ.get("IDME_RETENTION_DAYS"):
+            from .errors import ConfigError
+
+            try:
+                days = float(os.environ["IDME_RETENTION_DAYS"])
+            except ValueError:
+                raise ConfigError(f"$IDME_RETENTION_DAYS must be a number of days, got "
+                                  f"{os.environ['IDME_RETENTION_DAYS']!r}") from None
+        if days is None:
+            return None
+        result = prune(self.sessions, days, now)
+        for sid in result.deleted:
+            self.forget_undo(sid)
+        return result
 
     # -- keys: encryption at rest, issue 14 ------------------------------------------------------------
     @property

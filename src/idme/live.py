@@ -96,11 +96,14 @@ class LiveSession:
         finished and closed by ``run()``.
     live: interim labels, latency stamps and periodic re-clustering; default: True unless the source is a
         plain (as-fast-as-possible) file.
+    segmenter / latency_s: "pyannote" labels with the rolling-buffer overlap-aware segmenter
+        (:mod:`idme.segment.live`), final labels ``latency_s`` (0.5-5) after the speech.
     """
 
     def __init__(self, source: AudioSource, embedder: Embedder, profiles: Sequence[Profile],
                  thresholds: Thresholds, *, transcriber: Transcriber | None = None, sinks: Sequence[Any] = (),
-                 writer: Any = None, live: bool | None = None, options: LabelOptions = LabelOptions()) -> None:
+                 writer: Any = None, live: bool | None = None, options: LabelOptions = LabelOptions(),
+                 segmenter: str = "webrtc", latency_s: float = 2.0) -> None:
         self.source = source
         self.embedder = embedder
         self.thresholds = thresholds
@@ -113,7 +116,26 @@ class LiveSession:
         #: Telephone-rate audio: profiles enrolled at <= 8 kHz are held to ``thresholds.narrowband``.
         self.narrowband = is_narrowband(source)
         self.tracker = SpeakerTracker(list(profiles), embedder.dimension, thresholds, narrowband=self.narrowband)
-        self.labeller = Labeller(embedder, self.tracker, options, live=self.live)
+        #: "webrtc" (VAD chunks + change split, one speaker at a time) or "pyannote" (rolling-buffer
+        #: segmentation-3.0, overlapping speakers, final labels ``latency_s`` after the speech).
+        self.segmenter = segmenter
+        if segmenter == "pyannote":
+            from .segment.live import LiveOptions, PyannoteLabeller
+
+            from .errors import ConfigError
+
+            try:
+                opts = LiveOptions(latency_s=float(latency_s))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            self.labeller = PyannoteLabeller(embedder, thresholds, list(profiles), opts, live=self.live,
+                                             narrowband=self.narrowband)
+        elif segmenter == "webrtc":
+            self.labeller = Labeller(embedder, self.tracker, options, live=self.live)
+        else:
+            from .errors import ConfigError
+
+            raise ConfigError(f"unknown segmenter {segmenter!r}; choose webrtc or pyannote")
         all_sinks = list(sinks) + ([SessionSink(writer)] if writer is not None else [])
         self._fan = _FanOut(all_sinks, self._sink_failed)
         self.pipeline = Pipeline(source, self.labeller, self._fan, transcriber=transcriber,

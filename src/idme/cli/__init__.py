@@ -20,6 +20,7 @@ from . import eval as _eval
 from . import keys as _keys
 from . import listen as _listen
 from . import models as _models
+from . import privacy as _privacy
 from . import profiles as _profiles
 from . import sessions as _sessions
 from . import serve as _serve
@@ -86,6 +87,9 @@ app.command()(_sessions.transcript)
 app.command()(_verify.verify)
 app.command()(_verify.identify)
 app.command()(_serve.serve)
+app.command("export-data")(_privacy.export_data)
+app.command()(_privacy.forget)
+app.command()(_privacy.audit)
 app.add_typer(_profiles.profiles_app, name="profiles")
 app.add_typer(_sessions.sessions_app, name="sessions")
 app.add_typer(_models.models_app, name="models")

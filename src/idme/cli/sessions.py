@@ -59,6 +59,20 @@ def sessions_rm(session: str = typer.Argument(..., help="Session id (a unique pr
     err.print(f"deleted session {sid}", markup=False)
 
 
+@sessions_app.command("prune")
+@cli_errors
+def sessions_prune(older_than: Optional[float] = typer.Option(None, "--older-than", help="Days; default the "
+                                                             "retention_days setting ($IDME_RETENTION_DAYS)."),
+                   home: Optional[Path] = HOME_OPT) -> None:
+    """Delete (and scrub) every session older than N days; running sessions are kept."""
+    done = make_idme(home).prune_sessions(older_than)
+    if done is None:
+        err.print("no retention set: pass --older-than DAYS or set IDME_RETENTION_DAYS", markup=False)
+        return
+    err.print(f"pruned {len(done.deleted)} session(s) older than {done.older_than_days:g} days"
+              + (f": {', '.join(done.deleted)}" if done.deleted else ""), markup=False)
+
+
 @cli_errors
 def name(session: str = typer.Argument(..., help="Session id (or 'latest')."),
          speaker: Optional[str] = typer.Argument(None, help='The unknown speaker, e.g. "Speaker 2".'),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,7 +21,7 @@ from .. import __version__
 from ..errors import AudioError, EnrollmentError, IdmeError
 from ..session.export import EXPORT_FORMATS
 from .state import ApiError, ServerState
-from .schemas import (CheckOut, Deleted, EnrollOut, Health, Info, NameSpeakerIn, NameSpeakerOut, ProfileOut,
+from .schemas import (ChallengeOut, CheckOut, Deleted, EnrollOut, Health, Info, NameSpeakerIn, NameSpeakerOut, ProfileOut,
                       RenameIn, SessionOut, SessionSummaryOut, TicketOut, problem_responses)
 from .security import token_matches
 
@@ -147,13 +148,43 @@ def profiles_enroll(name: str, state: Auth,
 @router.post("/verify", response_model=CheckOut, tags=["verify"],
              responses=problem_responses(*_COMMON, 400, 409, 413, 415, 429))
 def verify(state: Auth, name: Annotated[str, Form(min_length=1, max_length=200)],
-           file: Annotated[UploadFile, File(description="the test utterance, any format idme reads")]) -> dict:
+           file: Annotated[UploadFile, File(description="the test utterance, any format idme reads")],
+           expect: Annotated[str | None, Form(max_length=64, description="liveness: the digits the utterance "
+                                              "must say (a challenge the app issued itself)")] = None,
+           challenge_id: Annotated[str | None, Form(max_length=64, description="liveness: a challenge from "
+                                                    "POST /v1/challenges (once, before it expires)")] = None) -> dict:
     """Is this ``name``'s voice? decision accept / reject / not_enough_speech / not_enrolled, with the score
-    and the threshold it was held to. Rate-limited (``verify_per_minute``, shared with identify)."""
+    and the threshold it was held to. Rate-limited (``verify_per_minute``, shared with identify).
+
+    Liveness (``expect`` or ``challenge_id``): also ``replay`` (a copy of an earlier recording) and
+    ``wrong_content`` (not the digits asked); a challenge id that expired or was used already gives
+    ``challenge_expired`` / ``challenge_reused`` without reading the audio."""
     _rate_limit(state)
+    if expect is not None and challenge_id is not None:
+        raise ApiError(422, "invalid", "give expect or challenge_id, not both")
     idme = state.ready_idme()
+    name = _profile_name(name)
+    if challenge_id is not None:
+        expect, refused = _challenges(state).redeem(challenge_id)
+        if refused is not None:
+            from ..identity.profiles import check_name
+
+            name = check_name(name)
+            idme.audit_refusal(name, refused)
+            why = "expired" if refused.endswith("expired") else "was used already"
+            return {"decision": refused, "name": name, "speech_s": 0.0,
+                    "reason": f"challenge {why}: get a new one from POST /v1/challenges and answer within "
+                              f"{_challenges(state).ttl_s:.0f} s"}
     with _saved([file], state) as paths, state.compute:
-        return idme.verify(_profile_name(name), paths[0]).to_dict()
+        return idme.verify(name, paths[0], expect=expect).to_dict()
+
+
+@router.post("/challenges", response_model=ChallengeOut, tags=["verify"], responses=problem_responses(*_COMMON))
+def challenge(state: Auth) -> ChallengeOut:
+    """A fresh random digit challenge for a liveness verify, valid once within ``expires_in_s``."""
+    book = _challenges(state)
+    cid, digits = book.issue()
+    return ChallengeOut(challenge_id=cid, digits=digits, expires_in_s=book.ttl_s)
 
 
 @router.post("/identify", response_model=CheckOut, tags=["verify"],
@@ -218,6 +249,20 @@ def sessions_name(session_id: str, body: NameSpeakerIn, state: Auth) -> dict:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+_challenge_lock = threading.Lock()
+
+
+def _challenges(state: ServerState):
+    """The server's issued challenges (created on first use; ServerState has no field for them yet)."""
+    from .challenges import ChallengeBook
+
+    with _challenge_lock:
+        book = getattr(state, "challenges", None)
+        if book is None:
+            book = state.challenges = ChallengeBook()
+        return book
+
+
 def _profile_name(name: str) -> str:
     return "me" if name.strip().lower() == "me" else name
 

@@ -187,13 +187,31 @@ class CandidateOut(BaseModel):
 class CheckOut(BaseModel):
     """A verify (1:1) or identify (1:N) outcome; identify adds candidates, gallery_size and expected_fpir."""
 
-    decision: Literal["accept", "reject", "not_enough_speech", "not_enrolled"]
+    decision: Literal["accept", "reject", "not_enough_speech", "not_enrolled", "replay", "wrong_content",
+                      "challenge_expired", "challenge_reused"]
     name: str | None = None
     score: float | None = None
     threshold: float | None = None
     speech_s: float
-    condition: ConditionOut
+    #: None only for a verify refused before the audio was read (challenge_expired / challenge_reused).
+    condition: ConditionOut | None = None
     reason: str = ""
     candidates: list[CandidateOut] | None = None
     gallery_size: int | None = None
     expected_fpir: float | None = None
+    #: Liveness (verify with ``expect`` or ``challenge_id``, issue 14): the digits asked, what was heard, and
+    #: the closest earlier recording (a score at or above replay_threshold is a replay).
+    expected: str | None = None
+    heard: str | None = None
+    heard_digits: str | None = None
+    replay_score: float | None = None
+    replay_of: str | None = None
+    replay_threshold: float | None = None
+
+
+class ChallengeOut(BaseModel):
+    """A digit challenge for a liveness verify: say ``digits``, then POST /v1/verify with ``challenge_id``."""
+
+    challenge_id: str = Field(description="pass as challenge_id to /v1/verify within expires_in_s; valid once")
+    digits: str
+    expires_in_s: float

@@ -302,6 +302,30 @@ class SessionStore:
                            "write-ahead log when that process checkpoints or exits", sid, self.path)
         return scrubbed
 
+    def transaction(self, action: str):
+        """A write transaction on the store's connection (BEGIN IMMEDIATE ... COMMIT), for the privacy
+        operations of :mod:`idme.session.privacy` (forget, prune, audit) that span tables."""
+        return self._write(action)
+
+    def reading(self, action: str):
+        """A read transaction on the store's connection (one consistent snapshot)."""
+        return self._read(action)
+
+    def scrub(self) -> bool:
+        """Rebuilds the file (VACUUM, unless a session is being recorded) and truncates the write-ahead log,
+        so rows deleted or rewritten under ``secure_delete`` leave no old page behind; True when the log was
+        emptied (see :meth:`delete`)."""
+        with self._lock:
+            try:
+                recording = [r[0] for r in self._db.execute(
+                    "SELECT id, status, writer_host, writer_pid, writer_start FROM sessions WHERE status = 'running'")
+                    if effective_status(*r[1:]) == "running"]
+                if not recording:
+                    self._db.execute("VACUUM")
+                return checkpoint(self._db, "TRUNCATE") and not recording
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.path, "scrubbing the session store") from exc
+
     # ---- internals --------------------------------------------------------------------------------
 
     @contextmanager
