@@ -193,11 +193,11 @@ def test_overlap_flag_marks_regions_that_share_time(embedder: CampPlusEmbedder) 
 
 def test_listen_file_with_pyannote_prints_overlapping_events(tmp_path: Path) -> None:
     """`idme listen --file CLIP --segmenter pyannote --json` prints segment events of two speakers that overlap
-    in time, then one end object; without a recording it is a usage error (exit 2)."""
+    in time, then one end object; --latency without --segmenter pyannote is a usage error (exit 2)."""
     from clihelp import cli
 
     home = ["--home", str(tmp_path / "home")]
-    res = cli("listen", "--file", AMI_CLIP, "--segmenter", "pyannote", "--json", *home)
+    res = cli("listen", "--file", AMI_CLIP, "--segmenter", "pyannote", "--json", "--asr", "none", *home)
     assert res.exit_code == 0, res.output
     objs = [json.loads(line) for line in res.stdout.splitlines()]
     segs, end = objs[:-1], objs[-1]
@@ -206,5 +206,5 @@ def test_listen_file_with_pyannote_prints_overlapping_events(tmp_path: Path) -> 
     assert any(a["speaker"] != b["speaker"] and a["start"] < b["end"] and b["start"] < a["end"]
                for a in segs for b in segs)
     assert set(end["speakers"]) == {o["speaker"] for o in segs}
-    bad = cli("listen", "--segmenter", "pyannote", *home)
-    assert bad.exit_code == 2 and "--segmenter pyannote" in bad.stderr
+    bad = cli("listen", "--file", AMI_CLIP, "--latency", "1", *home)
+    assert bad.exit_code == 2 and "--latency" in bad.stderr

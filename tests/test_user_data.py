@@ -5,7 +5,6 @@ speak (the example meeting: the owner 1688 and speaker 2414, enrolled here as "z
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -106,10 +105,11 @@ def test_forget_relabels_scrubs_and_leaves_no_byte_of_the_name(home) -> None:
     refused(cli("forget", NAME, "--yes", "--home", h), contains="nothing")
 
 
-def test_retention_prunes_only_old_sessions(home, campplus) -> None:
+def test_retention_prunes_only_old_sessions(home, monkeypatch) -> None:
     """prune deletes the sessions created before the cut-off and keeps the newer one; `sessions prune`
     without a retention says how to set one."""
     h, idme = home
+    monkeypatch.delenv("IDME_RETENTION_DAYS", raising=False)
     idme.open_live(file=OWNER_TAKES[0], transcribe=False).run()
     old, new = idme.sessions.list()
     t_old = datetime.fromisoformat(old.created_at)
@@ -122,6 +122,8 @@ def test_retention_prunes_only_old_sessions(home, campplus) -> None:
     assert "no retention" in r.stderr
     r = ok(cli("sessions", "prune", "--older-than", "30", "--home", h))
     assert "pruned 0 session(s)" in r.stderr
+    r = ok(cli("sessions", "list", "--home", h, env={"IDME_RETENTION_DAYS": "30"}))
+    assert "retention: sessions older than 30 days" in r.stderr and "0 due now" in r.stderr
 
 
 def test_audit_lists_accepts_and_rejects(home) -> None:
@@ -134,3 +136,21 @@ def test_audit_lists_accepts_and_rejects(home) -> None:
     assert all(r["score"] is not None and r["threshold"] is not None and r["liveness"] is None for r in rows)
     mine = [json.loads(line) for line in ok(cli("audit", "--name", "me", "--json", "--home", h)).stdout.splitlines()]
     assert [r["decision"] for r in mine] == ["accept"]
+
+
+def test_retention_days_setting_precedence(tmp_path: Path, monkeypatch) -> None:
+    """retention_days: the flag beats $IDME_RETENTION_DAYS, which beats config.toml; default none; a
+    non-positive value is one ConfigError line naming where it came from."""
+    from idme.errors import ConfigError
+
+    monkeypatch.delenv("IDME_RETENTION_DAYS", raising=False)
+    home = tmp_path / "h"
+    assert resolve(home).retention_days is None
+    (home / "config.toml").write_text("retention_days = 30\n")
+    assert resolve(home).retention_days == 30
+    monkeypatch.setenv("IDME_RETENTION_DAYS", "7")
+    assert resolve(home).retention_days == 7
+    assert resolve(home, retention_days=2).retention_days == 2
+    monkeypatch.setenv("IDME_RETENTION_DAYS", "0")
+    with pytest.raises(ConfigError, match="IDME_RETENTION_DAYS"):
+        resolve(home)

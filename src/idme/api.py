@@ -505,15 +505,7 @@ class Idme:
         all); returns a ``session.privacy.Pruned`` or None when no retention applies."""
         from .session.privacy import prune
 
-        days = older_than_days if older_than_days is not None else getattr(self.settings, "retention_days", None)
-        if days is None and os.environ.get("IDME_RETENTION_DAYS"):
-            from .errors import ConfigError
-
-            try:
-                days = float(os.environ["IDME_RETENTION_DAYS"])
-            except ValueError:
-                raise ConfigError(f"$IDME_RETENTION_DAYS must be a number of days, got "
-                                  f"{os.environ['IDME_RETENTION_DAYS']!r}") from None
+        days = older_than_days if older_than_days is not None else self.settings.retention_days
         if days is None:
             return None
         result = prune(self.sessions, days, now)

@@ -120,7 +120,7 @@ class LiveSession:
         #: segmentation-3.0, overlapping speakers, final labels ``latency_s`` after the speech).
         self.segmenter = segmenter
         if segmenter == "pyannote":
-            from .segment.live import LiveOptions, PyannoteLabeller
+            from .segment.live import LiveOptions, PyannoteFileLabeller, PyannoteLabeller
 
             from .errors import ConfigError
 
@@ -128,8 +128,11 @@ class LiveSession:
                 opts = LiveOptions(latency_s=float(latency_s))
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-            self.labeller = PyannoteLabeller(embedder, thresholds, list(profiles), opts, live=self.live,
-                                             narrowband=self.narrowband)
+            if self.live:
+                self.labeller = PyannoteLabeller(embedder, thresholds, list(profiles), opts, live=True,
+                                                 narrowband=self.narrowband)
+            else:  # a plain file: labelled whole (more accurate than the rolling buffer)
+                self.labeller = PyannoteFileLabeller(embedder, thresholds, list(profiles), opts)
         elif segmenter == "webrtc":
             self.labeller = Labeller(embedder, self.tracker, options, live=self.live)
         else:

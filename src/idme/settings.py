@@ -43,11 +43,15 @@ class Settings:
     asr_model: Path | None = None
     #: Where the config file values came from (for messages); None when no file was read.
     config_file: Path | None = None
+    #: Retention (issue 14): sessions older than this many days are deleted (scrubbed) when a saved session
+    #: starts and by ``idme sessions prune``; None keeps every session.
+    retention_days: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"home": str(self.home), "embedder": self.embedder, "compute": self.compute, "asr": self.asr,
                 "asr_model": None if self.asr_model is None else str(self.asr_model),
-                "config_file": None if self.config_file is None else str(self.config_file)}
+                "config_file": None if self.config_file is None else str(self.config_file),
+                "retention_days": self.retention_days}
 
 
 _ENV = {"embedder": "IDME_EMBEDDER", "compute": "IDME_COMPUTE", "asr": "IDME_ASR", "asr_model": "IDME_ASR_MODEL"}
@@ -63,12 +67,14 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read the config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"the config file {path} is not valid TOML: {exc}") from None
-    allowed = set(_ENV)
+    allowed = set(_ENV) | {"retention_days"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"the config file {path} has unknown key(s) {', '.join(unknown)}; "
                           f"known: {', '.join(sorted(allowed))}")
     for key, value in data.items():
+        if key == "retention_days" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            continue
         if not isinstance(value, str):
             raise ConfigError(f"the config file {path}: {key} must be a string, got {type(value).__name__}")
     return data
@@ -83,7 +89,8 @@ def _check(field: str, value: str, origin: str) -> str:
 
 def resolve(home: str | os.PathLike[str] | None = None, *, embedder: str | None = None,
             compute: str | None = None, asr: str | None = None,
-            asr_model: str | os.PathLike[str] | None = None, create_home: bool = True) -> Settings:
+            asr_model: str | os.PathLike[str] | None = None, create_home: bool = True,
+            retention_days: float | None = None) -> Settings:
     """Settings from flags (the arguments; None = not given) > ``IDME_*`` > config file > defaults.
 
     Raises ConfigError (one line naming the origin of the bad value) for unknown choices or a broken file.
@@ -110,7 +117,27 @@ def resolve(home: str | os.PathLike[str] | None = None, *, embedder: str | None 
         values[field] = _check(field, value, origin)
     if "asr_model" in values:
         values["asr_model"] = Path(values["asr_model"]).expanduser()
+    days = _retention(retention_days, cfg, cfg_path)
+    if days is not None:
+        values["retention_days"] = days
     return Settings(home=home_path, config_file=cfg_path if cfg else None, **values)
+
+
+def _retention(flag: float | None, cfg: dict[str, Any], cfg_path: Path) -> float | None:
+    """retention_days from the flag > $IDME_RETENTION_DAYS > the config file; a positive number or None."""
+    env = os.environ.get("IDME_RETENTION_DAYS") or None
+    for value, origin in ((flag, "--retention-days"), (env, "$IDME_RETENTION_DAYS"),
+                          (cfg.get("retention_days"), str(cfg_path))):
+        if value is None:
+            continue
+        try:
+            days = float(value)
+        except (TypeError, ValueError):
+            days = float("nan")
+        if not days > 0 or days == float("inf"):
+            raise ConfigError(f"{origin}: retention_days must be a positive number of days, got {value!r}")
+        return days
+    return None
 
 
 def with_overrides(settings: Settings, **changes: Any) -> Settings:

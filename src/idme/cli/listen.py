@@ -160,8 +160,11 @@ def listen(
                                              help="Path of a Vosk or Whisper model directory."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not record the session in the store."),
     segmenter: str = typer.Option("webrtc", "--segmenter", metavar="NAME",
-                                  help="webrtc (default; live and files) or pyannote (recordings only: overlapping "
-                                       "speakers, labels only, no transcript or saved session yet)."),
+                                  help="webrtc (default) or pyannote (overlapping speakers; live with a "
+                                       "rolling buffer, final labels --latency seconds after the speech)."),
+    latency: Optional[float] = typer.Option(None, "--latency", min=0.5, max=5.0, metavar="SECONDS",
+                                            help="With --segmenter pyannote: delay of final labels, 0.5-5 "
+                                                 "(default 2; longer is more accurate)."),
     embedder: Optional[str] = EMBEDDER_OPT,
     compute: Optional[str] = COMPUTE_OPT,
     home: Optional[Path] = HOME_OPT,
@@ -188,9 +191,10 @@ def listen(
     if items.count("-") and realtime:
         raise AudioError("--realtime cannot play standard input; give a file")
     if segmenter != "webrtc":
-        _check_segmented(segmenter, items, realtime, out, fmt, num_speakers, min_speakers, max_speakers)
-        _listen_segmented(make_idme(home, embedder, compute), items, segmenter, as_json)
-        return
+        _check_segmented(segmenter, num_speakers, min_speakers, max_speakers)
+    elif latency is not None:
+        raise typer.BadParameter("--latency applies to --segmenter pyannote (webrtc labels within ~200 ms)",
+                                 param_hint="--latency")
     plan = _export_plan(items, out, formats, no_save, as_json)
     idme = make_idme(home, embedder, compute, asr, asr_model)
     if not idme.profiles.exists("me"):
@@ -200,7 +204,8 @@ def listen(
     for n, item in enumerate(items or [None]):
         try:
             stopped = _listen_one(idme, item, realtime, speed or 1.0, device, as_json, no_save, plan,
-                                  min_speakers, max_speakers, batch=len(items) > 1)
+                                  min_speakers, max_speakers, batch=len(items) > 1, segmenter=segmenter,
+                                  latency_s=2.0 if latency is None else latency)
         except IdmeError as exc:
             if len(items) <= 1:
                 raise
@@ -256,46 +261,17 @@ def _export_plan(items: list[str], out: str | None, formats: list[str], no_save:
     return lambda item: [(str(path / f"{names[item]}.{f}"), f) for f in chosen]
 
 
-def _check_segmented(segmenter: str, items: list[str], realtime: bool, out: str | None, fmt: str | None,
-                     *speaker_counts: int | None) -> None:
-    """Usage checks for ``--segmenter pyannote`` (file mode only, labels only, for now)."""
+def _check_segmented(segmenter: str, *speaker_counts: int | None) -> None:
+    """Usage checks for ``--segmenter pyannote``."""
     if segmenter != "pyannote":
         raise fail(f"--segmenter must be webrtc or pyannote, got {segmenter!r}", 2)
-    if not items or "-" in items or realtime:
-        raise fail("--segmenter pyannote labels recordings (file mode): give RECORDING or --file PATH, "
-                   "without --realtime or standard input", 2)
-    if out is not None or fmt is not None or any(n is not None for n in speaker_counts):
-        raise fail("--segmenter pyannote does not save a session yet: drop --out/--format and the speaker counts",
-                   2)
-
-
-def _listen_segmented(idme, items: list[str], segmenter: str, as_json: bool) -> None:
-    """Each recording labelled whole by the overlap-aware segmenter; events as ``--json`` or a table."""
-    from ..audio.file import FileSource
-    from ..pipeline import SegmentEvent
-
-    fields = ("id", "start", "end", "speaker", "kind", "score", "final", "latency_ms", "text")
-    for item in items:
-        events = [SegmentEvent(**{k: d[k] for k in fields}) for d in idme.label_file(item, segmenter)]
-        if as_json:
-            sink = JsonLinesSink(sys.stdout)
-            sink.events.source = item
-            for e in events:
-                sink(e)
-            with FileSource(item) as source:
-                audio_s = source.duration_s or 0.0
-            sink.end("complete", audio_s, {e.speaker for e in events})
-            continue
-        t = Table("start", "end", "speaker", "score", title=f"idme · {item} · {segmenter} (speakers may overlap)")
-        for e in events:
-            t.add_row(f"{e.start:.2f}", f"{e.end:.2f}", e.speaker, f"{e.score:.2f}")
-        Console().print(t)
-        if not events:
-            err.print(f"{item}: no speech found.", markup=False)
+    if any(n is not None for n in speaker_counts):
+        raise fail("--segmenter pyannote does not take speaker counts yet: drop --num/--min/--max-speakers", 2)
 
 
 def _listen_one(idme, item: str | None, realtime: bool, speed: float, device: str | None, as_json: bool,
-                no_save: bool, plan, min_speakers: int | None, max_speakers: int | None, batch: bool) -> bool:
+                no_save: bool, plan, min_speakers: int | None, max_speakers: int | None, batch: bool,
+                segmenter: str = "webrtc", latency_s: float = 2.0) -> bool:
     """One session over ``item`` (None: the microphone); returns True when the user stopped it."""
     from .console import FileProgress, LiveView, progress_text
 
@@ -312,7 +288,7 @@ def _listen_one(idme, item: str | None, realtime: bool, speed: float, device: st
         sinks.append(view)
     session = idme.open_live(file=item, realtime=realtime, speed=speed, device=device, sinks=sinks,
                              save=not no_save, require_owner=False, min_speakers=min_speakers,
-                             max_speakers=max_speakers)
+                             max_speakers=max_speakers, segmenter=segmenter, latency_s=latency_s)
     for note in session.notes:
         err.print(note, markup=False)
     source = getattr(session.source, "description", item or "microphone")

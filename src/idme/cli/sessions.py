@@ -20,7 +20,15 @@ sessions_app = typer.Typer(no_args_is_help=True, help="List, inspect and delete 
 @cli_errors
 def sessions_list(as_json: bool = typer.Option(False, "--json", help="One JSON array on stdout."), home: Optional[Path] = HOME_OPT) -> None:
     """List recorded sessions."""
-    rows = make_idme(home).sessions.list()
+    idme = make_idme(home)
+    rows = idme.sessions.list()
+    if idme.settings.retention_days is not None:  # issue 14: say what retention will delete
+        from datetime import datetime, timedelta, timezone
+
+        cut = (datetime.now(timezone.utc) - timedelta(days=idme.settings.retention_days)).isoformat()
+        due = sum(r.created_at < cut for r in rows)
+        err.print(f"retention: sessions older than {idme.settings.retention_days:g} days are deleted when a "
+                  f"session starts; {due} due now (`idme sessions prune`)", markup=False)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in rows]))
         return

@@ -527,3 +527,59 @@ class PyannoteLabeller:
     def _take_id(self) -> int:
         sid, self._next_id = self._next_id, self._next_id + 1
         return sid
+
+
+class PyannoteFileLabeller:
+    """File mode through the same Pipeline: collects the stream, labels it whole at ``finish`` with
+    :class:`PyannoteSegmenter` (windows every 2.5 s, AHC, enrolled first), final events with their audio
+    (so each region, overlapping ones included, is transcribed on its own audio)."""
+
+    live = False
+
+    def __init__(self, embedder: Embedder, thresholds: Thresholds, profiles: list[Profile] | None = None,
+                 options: LiveOptions | None = None, model: SegmentationModel | None = None) -> None:
+        self.opt = options or LiveOptions()
+        self.seg = PyannoteSegmenter(embedder, thresholds, profiles, self.opt.file, model)
+        self.embedder = embedder
+        self.times = StageTimes()
+        self.partial_audio = False
+        self.speakers_changed = False
+        self.chunker = _Chunker(self)
+        self._open: dict = {}
+        self._stream_end = 0
+        self._blocks: list[np.ndarray] = []
+        self._labels: list[tuple[str, str]] = []
+        self._embs: dict[str, list[np.ndarray]] = {}
+
+    def warm_up(self) -> None:
+        load = getattr(self.embedder, "load", None)
+        if load is not None:
+            load()
+
+    def push(self, frame: AudioFrame) -> list[SegmentEvent]:
+        self._blocks.append(np.asarray(frame.samples, dtype=np.float32))
+        self._stream_end = frame.start_sample + len(frame.samples)
+        return []
+
+    def finish(self) -> list[SegmentEvent]:
+        x = np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)
+        self._blocks = []
+        self.times.audio_s = len(x) / SAMPLE_RATE_HZ
+        if not len(x):
+            return []
+        t0 = time.perf_counter()
+        labelled = self.seg.label(x)
+        self.times.embed += time.perf_counter() - t0
+        out = []
+        for i, r in enumerate(sorted(labelled, key=lambda r: (r.region.start_sample, r.label))):
+            s, e = r.region.start_sample, r.region.end_sample
+            ev = SegmentEvent(i, s / SAMPLE_RATE_HZ, e / SAMPLE_RATE_HZ, r.label, r.kind, r.score, True, None)
+            ev.audio, ev.audio_start = x[s:e].copy(), s / SAMPLE_RATE_HZ
+            out.append(ev)
+            self._labels.append((r.label, r.kind))
+        self.speakers_changed = True
+        return out
+
+    def speakers(self) -> dict[str, dict]:
+        """Final speakers: label -> {"kind", "embeddings": None, "durations": None} (no voiceprints kept)."""
+        return {name: {"kind": kind, "embeddings": None, "durations": None} for name, kind in self._labels}
