@@ -83,11 +83,12 @@ def live_bench(embedder, th, audio: dict, ref: Path, uem: dict, fids: list[str],
         x = audio[f]
         lab = PyannoteLabeller(embedder, th, [], LiveOptions(latency_s=latency_s), live=True)
         latest, seen = {}, set()
-        for i in range(0, len(x) + 1, 1600):
+        starts = list(range(0, len(x), 1600))
+        for i in starts + [None]:
             w0 = time.perf_counter()
-            evs = lab.push(AudioFrame(x[i:i + 1600], 16000, i)) if i < len(x) else lab.finish()
+            evs = lab.push(AudioFrame(x[i:i + 1600], 16000, i)) if i is not None else lab.finish()
             took = time.perf_counter() - w0
-            at = min(i + 1600, len(x)) / 16000
+            at = (len(x) if i is None else min(i + 1600, len(x))) / 16000
             for e in evs:
                 latest[e.id] = e
                 if e.final and e.id not in seen:

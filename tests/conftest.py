@@ -77,3 +77,41 @@ def set_profile_encoder_version(home: Path, name: str, version: str) -> None:
     meta = json.loads(vault_for(home).read(path, identity))
     meta["encoder"]["version"] = version
     vault_for(home).write(path, json.dumps(meta).encode(), identity)
+
+
+def open_db(path: Path, home: Path | None = None, *, read_only: bool = False):
+    """A bare ``sqlcipher3`` connection to a session store file (``sessions.db`` is SQLCipher-encrypted,
+    issue 14) under the key of ``home`` (default: the file's directory): tests that look inside it."""
+    import sqlcipher3
+
+    from idme.vault import vault_for
+
+    key = vault_for(home or Path(path).parent).db_keys()[0]
+    target = f"file:{path}?mode=ro" if read_only else str(path)
+    conn = sqlcipher3.connect(target, uri=read_only, isolation_level=None)
+    conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    return conn
+
+
+def decrypted_pages(path: Path, home: Path | None = None) -> bytes:
+    """Every page of a SQLCipher file (``sessions.db``, or its ``-wal``: frames), decrypted as it lies on
+    disk, free pages and stale log frames included: a scan of these bytes sees what a key holder would."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from idme.vault import vault_for
+
+    key = vault_for(home or Path(path).parent).db_keys()[0]
+    data, page, reserve = Path(path).read_bytes(), 4096, 80  # SQLCipher 4 defaults: 16-byte IV + HMAC-SHA512
+    if str(path).endswith("-wal"):
+        frames = [(int.from_bytes(data[o:o + 4], "big"), data[o + 24:o + 24 + page])
+                  for o in range(32, len(data) - 24 - page + 1, 24 + page)]
+    elif str(path).endswith("-shm"):
+        return b""  # the log index: page numbers and checksums, no page contents
+    else:
+        frames = [(i + 1, data[i * page:(i + 1) * page]) for i in range(len(data) // page)]
+    out = []
+    for number, pg in frames:
+        iv, body = pg[page - reserve:page - reserve + 16], pg[16 if number == 1 else 0:page - reserve]
+        dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+        out.append(dec.update(body) + dec.finalize())
+    return b"".join(out)

@@ -24,6 +24,7 @@ import idme.audio.sources
 from idme.audio.microphone import MicrophoneSource
 from idme.eval.der import score_files
 
+from conftest import open_db
 from clihelp import CLEAN_ENV, PROC_ENV, cli, events_of, final_labels, ok, one_error_line, refused
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -517,7 +518,7 @@ def test_really_full_disk_keeps_what_was_saved(owner_home: Path, crop_wav: Path,
 
 
 def _integrity(db: Path) -> str:
-    conn = sqlite3.connect(db)
+    conn = open_db(db)  # SQLCipher-encrypted (issue 14): opened under the home's key
     try:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
     finally:

@@ -19,6 +19,7 @@ from idme.session.store import SessionStore
 from idme.transcribe.select import find_models
 
 from clihelp import cli, ok
+from conftest import decrypted_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -40,13 +41,15 @@ def enroll_owner(home: Path, *extra: object) -> None:
 
 
 def _plain(home: Path, path: Path) -> bytes:
-    """A file's bytes, and for an idme-encrypted one (issue 14) its decrypted bytes too: a deletion must
-    leave nothing behind even for someone who has the key."""
+    """A file's bytes, and for an idme-encrypted one (issue 14; sessions.db and its log: every page
+    decrypted) its decrypted bytes too: a deletion must leave nothing behind even for someone who has the key."""
     from idme.vault import MAGIC, parse_header, vault_for
 
     data = path.read_bytes()
     if data.startswith(MAGIC):
         data += vault_for(home).open(data, parse_header(data, path)[1], path)
+    elif path.name.startswith("sessions.db") and data:  # SQLCipher pages, free pages and stale log frames too
+        data += decrypted_pages(path, home)
     return data
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import open_db
 from idme.errors import SessionError, StoreError
 from idme.session.store import DB_FILENAME, SessionStore
 
@@ -31,7 +32,7 @@ def seg(seg_id: int, speaker: str = "Me", kind: str = "me", start: float | None 
 
 def _integrity(path: Path) -> str:
     """SQLite's own consistency check of a store file, on an independent connection."""
-    conn = sqlite3.connect(path)
+    conn = open_db(path)  # SQLCipher-encrypted (issue 14): opened under the home's key
     try:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
     finally:
@@ -251,7 +252,7 @@ def test_read_only_database_file_raises_store_error(tmp_path: Path) -> None:
     """A store file SQLite may only read (opened read-only) maps to StoreError on write."""
     home = tmp_path / "home"
     SessionStore(home).close()
-    ro = sqlite3.connect(f"file:{home / DB_FILENAME}?mode=ro", uri=True)
+    ro = open_db(home / DB_FILENAME, read_only=True)
     from idme.session.store import _transaction
     with pytest.raises(StoreError, match="read-only"):
         with _transaction(ro, home / DB_FILENAME, "writing"):
@@ -353,7 +354,7 @@ def test_store_from_a_newer_idme_is_refused(tmp_path: Path) -> None:
     """A store whose schema version is newer than this idme is refused rather than misread."""
     home = tmp_path / "home"
     SessionStore(home).close()
-    conn = sqlite3.connect(home / DB_FILENAME)
+    conn = open_db(home / DB_FILENAME)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
     with pytest.raises(StoreError, match="newer idme"):
@@ -416,7 +417,7 @@ def test_writer_records_with_normal_sync_and_finish_checkpoints(store: SessionSt
     w.close()
     copy = tmp_path / "main-file-only.db"
     copy.write_bytes(store.path.read_bytes())  # no -wal next to it: only checkpointed pages are seen
-    db = sqlite3.connect(copy)
+    db = open_db(copy, store.home)
     try:
         assert db.execute("SELECT status, duration_s FROM sessions WHERE id = ?",
                           (w.session_id,)).fetchone() == ("complete", 61.0)
@@ -551,7 +552,7 @@ def test_store_without_the_durations_column_is_upgraded(tmp_path: Path) -> None:
     """A store made before durations were kept gains the column on open; its speakers read as None."""
     home = tmp_path / "home"
     SessionStore(home).close()
-    conn = sqlite3.connect(home / DB_FILENAME)
+    conn = open_db(home / DB_FILENAME)
     conn.execute("DROP TABLE speakers")
     conn.execute("CREATE TABLE speakers (session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,"
                  " label TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, dim INTEGER NOT NULL,"

@@ -1,7 +1,8 @@
 """Segmenters: where speech is and who of the speakers in a window talks when (issue 11).
 
 - :mod:`.base`: ``SpeechRegion``, ``LabelledRegion``, the ``Segmenter`` protocol and the event conversion;
-- :mod:`.pyannote`: pyannote segmentation-3.0 on onnxruntime, overlap-aware, file mode.
+- :mod:`.pyannote`: pyannote segmentation-3.0 on onnxruntime, overlap-aware, file mode;
+- :mod:`.live`: the Pipeline labellers over it (rolling buffer for live sources, whole-file for files).
 
 The default live path (webrtcvad + speaker-change split) stays in :mod:`idme.vad` and :mod:`idme.pipeline`.
 """

@@ -12,7 +12,12 @@ listener writes, and ``busy_timeout`` + ``BEGIN IMMEDIATE`` lets two listeners s
 "database is locked" failures (https://www.sqlite.org/lang_transaction.html).
 
 Privacy: the file is created 0600 (SQLite gives its -wal/-shm files the same mode) and deleted rows are
-overwritten with zeros (``secure_delete``).
+overwritten with zeros (``secure_delete``). It is encrypted with SQLCipher 4 (``sqlcipher3``; AES-256-CBC per
+page with an HMAC-SHA512 per page, https://www.zetetic.net/sqlcipher/design/) under a raw 256-bit key that
+:func:`idme.vault.db_key` derives from the home's data key (HMAC-SHA256 with label ``idme/sessions.db``), so
+the database key is never the key that seals the profile files. The -wal file holds encrypted pages too. A
+plaintext store from before (its first 16 bytes are ``SQLite format 3\0``) is encrypted on first open
+(:func:`encrypt_plaintext`, crash-safe), and key rotation rekeys it (:func:`rekey`).
 
 Layout::
 
@@ -30,6 +35,9 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Sequence
+
+import sqlcipher3
 
 from ..errors import SessionError, StoreError
 
@@ -87,6 +95,16 @@ _SCHEMA = (
 )
 
 
+#: Exceptions of either SQLite module: the store runs on ``sqlcipher3``, whose classes are not sqlite3's.
+DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, sqlcipher3.Error)
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, sqlcipher3.IntegrityError)
+#: The first 16 bytes of every plaintext SQLite database file.
+PLAINTEXT_HEADER = b"SQLite format 3\x00"
+#: Test hook: called with a stage name ("checkpointed", "exported", "synced", "renamed") while a plaintext
+#: store is encrypted (tests kill the process there).
+migration_hook: Callable[[str], None] | None = None
+
+
 class IdCollision(Exception):
     """The random session id is taken; pick another."""
 
@@ -95,8 +113,131 @@ class IdCollision(Exception):
 SYNCHRONOUS = ("NORMAL", "FULL")
 
 
-def connect(path: Path, busy_timeout_s: float, synchronous: str = "FULL") -> sqlite3.Connection:
+def _key_sql(key: bytes) -> str:
+    if len(key) != 32:
+        raise ValueError("a SQLCipher raw key is 32 bytes")
+    return f"\"x'{key.hex()}'\""
+
+
+def is_plaintext(path: Path) -> bool:
+    """True when ``path`` is an unencrypted SQLite database (from before issue 14)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) == PLAINTEXT_HEADER
+    except OSError:
+        return False
+
+
+def _open_keyed(path: Path, key: bytes | None, busy_timeout_s: float):
+    conn = sqlcipher3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA cipher_log_level = NONE")  # wrong-key attempts must not print to stderr
+        if key is not None:
+            conn.execute(f"PRAGMA key = {_key_sql(key)}")  # must be the first statement on the database
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads page 1: fails on a wrong key
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_raw(path: Path, keys: Sequence[bytes] | None, busy_timeout_s: float = 5.0):
+    """A bare ``sqlcipher3`` connection to ``path`` under the first of ``keys`` that decrypts it (no
+    pragmas, no schema); ``keys`` None: a plaintext database. StoreError when none does."""
+    last: Exception | None = None
+    for key in (list(keys) if keys is not None else [None]):
+        try:
+            return _open_keyed(path, key, busy_timeout_s)
+        except sqlcipher3.DatabaseError as exc:
+            if "not a database" not in str(exc).lower():
+                raise
+            last = exc
+    raise StoreError(f"{path.name} does not decrypt with this home's key: {path} is under another key or "
+                     f"damaged ({last}); restore the keys.json that goes with it, or move it away to start a new "
+                     "store (nothing was changed)")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def encrypt_plaintext(path: Path, key: bytes, busy_timeout_s: float = 10.0) -> None:
+    """Replaces the plaintext store ``path`` by a SQLCipher copy under ``key``.
+
+    Crash-safe: the log is checkpointed into the file, the copy is written beside it
+    (``sqlcipher_export``), fsynced and renamed over the old file, so ``kill -9`` at any point leaves
+    either the whole plaintext store (encrypted on the next open) or the whole encrypted one."""
+    tmp = path.with_name(path.name + ".enc.tmp")
+    for leftover in (tmp, Path(f"{tmp}-journal")):
+        leftover.unlink(missing_ok=True)  # from an interrupted earlier run: it was never renamed
+    logger.warning("encrypting the plaintext session store %s (issue 14)", path)
+    hook = migration_hook or (lambda stage: None)
+    conn = sqlcipher3.connect(str(path), timeout=busy_timeout_s, isolation_level=None)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        hook("checkpointed")
+        conn.execute(f"ATTACH DATABASE ? AS enc KEY {_key_sql(key)}", (str(tmp),))
+        conn.execute("SELECT sqlcipher_export('enc')")
+        conn.execute(f"PRAGMA enc.user_version = {version}")  # sqlcipher_export does not copy it
+        conn.execute("DETACH DATABASE enc")
+        hook("exported")
+    except BaseException:
+        conn.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    conn.close()  # the last connection removes the (checkpointed, empty) log
+    restrict_mode(tmp)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    hook("synced")
+    for suffix in ("-wal", "-shm"):  # the plaintext store's: fully checkpointed above, nothing in them
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    hook("renamed")
+
+
+def rekey(path: Path, old_keys: Sequence[bytes], new_key: bytes, busy_timeout_s: float = 10.0) -> bool:
+    """Re-encrypts the store under ``new_key`` (``PRAGMA rekey``: one transaction, so a crash leaves it
+    whole under the old or the new key); True if it was rekeyed, False if already under ``new_key`` or absent.
+    A plaintext store is left for :func:`connect` to encrypt."""
+    if not path.exists() or path.stat().st_size == 0 or is_plaintext(path):
+        return False
+    try:
+        _open_keyed(path, new_key, busy_timeout_s).close()
+        return False  # already under the new key (a rotation that was interrupted after the rekey)
+    except sqlcipher3.DatabaseError as exc:
+        if "not a database" not in str(exc).lower():
+            raise
+    conn = open_raw(path, list(old_keys), busy_timeout_s)
+    try:
+        conn.execute(f"PRAGMA rekey = {_key_sql(new_key)}")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return True
+    finally:
+        conn.close()
+
+
+def connect(path: Path, busy_timeout_s: float, synchronous: str = "FULL",
+            keys: Sequence[bytes] | None = None) -> sqlite3.Connection:
     """Opens (creating 0600 if needed) the store with the durability and privacy pragmas set.
+
+    keys: SQLCipher raw keys (:func:`idme.vault.db_key`), the current one first (during a key rotation the
+    previous one follows); the store is opened under the first that decrypts it, and a plaintext store is
+    encrypted under the first. None: an unencrypted store (benchmarks only).
 
     synchronous: "FULL" (fsync the log at every commit) or "NORMAL" (fsync at checkpoints only; a
     session writer while recording). NORMAL is used only in WAL mode: with a rollback journal it could
@@ -114,7 +255,14 @@ def connect(path: Path, busy_timeout_s: float, synchronous: str = "FULL") -> sql
                          "set IDME_HOME or --home to a writable directory") from exc
     # isolation_level=None: the sqlite3 module must not open transactions behind our back; every
     # write below is an explicit BEGIN IMMEDIATE ... COMMIT.
-    conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    try:
+        if keys is not None and is_plaintext(path):
+            encrypt_plaintext(path, keys[0], busy_timeout_s)
+        conn = open_raw(path, keys, busy_timeout_s)
+    except DB_ERRORS as exc:
+        raise store_error(exc, path, "opening the session store") from exc
+    except OSError as exc:
+        raise StoreError(f"cannot encrypt the session store {path}: {exc.strerror or exc}") from exc
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -129,7 +277,7 @@ def connect(path: Path, busy_timeout_s: float, synchronous: str = "FULL") -> sql
         ensure_schema(conn, path)
         for suffix in ("-wal", "-shm"):
             restrict_mode(Path(f"{path}{suffix}"))
-    except sqlite3.Error as exc:
+    except DB_ERRORS as exc:
         conn.close()
         raise store_error(exc, path, "opening the session store") from exc
     except BaseException:
@@ -177,13 +325,13 @@ def transaction(conn: sqlite3.Connection, path: Path, action: str) -> Iterator[N
         conn.execute("COMMIT")
     except BaseException as exc:
         rollback(conn)
-        if isinstance(exc, sqlite3.IntegrityError):
+        if isinstance(exc, INTEGRITY_ERRORS):
             if "UNIQUE" in str(exc) and "sessions.id" in str(exc):
                 raise IdCollision() from exc
             if "FOREIGN KEY" in str(exc):
                 raise SessionError(f"{action} failed: the session no longer exists in {path} (deleted?)") from exc
             raise SessionError(f"{action} failed: {exc}") from exc
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, DB_ERRORS):
             raise store_error(exc, path, action) from exc
         raise
 
@@ -192,7 +340,7 @@ def rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         try:
             conn.execute("ROLLBACK")
-        except sqlite3.Error:  # SQLite may already have rolled back (e.g. after SQLITE_FULL)
+        except DB_ERRORS:  # SQLite may already have rolled back (e.g. after SQLITE_FULL)
             pass
 
 

@@ -39,7 +39,7 @@ from .model import KINDS, STATUSES, Segment, Session, SessionSummary, SpeakerInf
 from .rows import (array_from_blob, check_kind, clean_label, durations_from_blob, finite, merge_embeddings,
                    ordered_labels, put_speaker, segment_from_row, segment_row, speaker_arrays, speaker_infos,
                    to_json, utc_now, words_json)
-from .sqlite import (SCHEMA_VERSION, IdCollision, checkpoint, connect, rollback, set_synchronous,
+from .sqlite import (DB_ERRORS, SCHEMA_VERSION, IdCollision, checkpoint, connect, rollback, set_synchronous,
                      store_error, transaction)
 
 __all__ = ["DB_FILENAME", "KINDS", "SCHEMA_VERSION", "STATUSES", "Segment", "Session", "SessionStore",
@@ -74,8 +74,12 @@ class SessionStore:
     listener's writer thread and a reader never share a connection.
     """
 
-    def __init__(self, home: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, home: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 10.0,
+                 vault: Any = None) -> None:
         """home: the idme home (``--home``), else ``$IDME_HOME``, else the platform default.
+
+        vault: the ``idme.vault.Vault`` whose data key the database key is derived from (default: the home's
+        own, ``idme.vault.vault_for(home)``; a throwaway store may pass ``idme.vault.EphemeralVault()``).
 
         busy_timeout_s: how long a write waits for another process's transaction before failing.
         Raises StoreError with one line when the home or the database cannot be created or written.
@@ -84,7 +88,19 @@ class SessionStore:
         self.path = self.home / DB_FILENAME
         self.busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = connect(self.path, busy_timeout_s)
+        self._vault = vault
+        self._conn: sqlite3.Connection | None = connect(self.path, busy_timeout_s, keys=self.db_keys())
+
+    def db_keys(self) -> list[bytes]:
+        """SQLCipher keys of ``sessions.db``: the current one, then (during a key rotation) the previous one."""
+        from ..vault import VaultError, vault_for
+
+        if self._vault is None:
+            self._vault = vault_for(self.home)
+        try:
+            return self._vault.db_keys()
+        except VaultError as exc:
+            raise StoreError(f"cannot open the session store {self.path}: {exc}") from None
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -121,7 +137,7 @@ class SessionStore:
         models_json = to_json(dict(models or {}), "models")
         host, pid, started = this_process()
         # NORMAL while recording: a commit per event without an fsync per event (review 2026-12-01, §1.8).
-        conn = connect(self.path, self.busy_timeout_s, synchronous="NORMAL")
+        conn = connect(self.path, self.busy_timeout_s, synchronous="NORMAL", keys=self.db_keys())
         try:
             for _ in range(5):  # the 16-bit random suffix collides only when many start in one second
                 now = datetime.now(timezone.utc)
@@ -294,7 +310,7 @@ class SessionStore:
                     logger.info("session %s deleted without compacting the store: %s still recording", sid,
                                 ", ".join(recording))
                 scrubbed = checkpoint(self._db, "TRUNCATE")
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 raise store_error(exc, self.path, f"compacting the store after deleting session {sid}") from exc
         logger.info("session %s deleted", sid)
         if not scrubbed:
@@ -323,7 +339,7 @@ class SessionStore:
                 if not recording:
                     self._db.execute("VACUUM")
                 return checkpoint(self._db, "TRUNCATE") and not recording
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 raise store_error(exc, self.path, "scrubbing the session store") from exc
 
     # ---- internals --------------------------------------------------------------------------------
@@ -339,7 +355,7 @@ class SessionStore:
                 conn.execute("COMMIT")
             except BaseException as exc:
                 rollback(conn)
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, DB_ERRORS):
                     raise store_error(exc, self.path, action) from exc
                 raise
 
@@ -497,7 +513,7 @@ class SessionWriter:
             if self._conn is not None:
                 try:
                     set_synchronous(self._conn, "FULL")
-                except sqlite3.Error as exc:
+                except DB_ERRORS as exc:
                     raise store_error(exc, self.path, f"finishing (session {self.session_id})") from exc
         with self._tx("finishing") as conn:
             if duration_s is None:
@@ -511,7 +527,7 @@ class SessionWriter:
                 if self._conn is not None and not checkpoint(self._conn, "FULL"):
                     logger.info("session %s: another process holds part of the write-ahead log of %s; "
                                 "it is checkpointed later", self.session_id, self.path)
-            except sqlite3.Error as exc:  # e.g. a full disk: the finished session is in the fsynced log
+            except DB_ERRORS as exc:  # e.g. a full disk: the finished session is in the fsynced log
                 logger.info("session %s: checkpoint of %s failed (%s); the session is saved in its "
                             "write-ahead log", self.session_id, self.path, exc)
         logger.info("session %s %s", self.session_id, status)

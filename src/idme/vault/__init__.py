@@ -62,6 +62,9 @@ PASSPHRASE_ENV = "IDME_PASSPHRASE"
 NEW_PASSPHRASE_ENV = "IDME_NEW_PASSPHRASE"
 KEYRING_SERVICE = "idme"
 _CHECK_LABEL = b"idme/key-check"
+#: Label of the SQLCipher key of ``<home>/sessions.db`` (:func:`db_key`).
+DB_KEY_LABEL = b"idme/sessions.db"
+DB_FILE = "sessions.db"
 
 
 class VaultError(IdmeError):
@@ -81,6 +84,12 @@ def _unb64(s: str) -> bytes:
 
 def _check_value(key: bytes) -> str:
     return _b64(hmac.new(key, _CHECK_LABEL, hashlib.sha256).digest()[:16])
+
+
+def db_key(data_key: bytes) -> bytes:
+    """The raw 256-bit SQLCipher key of ``sessions.db``: HMAC-SHA256(data key, ``idme/sessions.db``), so the
+    database key differs from the key that seals files (and learning one does not give the other)."""
+    return hmac.new(data_key, DB_KEY_LABEL, hashlib.sha256).digest()
 
 
 def _kdf(passphrase: str, salt: bytes, memory_kib: int, time_cost: int, parallelism: int) -> bytes:
@@ -343,6 +352,14 @@ class Vault:
         logger.info("new data key %s for %s (%s)", entry["key_id"], self.home, ", ".join(entry["wrappings"]))
         return doc
 
+    def db_keys(self) -> list[bytes]:
+        """SQLCipher keys of ``sessions.db`` (:func:`db_key`): the current key's first, then the previous one's
+        while a rotation runs (the database may still be under it until :meth:`rotate` rekeys it)."""
+        with self._lock:
+            keys = self.keys()
+            current, _ = self.current()
+            return [db_key(keys[current])] + [db_key(k) for kid, k in keys.items() if kid != current]
+
     # ---- files ----
     def seal(self, data: bytes, identity: str) -> bytes:
         """``data`` encrypted under the current key, bound to ``identity`` (see the module doc)."""
@@ -471,6 +488,11 @@ class Vault:
                     atomic_write(path, seal(unseal(blob, keys[kid], path), ident, new_id, keys[new_id]), 0o600)
                 if hook is not None:
                     hook(i, path)
+            # The session database last: until it is rekeyed the key file keeps "previous" (the key it is
+            # under), and PRAGMA rekey is one transaction, so a crash leaves it whole under one of the two.
+            from ..session.sqlite import rekey
+
+            rekey(self.home / DB_FILE, [db_key(k) for kid, k in keys.items() if kid != new_id], db_key(keys[new_id]))
             old_entry = doc.pop("previous")
             self._write(doc)
             if "keyring" in old_entry["wrappings"] and keyring_backend() is not None:
@@ -604,6 +626,6 @@ def identity_for(home: Path, path: Path) -> str:
     return record_identity(rel) or "idme/" + rel.as_posix()
 
 
-__all__ = ["KEY_FILE", "MAGIC", "EphemeralVault", "KeyStatus", "Vault", "VaultError", "identity_for",
+__all__ = ["DB_KEY_LABEL", "KEY_FILE", "MAGIC", "db_key", "EphemeralVault", "KeyStatus", "Vault", "VaultError", "identity_for",
            "record_identity", "keyring_backend", "migrate",
            "parse_header", "seal", "unseal", "vault_for"]
