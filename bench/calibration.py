@@ -14,6 +14,12 @@ shipped bar. Embeddings of degraded sides are cached under --cache-dir, so a rer
 
 from __future__ import annotations
 
+import os
+
+# Benchmarks enrol into throwaway homes, encrypted at rest like any other (issue 14): give them a passphrase
+# when the caller set none, so `make bench` runs headless (a real home never gets this default).
+os.environ.setdefault("IDME_PASSPHRASE", "idme-bench-throwaway-home")
+
 import argparse
 import json
 import sys

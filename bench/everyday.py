@@ -11,9 +11,14 @@ kbit/s), opus (Ogg Opus 24 kbit/s), m4a (AAC 64 kbit/s), webm (Opus 32 kbit/s).
 
 from __future__ import annotations
 
+import os
+
+# Benchmarks enrol into throwaway homes, encrypted at rest like any other (issue 14): give them a passphrase
+# when the caller set none, so `make bench` runs headless (a real home never gets this default).
+os.environ.setdefault("IDME_PASSPHRASE", "idme-bench-throwaway-home")
+
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile

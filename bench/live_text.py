@@ -22,6 +22,12 @@ label target (previous figures: p50 ~175-185 ms, p95 ~240-250 ms), first partial
 
 from __future__ import annotations
 
+import os
+
+# Benchmarks enrol into throwaway homes, encrypted at rest like any other (issue 14): give them a passphrase
+# when the caller set none, so `make bench` runs headless (a real home never gets this default).
+os.environ.setdefault("IDME_PASSPHRASE", "idme-bench-throwaway-home")
+
 import argparse
 import json
 import logging

@@ -17,11 +17,16 @@ audio s" is the process CPU time over the same span (all threads), which moves l
 
 from __future__ import annotations
 
+import os
+
+# Benchmarks enrol into throwaway homes, encrypted at rest like any other (issue 14): give them a passphrase
+# when the caller set none, so `make bench` runs headless (a real home never gets this default).
+os.environ.setdefault("IDME_PASSPHRASE", "idme-bench-throwaway-home")
+
 import argparse
 import dataclasses
 import itertools
 import json
-import os
 import sys
 import time
 from pathlib import Path

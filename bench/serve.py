@@ -21,10 +21,15 @@ Labels only by default (``--asr none``); timings on a shared 2-core machine move
 
 from __future__ import annotations
 
+import os
+
+# Benchmarks enrol into throwaway homes, encrypted at rest like any other (issue 14): give them a passphrase
+# when the caller set none, so `make bench` runs headless (a real home never gets this default).
+os.environ.setdefault("IDME_PASSPHRASE", "idme-bench-throwaway-home")
+
 import argparse
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys

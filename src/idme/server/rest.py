@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
@@ -249,18 +248,9 @@ def sessions_name(session_id: str, body: NameSpeakerIn, state: Auth) -> dict:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-_challenge_lock = threading.Lock()
-
-
 def _challenges(state: ServerState):
-    """The server's issued challenges (created on first use; ServerState has no field for them yet)."""
-    from .challenges import ChallengeBook
-
-    with _challenge_lock:
-        book = getattr(state, "challenges", None)
-        if book is None:
-            book = state.challenges = ChallengeBook()
-        return book
+    """The server's issued challenges."""
+    return state.challenges
 
 
 def _profile_name(name: str) -> str:

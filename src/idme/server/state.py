@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from ..api import Idme
 from ..errors import AudioError, ConfigError, EnrollmentError, ExportError, IdmeError, ProfileError, SessionError
+from .challenges import ChallengeBook
 from .options import ServerOptions
 from .security import RateLimit, TicketBook
 
@@ -33,6 +34,8 @@ class ServerState:
     tickets: TicketBook
     verify_limit: RateLimit
     streams: int = 0
+    #: Liveness challenges issued by ``POST /v1/challenges`` (one use each, 60 s).
+    challenges: ChallengeBook = field(default_factory=ChallengeBook)
     #: Held while an upload is decoded and embedded (``ServerOptions.max_parallel_embeds`` at once).
     compute: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
     _lock: threading.Lock = field(default_factory=threading.Lock)
