@@ -7,8 +7,8 @@
    extrapolated per profile from the 10k run (a million profile directories is two million files).
    The decryption alone is also measured on one 1M x 192 float32 blob (768 MB), the size a single gallery file
    of a million voiceprints would have.
-3. Session writes: what SQLCipher would add per event commit (WAL, synchronous=NORMAL) against plain sqlite3,
-   measured with sqlcipher3 directly (the session store itself is not on SQLCipher yet).
+3. Session writes: what SQLCipher adds per event commit (WAL, synchronous=NORMAL) through the real session
+   store (``SessionStore`` -> ``SessionWriter.upsert_segment``), against the same store opened without a key.
 
 Run: ``nice -n 10 .venv/bin/python bench/vault.py [--profiles 10000] [--events 2000]``. Prints one line per
 figure; times are wall-clock on whatever else the machine is running.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -87,28 +86,43 @@ def bench_kdf() -> None:
 
 
 def bench_db(events: int) -> None:
+    """Event commits through the real session store (``SessionStore.create`` -> ``SessionWriter.upsert_segment``:
+    one BEGIN IMMEDIATE ... COMMIT per event, WAL, synchronous=NORMAL), on SQLCipher (the store as it is)
+    against the same store opened without a key (plain SQLite, the store before issue 14)."""
     import sqlcipher3
 
-    row = (0.0, 1.5, "Speaker 1", "unknown", 0.7, 0, "some words of the transcript " * 3, "[]")
-    for name, module in (("sqlite3", sqlite3), ("sqlcipher3", sqlcipher3)):
-        with tempfile.TemporaryDirectory(prefix="idme-bench-db-") as tmp:
-            conn = module.connect(str(Path(tmp) / "s.db"), isolation_level=None)
-            if module is sqlcipher3:
-                conn.execute(f"PRAGMA key = \"x'{secrets.token_hex(32)}'\"")
-                version = conn.execute("PRAGMA cipher_version").fetchone()[0]
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("CREATE TABLE segments (seg_id INTEGER PRIMARY KEY, start_s REAL, end_s REAL, speaker TEXT,"
-                         " kind TEXT, score REAL, final INTEGER, text TEXT, words TEXT)")
-            t = time.perf_counter()
-            for i in range(events):
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (i, *row))
-                conn.execute("COMMIT")
-            dt = time.perf_counter() - t
-            conn.close()
-            extra = f" (SQLCipher {version})" if module is sqlcipher3 else ""
-            print(f"{name}{extra}: {1e3 * dt / events:.3f} ms per event commit (WAL, NORMAL, {events} events)")
+    from idme.session.store import SessionStore
+    from idme.vault import EphemeralVault
+
+    class Plain(SessionStore):
+        def db_keys(self):
+            return None  # connect(keys=None): an unencrypted database
+
+    version = sqlcipher3.connect(":memory:").execute("PRAGMA cipher_version").fetchone()[0]
+    results: dict[str, list[float]] = {"plain SQLite": [], f"SQLCipher {version}": []}
+    for _ in range(2):  # alternated twice: the machine's other load hits both alike
+        for label, cls in (("plain SQLite", Plain), (f"SQLCipher {version}", SessionStore)):
+            with tempfile.TemporaryDirectory(prefix="idme-bench-db-") as tmp:
+                store = cls(tmp, vault=EphemeralVault())
+                w = store.create({}, {})
+                t = time.perf_counter()
+                for i in range(events):
+                    w.upsert_segment({"seg_id": i, "start": 2.0 * i, "end": 2.0 * i + 1.5, "speaker": "Speaker 1",
+                                      "kind": "unknown", "score": 0.7, "final": True,
+                                      "text": "some words of the transcript " * 3, "words": []})
+                results[label].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                w.finish()
+                fin = time.perf_counter() - t
+                w.close()
+                store.close()
+                print(f"  {label}: {1e3 * results[label][-1] / events:.3f} ms per event commit, finish() "
+                      f"{1e3 * fin:.1f} ms ({events} events)")
+    base = min(results["plain SQLite"]) / events
+    for label, dts in results.items():
+        best = min(dts) / events
+        print(f"SessionWriter.upsert_segment {label}: {1e3 * best:.3f} ms per event commit (best of 2; WAL, "
+              f"NORMAL, {events} events){'' if label.startswith('plain') else f'; +{1e3 * (best - base):.3f} ms vs plain'}")
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from idme.identity.thresholds import load
 from idme.identity.tracker import SpeakerTracker
 from idme.pipeline import Labeller, Pipeline
 from idme.transcribe.select import make_transcriber
+from idme.vault import EphemeralVault
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     emb = make_embedder("campplus")
     with tempfile.TemporaryDirectory() as home:
-        store = ProfileStore(Path(home))
+        store = ProfileStore(Path(home), vault=EphemeralVault())  # a throwaway store: key in memory only
         th = load(emb.name)
         takes = sorted((ROOT / "examples" / "enroll").glob("me_*.wav"))
         enroll(store, emb, "me", [(t.name, read_audio(t)) for t in takes], th)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import open_db
+from conftest import decrypted_pages, open_db
 from idme.errors import SessionError, StoreError
 from idme.session.store import DB_FILENAME, SessionStore
 
@@ -261,7 +261,8 @@ def test_read_only_database_file_raises_store_error(tmp_path: Path) -> None:
 
 
 def test_delete_leaves_no_trace_in_the_files(store: SessionStore) -> None:
-    """After delete, no byte of the session's label, transcript or embeddings is left in db, wal or shm."""
+    """After delete, no byte of the session's label, transcript or embeddings is left in db, wal or shm, read
+    raw or with every page decrypted."""
     label, text = "Zorbulon Quaxley", "the pelican recited 7713 sonnets"
     emb = np.random.default_rng(5).standard_normal((3, 16)).astype(np.float32)
     keep = store.create({}, {})
@@ -275,11 +276,14 @@ def test_delete_leaves_no_trace_in_the_files(store: SessionStore) -> None:
     w.finish()
     w.close()
     files = [store.path, Path(f"{store.path}-wal"), Path(f"{store.path}-shm")]
-    before = b"".join(p.read_bytes() for p in files if p.exists())
+    raw = b"".join(p.read_bytes() for p in files if p.exists())
+    assert label.encode() not in raw and emb[1].tobytes() not in raw  # SQLCipher: nothing in clear (issue 14)
+    # Every page decrypted, free pages and old log frames included: what someone with the key would see.
+    before = b"".join(decrypted_pages(p, store.home) for p in files if p.exists())
     assert label.encode() in before and emb[1].tobytes() in before  # the search below can find them
 
     assert store.delete(w.session_id) is True
-    after = b"".join(p.read_bytes() for p in files if p.exists())
+    after = b"".join(p.read_bytes() + decrypted_pages(p, store.home) for p in files if p.exists())
     for needle in (label.encode(), text.encode(), emb[0].tobytes(), emb[1].tobytes(), w.session_id.encode()):
         assert needle not in after
     with pytest.raises(SessionError):
@@ -489,7 +493,7 @@ def test_delete_while_another_session_records(tmp_path: Path) -> None:
         old.finish()
         old.close()
         files = [store.path, Path(f"{store.path}-wal"), Path(f"{store.path}-shm")]
-        assert label.encode() in b"".join(p.read_bytes() for p in files if p.exists())
+        assert label.encode() in b"".join(decrypted_pages(p, home) for p in files if p.exists())
 
         proc = subprocess.Popen([sys.executable, "-c", _CHILD_RECORDING, str(home)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -503,7 +507,7 @@ def test_delete_while_another_session_records(tmp_path: Path) -> None:
             assert not any(sql.strip().upper().startswith("VACUUM") for sql in statements)
             after = [int(proc.stdout.readline()) for _ in range(20)]  # the listener still writes
             assert after[0] == acked[-1] + 1 and proc.poll() is None
-            leftover = b"".join(p.read_bytes() for p in files if p.exists())
+            leftover = b"".join(p.read_bytes() + decrypted_pages(p, home) for p in files if p.exists())
             for needle in (label.encode(), text.encode(), emb[0].tobytes(), emb[2].tobytes(),
                            old.session_id.encode()):
                 assert needle not in leftover

@@ -16,7 +16,7 @@ from idme.api import Idme
 from idme.settings import resolve
 
 from clihelp import cli, ok, refused
-from conftest import BOB_TAKE, EXAMPLES, OWNER_TAKES
+from conftest import BOB_TAKE, EXAMPLES, OWNER_TAKES, decrypted_pages
 
 #: An unusual name, so that finding its bytes in the database file cannot be chance.
 NAME = "zebediah"
@@ -86,6 +86,8 @@ def test_forget_relabels_scrubs_and_leaves_no_byte_of_the_name(home) -> None:
     db = (h / "sessions.db").read_bytes()
     if db.startswith(b"SQLite format 3"):  # plaintext store (before SQLCipher): the scan below must bite
         assert NAME.encode() in db
+    else:  # SQLCipher (issue 14): the scan below reads every page decrypted, so it must find the name now
+        assert any(NAME.encode() in decrypted_pages(p, h) for p in h.glob("sessions.db*"))
     refused(cli("forget", NAME, "--home", h), contains="--yes")
     assert idme.profiles.exists(NAME)
     ok(cli("forget", NAME, "--yes", "--home", h))
@@ -102,6 +104,8 @@ def test_forget_relabels_scrubs_and_leaves_no_byte_of_the_name(home) -> None:
     for p in h.rglob("*"):
         if p.is_file():
             assert NAME.encode() not in p.read_bytes(), p
+            if p.name.startswith("sessions.db"):  # SQLCipher pages, decrypted (free pages and old log frames too)
+                assert NAME.encode() not in decrypted_pages(p, h), p
     refused(cli("forget", NAME, "--yes", "--home", h), contains="nothing")
 
 

@@ -16,7 +16,7 @@ from keyring.backend import KeyringBackend
 from idme import vault as V
 from idme.vault import MAGIC, Vault, VaultError, migrate, vault_for
 
-from conftest import OWNER_TAKES
+from conftest import EXAMPLES, OWNER_TAKES, open_db
 
 
 class MemoryKeyring(KeyringBackend):
@@ -216,8 +216,10 @@ def test_migration_killed_midway_loses_nothing_and_resumes(tmp_path: Path) -> No
 
 
 def test_enrollment_leaves_no_voiceprint_or_audio_in_clear(tmp_path: Path, campplus) -> None:
-    """After enrolling real speech with kept audio, no file under the home holds the voiceprint's float32 or
-    float64 values, the kept audio's samples or the take names in clear; all of it reads back through the key."""
+    """After enrolling real speech with kept audio and recording a real session with a transcript, no file
+    under the home (sessions.db and its -wal/-shm included) holds a voiceprint's or an unknown speaker's
+    float32/float64 values, the kept audio's samples, the take names or the transcript in clear; all of it
+    reads back through the key."""
     import numpy as np
 
     from idme.api import Idme
@@ -235,12 +237,33 @@ def test_enrollment_leaves_no_voiceprint_or_audio_in_clear(tmp_path: Path, campp
     needles = [emb[0, i:i + 4].astype("<f4").tobytes() for i in (0, 50, 100, 150)]
     needles += [emb[1, i:i + 2].astype("<f8").tobytes() for i in (10, 90)]
     needles += [pcm[32000:32064], OWNER_TAKES[0].name.encode()]
+    # A real session (labels only), then a transcript written through the store: sessions.db (SQLCipher)
+    # holds unknown speakers' embeddings and the text, and must show neither in clear, nor its -wal/-shm.
+    run = idme.open_live(file=EXAMPLES / "meeting.wav", transcribe=False).run()
+    session = idme.sessions.get(run.session_id)
+    unknown = [sp.label for sp in session.speakers if sp.kind == "unknown" and sp.n_embeddings]
+    assert unknown, session.speakers
+    for label in unknown[:3]:
+        e = idme.sessions.speaker_embeddings(run.session_id, label)
+        needles += [e[0, i:i + 4].astype("<f4").tobytes() for i in (0, 96, 180)]
+        needles += [e[-1, 20:22].astype("<f8").tobytes()]
+    text = "the pelican recited seven thousand sonnets"
+    writer = idme.sessions.create({}, {})
+    writer.upsert_segment({"seg_id": 0, "start": 0.0, "end": 1.5, "speaker": "Me", "kind": "me", "score": 0.9,
+                           "final": True, "text": "", "words": []})
+    assert writer.set_text(0, text)
+    assert idme.sessions.get(writer.session_id).segments[0].text == text
+    needles += [text.encode(), text.encode("utf-16-le")]
     files = [p for p in home.rglob("*") if p.is_file()]
-    assert len(files) >= 6
+    names = {p.name for p in files}
+    assert {"sessions.db", "sessions.db-wal", "sessions.db-shm"} <= names and len(files) >= 9, names
     for path in files:
         data = path.read_bytes()
-        assert path.name == "keys.json" or data.startswith(MAGIC), path
+        assert path.name == "keys.json" or path.name.startswith("sessions.db") or data.startswith(MAGIC), path
+        assert not data.startswith(b"SQLite format 3"), path
         assert not any(n in data for n in needles), path
+    writer.close()
+    idme.sessions.close()
     take = read_kept_take(idme.profiles, result.kept_audio[0])
     assert np.abs(take[:16000] - read_audio(OWNER_TAKES[0])[:16000]).max() <= 1 / 32768 + 1e-6
     path = home / "profiles" / "me" / FILE_NAME
@@ -286,3 +309,119 @@ def test_plaintext_profiles_are_migrated_on_first_use_and_a_killed_migration_res
         for f in ("embeddings.npy", "profile.json"):
             blob = (home / "profiles" / name / f).read_bytes()
             assert blob.startswith(MAGIC) and e.tobytes()[:32] not in blob and name.encode() not in blob[60:]
+
+
+# -- sessions.db on SQLCipher ----------------------------------------------------------------------------
+
+_KILL_DB_MIGRATION = """
+import os, signal, sys
+from idme.session import sqlite
+from idme.session.store import SessionStore
+stage = sys.argv[2]
+def hook(at):
+    if at == stage:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 at this point of the encryption
+sqlite.migration_hook = hook
+SessionStore(sys.argv[1])
+"""
+
+
+def _plaintext_store(home: Path, n: int) -> None:
+    """A sessions.db as idme wrote it before issue 14 (plain sqlite3, WAL, frames left in the log)."""
+    import sqlite3
+
+    from idme.session import sqlite as S
+
+    home.mkdir(parents=True)
+    conn = sqlite3.connect(home / "sessions.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # keep the rows in the -wal file: migration must take them
+    for statement in S._SCHEMA:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {S.SCHEMA_VERSION}")
+    for i in range(n):
+        sid = f"20260101-0000{i:02d}-abcd"
+        conn.execute("INSERT INTO sessions (id, created_at, status, settings, models) VALUES (?, ?, 'complete',"
+                     " '{}', '{}')", (sid, f"2026-01-01T00:00:{i:02d}+00:00"))
+        conn.execute("INSERT INTO segments (session_id, seg_id, start_s, end_s, speaker, kind, score, final, text)"
+                     " VALUES (?, 0, 0, 1, 'Me', 'me', 0.9, 1, ?)", (sid, f"plaintext transcript {i}"))
+    return conn  # left open: its log is not checkpointed into the file
+
+
+@pytest.mark.parametrize("stage", ["checkpointed", "exported", "synced", "renamed", None])
+def test_plaintext_sessions_db_is_encrypted_on_open_and_a_kill_loses_nothing(tmp_path: Path, stage) -> None:
+    """A plaintext sessions.db (rows still in its -wal) is encrypted on first open; a process killed (-9) at
+    any stage of that leaves a store that the next open reads whole, encrypted, with no plaintext left."""
+    from idme.session.store import SessionStore
+
+    home = tmp_path / "home"
+    legacy = _plaintext_store(home, 4)
+    assert (home / "sessions.db-wal").stat().st_size > 0
+    if stage is None:
+        legacy.close()
+    r = subprocess.run([sys.executable, "-c", _KILL_DB_MIGRATION, str(home), str(stage)], env=os.environ.copy(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == (0 if stage is None else -signal.SIGKILL), r.stderr
+    if stage is not None:
+        legacy.close()
+    V._CACHE.clear()
+    V._VAULTS.clear()
+    with SessionStore(home) as store:
+        listed = store.list()
+        assert len(listed) == 4
+        assert {store.get(x.id).segments[0].text for x in listed} == {f"plaintext transcript {i}" for i in range(4)}
+    for p in home.iterdir():
+        data = p.read_bytes()
+        assert not data.startswith(b"SQLite format 3") and b"plaintext transcript" not in data, p
+    assert open_db(home / "sessions.db").execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_rotation_rekeys_sessions_db_and_a_wrong_key_is_one_line(tmp_path: Path) -> None:
+    """`keys rotate` re-encrypts sessions.db under the new key (the old key no longer opens it, sessions
+    read as before; a rotation interrupted before the rekey leaves it readable and the next one finishes); a key file that does not go with the store is one line and exit 1, nothing changed."""
+    import shutil
+
+    from clihelp import cli
+    from idme.errors import StoreError
+    from idme.session.store import SessionStore
+
+    home = tmp_path / "home"
+    with SessionStore(home) as store:
+        w = store.create({}, {})
+        w.upsert_segment({"seg_id": 0, "start": 0.0, "end": 1.0, "speaker": "Me", "kind": "me", "score": 0.9,
+                          "final": True, "text": "kept across rotation", "words": []})
+        w.finish()
+        w.close()
+    old_key = vault_for(home).db_keys()[0]
+    shutil.copy(home / "keys.json", tmp_path / "old-keys.json")
+    import idme.session.sqlite as S
+
+    real_rekey, S.rekey = S.rekey, None  # a rotation that dies just before the database is rekeyed
+    try:
+        with pytest.raises(TypeError):
+            vault_for(home).rotate()
+    finally:
+        S.rekey = real_rekey
+    assert vault_for(home).status().rotation_pending and len(vault_for(home).db_keys()) == 2
+    with SessionStore(home) as store:  # still under the old key, which keys.json still holds
+        assert store.get("latest").segments[0].text == "kept across rotation"
+    done = vault_for(home).rotate()
+    assert not done.rotation_pending
+    new_key = vault_for(home).db_keys()
+    assert len(new_key) == 1 and new_key[0] != old_key
+    V._CACHE.clear()
+    V._VAULTS.clear()
+    with SessionStore(home) as store:
+        assert store.get("latest").segments[0].text == "kept across rotation"
+    from idme.session.sqlite import open_raw
+
+    with pytest.raises(StoreError, match="does not decrypt with this home's key"):
+        open_raw(home / "sessions.db", [old_key])
+    before = (home / "sessions.db").read_bytes()
+    shutil.copy(tmp_path / "old-keys.json", home / "keys.json")  # the wrong key file for this store
+    V._CACHE.clear()
+    V._VAULTS.clear()
+    r = cli("sessions", "list", "--home", home)
+    assert r.exit_code == 1 and "sessions.db does not decrypt with this home's key" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (home / "sessions.db").read_bytes() == before

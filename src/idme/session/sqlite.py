@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -391,6 +392,12 @@ def checkpoint(conn: sqlite3.Connection, mode: str = "FULL") -> bool:
     """
     if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
         raise ValueError(f"unknown checkpoint mode {mode!r}")
-    busy, log_frames, done = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    for attempt in range(10):
+        busy, log_frames, done = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        # SQLITE_BUSY comes back at once, without the busy handler, while another connection runs its own
+        # (auto-)checkpoint; that one ends within milliseconds, so try again briefly.
+        if not busy or mode == "PASSIVE":
+            break
+        time.sleep(0.02 * (attempt + 1))
     return not busy and (log_frames == -1 or done == log_frames)
 

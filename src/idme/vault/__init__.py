@@ -346,7 +346,27 @@ class Vault:
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise VaultError(f"cannot create {self.home}: {exc.strerror}") from None
-        self._write(doc)
+        # Two processes may make a home's first key at once (two listeners on a new home): the key file is
+        # written beside and hard-linked into place, which fails if it exists, so only one key wins and
+        # the loser reads the winner's key instead of overwriting it.
+        tmp = self.path.with_name(f"{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(doc, indent=1))
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                theirs = self._read()
+                if theirs is not None:
+                    return theirs
+                raise
+        except OSError as exc:
+            raise VaultError(f"cannot write the key file {self.path}: {exc.strerror or exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
         with _CACHE_LOCK:
             _CACHE[(entry["key_id"], entry["check"])] = key
         logger.info("new data key %s for %s (%s)", entry["key_id"], self.home, ", ".join(entry["wrappings"]))
@@ -427,6 +447,10 @@ class Vault:
             notes.append("a key rotation was interrupted: run `idme keys rotate` to finish it")
         if plain:
             notes.append(f"{len(plain)} file(s) are still plaintext; they are encrypted when next written")
+        from ..session.sqlite import is_plaintext
+
+        if is_plaintext(self.home / DB_FILE):
+            notes.append(f"{DB_FILE} is still plaintext SQLite; it is encrypted the next time idme opens it")
         return KeyStatus(str(self.home), doc["key_id"], sorted(w), keyring_name(), kdf, len(sealed), len(plain),
                          bool(doc.get("previous")), notes)
 
