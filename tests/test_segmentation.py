@@ -208,3 +208,30 @@ def test_listen_file_with_pyannote_prints_overlapping_events(tmp_path: Path) -> 
     assert set(end["speakers"]) == {o["speaker"] for o in segs}
     bad = cli("listen", "--file", AMI_CLIP, "--latency", "1", *home)
     assert bad.exit_code == 2 and "--latency" in bad.stderr
+
+
+def test_webrtc_segmenter_regions_match_the_webrtc_path(embedder: CampPlusEmbedder) -> None:
+    """WebrtcSegmenter implements the Segmenter protocol, and on a real AMI clip its regions are the webrtc
+    path's final segments: same ends, same starts (where no pause was filled) within 30 ms, same labels."""
+    from idme.eval.meetings import label_file
+    from idme.segment import Segmenter
+    from idme.segment.webrtc import WebrtcSegmenter
+
+    th = load("campplus")
+    seg = WebrtcSegmenter(embedder, th, [])
+    assert isinstance(seg, Segmenter)
+    regions = seg.regions(_read(AMI_CLIP))
+    latest = {}
+    for e in label_file(AMI_CLIP, embedder, [], th, "webrtc"):
+        latest[e["id"]] = e
+    events = sorted(latest.values(), key=lambda e: e["start"])
+    assert len(regions) == len(events) >= 3
+    assert len({r.speaker for r in regions}) >= 2
+    prev_end = None
+    for r, label, e in zip(regions, seg.labels, events):
+        assert abs(r.end_sample / 16000 - e["end"]) <= 0.03
+        if e["start"] != prev_end:  # a filled pause shows the segment from the previous one's end
+            assert abs(r.start_sample / 16000 - e["start"]) <= 0.03
+        assert e["start"] <= r.start_sample / 16000 + 0.03 and not r.overlap
+        assert label == e["speaker"]
+        prev_end = e["end"]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import AudioError
 from ..pipeline import SegmentEvent, StageTimes
 from .pyannote import (FRAME_STEP_SAMPLES, MAX_LOCAL, NUM_FRAMES, SAMPLE_RATE_HZ, WINDOW_SAMPLES, PyannoteOptions,
                        PyannoteSegmenter, SegmentationModel, _unit, decode_powerset, frame_bounds)
@@ -180,7 +181,8 @@ class PyannoteLabeller:
         """Consumes one 16 kHz frame; returns the events it produced (interims, finals, corrections)."""
         x = np.asarray(frame.samples, dtype=np.float32)
         if getattr(frame, "sample_rate", SAMPLE_RATE_HZ) != SAMPLE_RATE_HZ:
-            raise ValueError(f"expected 16 kHz frames, got {frame.sample_rate} Hz")
+            raise AudioError(f"the pyannote segmenter takes 16 kHz frames, got {frame.sample_rate} Hz: resample the "
+                             "input first (idme listen --file does)")
         end = frame.start_sample + len(x)
         if frame.arrived_at is not None:
             self._arrivals.append((end, frame.arrived_at))

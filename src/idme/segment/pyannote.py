@@ -70,8 +70,10 @@ class PyannoteOptions:
     #: exists): a handful of window embeddings is too little to be a speaker of its own.
     min_cluster_size: int = 1
     #: An embedding is labelled as an enrolled person on its own when it beats that person's accept bar
-    #: by this margin; otherwise only its cluster's voiceprint can make it that person.
-    embedding_accept_margin: float = 0.0
+    #: by this margin; otherwise only its cluster's voiceprint can make it that person. Local-speaker
+    #: embeddings are short and noisy: on meetings-dev (enrolled Me) 0.1 cut mean false_me 11.1% -> 5.5% and
+    #: mean DER 26.1% -> 23.3% (me_recall 87.3% -> 85.6%); ami-excerpts have no profiles, so it is unaffected.
+    embedding_accept_margin: float = 0.1
     #: Gaps shorter than this (seconds) inside one label's speech are filled.
     min_gap_s: float = 0.0
     #: Regions shorter than this (seconds) are dropped.
