@@ -18,7 +18,6 @@ exactly those files and enrols the rest. A person whose takes the gate refuses i
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EnrollmentError, IdmeError
+from ..models.registry import sha256_file
 
 #: The state file a manifest run keeps in IDME_HOME.
 STATE_FILE = "manifest_state.json"
@@ -110,14 +110,6 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:
     return [ManifestRow(n, tuple(f), tuple(lines)) for n, (f, lines) in people.items()]
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _load_state(home: Path) -> dict:
     f = home / STATE_FILE
     if not f.is_file():
@@ -141,7 +133,7 @@ def run_manifest(idme, path: str | os.PathLike[str], *, keep_audio: bool = False
     for i, row in enumerate(rows):
         files = tuple(str(f) for f in row.files)
         try:
-            digests = [[str(f), _digest(f)] for f in row.files]
+            digests = [[str(f), sha256_file(f)] for f in row.files]
         except OSError as exc:
             out.append(RowResult(row.name, files, FAILED, f"cannot read {exc.filename}: {exc.strerror or exc}"))
         else:
