@@ -215,6 +215,40 @@ def test_migration_killed_midway_loses_nothing_and_resumes(tmp_path: Path) -> No
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+_MIGRATE_RACE = """
+import sys, time
+from pathlib import Path
+from idme import vault
+home, go = Path(sys.argv[1]), Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.005)
+print(vault.migrate(home, hook=lambda i, path: time.sleep(0.05)))
+"""
+
+
+def test_two_processes_migrating_one_home_seal_each_file_once(tmp_path: Path) -> None:
+    """Two idme processes started together on a plaintext home: between them they seal each file exactly
+    once (the second waits for the first and finds nothing left), and every file reads back as it was."""
+    home = tmp_path / "home"
+    files = _profile_files(home, 8)
+    for path, data in files.items():
+        path.write_bytes(data)
+    vault_for(home).keys()  # the key exists first, so both processes unwrap the same one
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE_RACE, str(home), str(go)], env=os.environ.copy(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    go.touch()
+    counts = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        counts.append(int(out.split()[-1]))
+    assert sorted(counts) == [0, 8]
+    v = vault_for(home)
+    for path, data in files.items():
+        assert v.read(path, V.identity_for(home, path)) == data
+
+
 def test_enrollment_leaves_no_voiceprint_or_audio_in_clear(tmp_path: Path, campplus) -> None:
     """After enrolling real speech with kept audio and recording a real session with a transcript, no file
     under the home (sessions.db and its -wal/-shm included) holds a voiceprint's or an unknown speaker's

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -61,3 +64,78 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+_HELD: dict[str, list] = {}  # lock path -> [threading.RLock, depth, fd]: one kernel lock per path per process
+_HELD_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def process_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Holds an exclusive advisory lock on ``path`` for the ``with`` block. ``path`` is best a directory
+    (the home): locking it leaves no file behind; a file path is created 0600 if missing.
+
+    Serialises one-time work that two idme processes could otherwise do at once on the same home (the
+    plaintext-to-encrypted migration, a key rotation): the second waits, then finds the work done. The lock
+    is the kernel's (``flock``; ``msvcrt.locking`` on Windows), so a process killed with -9 releases it.
+    Re-entrant within a thread, and threads of one process queue on it too: ``flock`` alone would let a
+    second descriptor of the same process deadlock against the first.
+    """
+    key = os.path.abspath(path)
+    with _HELD_GUARD:
+        entry = _HELD.setdefault(key, [threading.RLock(), 0, -1])
+    entry[0].acquire()
+    try:
+        if entry[1] == 0:
+            if os.path.isdir(key) and os.name == "nt":  # pragma: no cover - Windows cannot open a directory
+                key = os.path.join(key, ".idme.lock")
+            if os.path.isdir(key):
+                fd = os.open(key, os.O_RDONLY)  # flock works on a directory's descriptor (Linux, macOS, BSD)
+            else:
+                fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                _lock_fd(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            entry[2] = fd
+        entry[1] += 1
+        try:
+            yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                fd, entry[2] = entry[2], -1
+                try:
+                    _unlock_fd(fd)
+                finally:
+                    os.close(fd)
+    finally:
+        entry[0].release()
+
+
+def _lock_fd(fd: int) -> None:
+    if os.name == "nt":  # pragma: no cover - Windows only
+        import msvcrt
+
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:  # LK_LOCK gives up after ~10 s: keep waiting, as flock does
+                continue
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _unlock_fd(fd: int) -> None:
+    if os.name == "nt":  # pragma: no cover - Windows only
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        return
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_UN)

@@ -258,7 +258,13 @@ def connect(path: Path, busy_timeout_s: float, synchronous: str = "FULL",
     # write below is an explicit BEGIN IMMEDIATE ... COMMIT.
     try:
         if keys is not None and is_plaintext(path):
-            encrypt_plaintext(path, keys[0], busy_timeout_s)
+            from .._fs import process_lock
+
+            # Two processes opening a plaintext store at once would both export it to the same temporary
+            # copy; the second, after waiting, finds it already encrypted.
+            with process_lock(path.parent):
+                if is_plaintext(path):
+                    encrypt_plaintext(path, keys[0], busy_timeout_s)
         conn = open_raw(path, keys, busy_timeout_s)
     except DB_ERRORS as exc:
         raise store_error(exc, path, "opening the session store") from exc

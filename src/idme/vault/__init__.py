@@ -475,7 +475,10 @@ class Vault:
         atomically, so an interrupted rotation leaves every file readable under one of the two keys; running
         ``rotate`` again finishes it (without making yet another key). hook(i, path): called after each file
         (tests use it to kill the process mid-rotation)."""
-        with self._lock:
+        from .._fs import process_lock
+
+        # One rotation at a time per home, across processes too: two would each make a new key.
+        with self._lock, process_lock(self.home):
             keys = self.keys()
             doc = self._read()
             if not doc.get("previous"):
@@ -629,18 +632,27 @@ def migrate(home: str | os.PathLike[str], hook: Callable[[int, Path], None] | No
     Crash-safe and resumable: each file is replaced by its encrypted copy with an atomic rename (the
     encrypted copy is written beside it and fsynced first), so ``kill -9`` leaves every file either the old
     plaintext or the new ciphertext, whole, and the next run encrypts the rest."""
-    from .._fs import atomic_write
+    from .._fs import atomic_write, process_lock
 
     v = vault_for(home)
-    _, plain = v.encrypted_files()
-    if plain:
-        logger.warning("encrypting %d plaintext file(s) of %s (voiceprints, kept audio)", len(plain), home)
-    for i, path in enumerate(plain):
-        ident = identity_for(Path(home), path)
-        atomic_write(path, v.seal(path.read_bytes(), ident), 0o600)
-        if hook is not None:
-            hook(i, path)
-    return len(plain)
+    if not v.encrypted_files()[1]:
+        return 0
+    # Two idme processes may start on the same plaintext home at once: without the lock both would seal,
+    # and the slower one would read the other's ciphertext as "plaintext" and seal it a second time.
+    with process_lock(Path(home)):
+        _, plain = v.encrypted_files()  # again, under the lock: another process may have done it meanwhile
+        if plain:
+            logger.warning("encrypting %d plaintext file(s) of %s (voiceprints, kept audio)", len(plain), home)
+        done = 0
+        for i, path in enumerate(plain):
+            data = path.read_bytes()
+            if data.startswith(MAGIC):
+                continue
+            atomic_write(path, v.seal(data, identity_for(Path(home), path)), 0o600)
+            done += 1
+            if hook is not None:
+                hook(i, path)
+        return done
 
 
 def identity_for(home: Path, path: Path) -> str:
