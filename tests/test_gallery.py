@@ -71,8 +71,9 @@ def test_flat_gallery_is_exact_and_replaces_keys() -> None:
 
 
 def test_ivfpq_gallery_finds_the_exact_top1_with_exact_scores() -> None:
-    """IVF-PQ with exact re-ranking (fast-scan and classic codes) finds the exact search's best entry for
-    >= 96% of queries on a 5,000-vector clustered gallery, and the scores it returns are exact cosines."""
+    """IVF-PQ with exact re-ranking (OPQ + fast-scan codes, and classic codes) finds the exact search's best
+    entry for >= 96% of queries on a 5,000-vector clustered gallery, the scores it returns are exact cosines,
+    and a saved index read back searches the same."""
     x = _clustered(5000)
     keys = [f"p{i}" for i in range(len(x))]
     approx = IvfPqGallery.build(keys, x, nlist=64, nprobe=16, rerank=50)  # 4-bit fast-scan codes
@@ -85,7 +86,13 @@ def test_ivfpq_gallery_finds_the_exact_top1_with_exact_scores() -> None:
         want = x[keys.index(a[0].key)] @ q
         assert a[0].score == pytest.approx(float(want), abs=1e-5)
     assert same >= 196, same
-    classic = IvfPqGallery.build(keys, x, nlist=64, nprobe=16, rerank=50, nbits=4, fast_scan=False)
+    import faiss
+
+    again = IvfPqGallery.from_index(faiss.deserialize_index(faiss.serialize_index(approx.index)), keys,
+                                    nprobe=16, rerank=50)
+    assert again.factory == approx.factory == "OPQ32,IVF64,PQ32x4fs"
+    assert [h.key for h in again.search(x[7], 3)] == [h.key for h in approx.search(x[7], 3)]
+    classic = IvfPqGallery.build(keys, x, nlist=64, nprobe=16, rerank=50, nbits=4, fast_scan=False, opq=False)
     assert sum(classic.search(q, 1)[0].key == exact.search(q, 1)[0].key for q in _queries(x, 50)) >= 48
     with pytest.raises(GalleryError, match="training vectors"):
         IvfPqGallery.build(keys[:50], x[:50], nlist=64)
@@ -96,7 +103,7 @@ def test_make_gallery_picks_exact_while_small() -> None:
     x = _clustered(3000)
     keys = [f"p{i}" for i in range(len(x))]
     assert make_gallery(keys, x).kind == "faiss-flat"
-    assert make_gallery(keys, x, approx_min=2000, nlist=32).kind == "faiss-ivfpq"
+    assert make_gallery(keys, x, approx_min=2000, nlist=32, opq=False).kind == "faiss-ivfpq"
     assert len(make_gallery([], np.zeros((0, DIM), np.float32), dimension=DIM)) == 0
 
 
@@ -150,6 +157,32 @@ def test_pgvector_gallery_matches_exact_search(postgres) -> None:
         assert same >= 57, same
         pg.add(["p0"], -qs[0][None, :])
         assert len(pg) == 3000 and pg.search(-qs[0], 1)[0].key == "p0"
+
+
+def test_pgvector_trained_gallery_reranks_hnsw_candidates_exactly(postgres) -> None:
+    """A trained pgvector gallery stores rows rotated into its basis and searches an HNSW index over the
+    first 48 coordinates, re-ranked on the full vectors: the scores are the exact cosines of the original
+    vectors, the exact best entry is found for >= 95% of queries, and a reopened gallery searches the same;
+    training a gallery that already holds rows is refused."""
+    x = _clustered(3000, seed=5)
+    keys = [f"p{i}" for i in range(len(x))]
+    exact = FlatGallery(DIM)
+    exact.add(keys, x)
+    qs = _queries(x, 60, seed=6)
+    with PgVectorGallery(postgres, DIM, table="gallery_trained") as pg:
+        pg.train(x)
+        pg.add(keys, x)
+        pg.index_hnsw(dims=48)
+        same = 0
+        for q in qs:
+            a, e = pg.search(q, 3), exact.search(q, 3)
+            same += a[0].key == e[0].key
+            assert a[0].score == pytest.approx(float(x[keys.index(a[0].key)] @ (q / np.linalg.norm(q))), abs=1e-5)
+        assert same >= 57, same
+        with pytest.raises(GalleryError, match="already holds"):
+            pg.train(x)
+    with PgVectorGallery(postgres, DIM, table="gallery_trained") as again:
+        assert again._sub == 48 and again.search(qs[0], 1)[0].key == exact.search(qs[0], 1)[0].key
 
 
 def test_pgvector_refuses_another_dimension_and_a_dead_url(postgres, tmp_path) -> None:

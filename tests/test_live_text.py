@@ -45,26 +45,74 @@ class GatedRecogniser:
         return Transcript(" ".join(w.word for w in words), words)
 
 
-def test_partial_requests_are_refused_while_final_text_is_being_transcribed():
-    """submit_partial never waits: it is refused while the worker transcribes final text, and accepted
-    (reported through on_partial, not on_result) once the worker is idle."""
-    gate = threading.Event()
-    rec = GatedRecogniser(gate)
-    finals, partials, done, got = [], [], threading.Event(), threading.Event()
-    worker = TranscriptionWorker(rec, lambda i, t: (finals.append(i), done.set()),
-                                 on_partial=lambda i, t: (partials.append((i, t.text)), got.set()))
-    audio = np.zeros(TARGET_RATE_HZ, np.float32)
-    worker.submit(1, audio, 0.0)
+class Gate:
+    """A recogniser that blocks its first call on ``gate`` and logs every call as (seg offset, seconds)."""
+
+    name, version, language = "gate", "test", "en"
+
+    def __init__(self) -> None:
+        self.gate, self.started, self.calls = threading.Event(), threading.Event(), []
+
+    def transcribe(self, samples: np.ndarray, offset_s: float = 0.0) -> Transcript:
+        self.started.set()
+        self.gate.wait(10)
+        self.calls.append((offset_s, round(len(samples) / TARGET_RATE_HZ, 2)))
+        return Transcript(f"w{offset_s:g}", (Word(f"w{offset_s:g}", offset_s, offset_s + 0.1, 0.9),))
+
+
+def test_a_first_partial_goes_before_waiting_final_text_and_a_refresh_after_it():
+    """While the worker is busy, a segment's first partial request (0.6 s of audio at least) waits in its
+    slot (a newer request of the same segment replaces it) and then runs before queued final text; once the
+    segment has partial text, its next request waits until no final job is queued; a request of a segment
+    that ended is dropped."""
+    rec = Gate()
+    finals, partials = [], []
+    worker = TranscriptionWorker(rec, lambda i, t: finals.append(i), on_partial=lambda i, t: partials.append(i))
+    sec = np.zeros(TARGET_RATE_HZ, np.float32)
+    worker.submit(1, sec, 1.0)
     assert rec.started.wait(5)
-    assert worker.submit_partial(2, audio, 0.0) is False
-    gate.set()
-    assert done.wait(5)
-    assert worker.submit_partial(3, audio, 0.0) is True
-    assert got.wait(5)
+    worker.submit(2, sec, 2.0)
+    assert worker.wants_partial(10)
+    assert not worker.submit_partial(10, sec[:4800], 10.0)  # 0.3 s: too short for a first partial
+    assert worker.submit_partial(10, sec[:11200], 10.0) and worker.submit_partial(10, sec, 10.0)
+    assert not worker.wants_partial(10) and not worker.wants_partial(11)
+    worker.submit_partial(11, sec, 11.0)
+    worker.drop_partial(11)  # segment 11 ended before its request ran
+    rec.gate.set()
+    while worker.stats().processed < 2:
+        threading.Event().wait(0.01)
+    assert rec.calls == [(1.0, 1.0), (10.0, 1.0), (2.0, 1.0)]
+    rec.gate.clear()
+    worker.submit(3, sec, 3.0)
+    assert not worker.wants_partial(10)  # segment 10 has partial text already
+    worker.submit_partial(10, sec, 10.5)
+    worker.submit(4, sec, 4.0)
+    rec.gate.set()
     worker.close()
+    assert rec.calls[3:5] == [(3.0, 1.0), (4.0, 1.0)]  # the refresh (10.5) after them, or dropped by close
+    assert finals == [1, 2, 3, 4] and 11 not in partials and partials[0] == 10
     stats = worker.stats()
-    assert finals == [1] and partials == [(3, "w0 w1")]
-    assert stats.partials == 1 and stats.partials_dropped == 1 and stats.processed == 1
+    assert stats.first_partials == 1 and stats.partials_dropped >= 2
+
+
+def test_a_looping_preview_is_no_partial_text():
+    """A partial that is one word over and over (a decoder loop on too little audio) is not shown, and the
+    segment keeps asking for its first partial text."""
+
+    class Loop:
+        name, version, language = "loop", "test", "en"
+
+        def transcribe(self, samples, offset_s=0.0):
+            return Transcript("Him, him, him, him,", ())
+
+    got, done = [], threading.Event()
+    worker = TranscriptionWorker(Loop(), lambda i, t: done.set(), on_partial=lambda i, t: got.append(t.text))
+    assert worker.submit_partial(5, np.zeros(TARGET_RATE_HZ, np.float32), 0.0)
+    worker.submit(6, np.zeros(TARGET_RATE_HZ, np.float32), 0.0)  # after the partial: it goes first
+    assert done.wait(5)
+    assert worker.wants_partial(5) and not any(t.strip() for t in got)
+    worker.close()
+    assert worker.stats().first_partials == 0
 
 
 def test_a_worker_without_on_partial_takes_no_partial_jobs():
@@ -112,7 +160,8 @@ def test_moonshine_partial_text_of_the_speech_so_far_begins_like_the_final_text(
             if not ev.final and ev.audio is not None:
                 interims.append(ev)
     assert interims, "no interim label carried audio"
-    mid = interims[len(interims) // 2]
+    long = [ev for ev in interims if len(ev.audio) >= 1.5 * TARGET_RATE_HZ]  # a first preview may be one word
+    mid = long[len(long) // 2]
     assert mid.audio_start <= mid.start + 1e-6 and len(mid.audio) / TARGET_RATE_HZ >= mid.end - mid.start - 0.05
     moonshine = MoonshineTranscriber(package_model_dir(), cpu_threads=2)
     part = moonshine.transcribe(mid.audio, mid.audio_start)
@@ -158,3 +207,26 @@ def test_live_view_shows_partial_text_and_both_speakers_of_an_overlap():
     view(ev(0, 0.0, 3.0, "Speaker 1", True, "so the plan is fine"))
     turn = view._last_turns(None)[0]
     assert (turn.text, turn.partial) == ("so the plan is fine", False)
+
+
+def test_live_pyannote_session_streams_partial_text_of_the_region_in_progress(tmp_path, campplus):
+    """With ``segmenter="pyannote"`` live and a recogniser, regions being spoken get not-final events with
+    text before their final label (speech heard but never made final may have some too: the console drops
+    those), a final label never carries partial text, and every final region gets final text."""
+    audio = read_audio(EXAMPLES / "meeting.wav")
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, audio[: 12 * TARGET_RATE_HZ], TARGET_RATE_HZ)
+    sink = ListSink()
+    session = LiveSession(RealtimeFileSource(clip, speed=4.0), campplus, [], TH, transcriber=GatedRecogniser(),
+                          sinks=[sink], live=True, segmenter="pyannote")
+    session.run()
+    partial = [e for e in sink.events if not e.final and e.text]
+    assert partial, "no partial text"
+    first_final: dict[int, int] = {}
+    for k, e in enumerate(sink.events):
+        if e.final:
+            first_final.setdefault(e.id, k)
+    previewed = {e.id for e in partial} & set(first_final)
+    assert previewed, "no final region had partial text"
+    assert all(sink.events[first_final[i]].text == "" for i in first_final)
+    assert all(session.pipeline.latest[i].text for i in first_final)

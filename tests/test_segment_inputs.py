@@ -87,9 +87,9 @@ def _live(samples: np.ndarray, rate: int = RATE) -> list:
 
 
 def test_live_handles_bad_input(clips) -> None:
-    """The live labeller gives nothing for 0.3 s and silence, at least four speakers for five people, and a
-    one-line AudioError (not a crash deep inside) for 8 kHz frames."""
-    for k in ("short03", "silence"):
+    """The live labeller gives nothing for 0.3 s, silence and a pure tone, at least four speakers for five
+    people, and a one-line AudioError (not a crash deep inside) for 8 kHz frames."""
+    for k in ("short03", "silence", "tone"):
         assert _live(sf.read(clips[k], dtype="float32")[0]) == [], k
     assert len({e.speaker for e in _live(sf.read(clips["five"], dtype="float32")[0])}) >= 4
     with pytest.raises(AudioError, match="16 kHz"):
@@ -107,3 +107,15 @@ def test_listen_reports_no_speech_in_one_line(clips, tmp_path) -> None:
     assert "Traceback" not in r.stderr
     assert "no speech" in r.stderr
     assert not [json.loads(line) for line in r.stdout.splitlines() if line.strip() and json.loads(line).get("final")]
+
+
+def test_steady_tones_are_not_speech_like_and_speech_is() -> None:
+    """The spectral-flux check that keeps tones from becoming speakers scores a tone, a sawtooth and a held
+    chord below MIN_SPECTRAL_FLUX and every LibriSpeech clip of the five speakers above it."""
+    from idme.segment.live import MIN_SPECTRAL_FLUX, spectral_flux
+
+    t = np.arange(3 * RATE) / RATE
+    tones = [np.sin(2 * np.pi * 440 * t), sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 20)),
+             sum(np.sin(2 * np.pi * f * t) for f in (262, 330, 392))]
+    assert all(spectral_flux(0.1 * x) < MIN_SPECTRAL_FLUX for x in tones)
+    assert all(spectral_flux(_read(n)) > 5 * MIN_SPECTRAL_FLUX for n in FIVE)

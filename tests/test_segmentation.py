@@ -14,9 +14,9 @@ from idme.embed.campplus import CampPlusEmbedder
 from idme.eval.der import read_rttm, score_segments, read_hypothesis
 from idme.identity.profiles import ProfileStore
 from idme.identity.thresholds import load
-from idme.segment import SpeechRegion
-from idme.segment.pyannote import (NUM_FRAMES, WINDOW_SAMPLES, PyannoteSegmenter, SegmentationModel,
-                                   decode_powerset, window_starts)
+from idme.segment import SpeechRegion, to_events
+from idme.segment.pyannote import (NUM_FRAMES, WINDOW_SAMPLES, PyannoteSegmenter, SegmentationModel, _WindowStream,
+                                   decode_powerset, label_file, window_starts)
 
 DATA = Path(__file__).parent / "data"
 # 20 s of AMI trn09 (three people, two of them often at once) and its reference, cut at 20 s.
@@ -40,6 +40,12 @@ def model() -> SegmentationModel:
 @pytest.fixture(scope="module")
 def embedder() -> CampPlusEmbedder:
     return CampPlusEmbedder()
+
+
+@pytest.fixture(scope="module")
+def clip_labels(embedder: CampPlusEmbedder) -> list:
+    """The AMI clip labelled once (shared by the tests that only read the result)."""
+    return PyannoteSegmenter(embedder, load("campplus")).label(_read(AMI_CLIP))
 
 
 def test_onnx_reproduces_pyannote_audio_on_real_speech(model: SegmentationModel) -> None:
@@ -95,11 +101,67 @@ def test_windows_cover_the_whole_signal(n: int, step: int, expected: list[int]) 
     assert window_starts(n, step).tolist() == expected
 
 
-def test_labels_a_real_meeting_with_overlap(embedder: CampPlusEmbedder) -> None:
+@pytest.mark.parametrize("n", [1_000, 159_999, 160_000, 200_000, 437_123])
+def test_window_stream_gives_the_windows_of_the_whole_signal(n: int) -> None:
+    """Read in blocks of odd sizes, a signal gives exactly window_starts' windows with the samples of the whole
+    array (zero-padded past the end of a short one), holding only about a window of it at a time."""
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    step = 40_000
+    blocks = (x[i:i + 7_919] for i in range(0, n, 7_919))
+    stream = _WindowStream(blocks, step)
+    got = list(stream)
+    assert [s for s, _, _ in got] == window_starts(n, step).tolist() and stream.n_samples == n
+    for s, window, n_valid in got:
+        assert n_valid == min(WINDOW_SAMPLES, n - s)
+        assert np.array_equal(window[:n_valid], x[s:s + n_valid]) and not window[n_valid:].any()
+
+
+def test_label_file_streams_the_recording_and_matches_the_whole_signal(
+        embedder: CampPlusEmbedder, clip_labels: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """label_file reads the recording in blocks (reading it whole is never called) and gives exactly the
+    events of labelling the whole signal at once."""
+    import idme.audio.file
+
+    def whole(*a, **k):
+        raise AssertionError("label_file read the whole file")
+
+    monkeypatch.setattr(idme.audio.file, "read_audio", whole)
+    assert label_file(AMI_CLIP, embedder, [], load("campplus")) == to_events(clip_labels, 16000)
+
+
+class _SignEmbedder:
+    """A stand-in encoder: voice "A" for clips whose mean is negative, voice "B" otherwise."""
+
+    sample_rate, dimension, min_input_s = 16000, 2, 0.5
+
+    def embed_batch(self, clips):
+        return np.array([[0.0, 1.0] if np.mean(c) > 0 else [1.0, 0.0] for c in clips], np.float32)
+
+
+def test_resegmentation_moves_frames_to_the_voice_the_audio_matches() -> None:
+    """Where one unknown label covers two voices (6 s heard as one local speaker), the frames of the
+    second voice move to the label whose centroid its 1.5 s windows match; the first voice's frames stay."""
+    from idme.segment.pyannote import FRAME_STEP_SAMPLES, _Labels
+
+    x = np.concatenate([np.full(48_000, -0.1, np.float32), np.full(48_000, 0.1, np.float32)])
+    seg = PyannoteSegmenter(_SignEmbedder(), load("campplus"))
+    labels = _Labels(["Speaker 1", "Speaker 2"], ["unknown"] * 2, [0.0, 0.0],
+                     [np.array([1.0, 0.0]), np.array([0.0, 1.0])])
+    T = len(x) // FRAME_STEP_SAMPLES
+    on = np.zeros((T, 2), bool)
+    on[:, 0] = True
+    seg.resegment(on, labels, lambda: [x], len(x))
+    centre_s = (np.arange(T) * FRAME_STEP_SAMPLES + 495) / 16000
+    assert on[centre_s < 2.2, 0].all() and not on[centre_s < 2.2, 1].any()
+    second = (centre_s > 3.8) & (centre_s < 5.9)  # the windows (every 0.75 s, 1.5 s long) end at 6 s
+    assert on[second, 1].all() and not on[second, 0].any()
+    assert (on.sum(axis=1) == 1).all()
+
+
+def test_labels_a_real_meeting_with_overlap(clip_labels: list) -> None:
     """On 20 s of a real AMI meeting the segmenter labels overlapping speech of two people at once and
     scores a DER (±0.25 s collar, overlap counted) of at most 25% (webrtc path, one label per frame: ~40%)."""
-    seg = PyannoteSegmenter(embedder, load("campplus"))
-    events = seg.events(_read(AMI_CLIP))
+    events = to_events(clip_labels, 16000)
     assert events and all(set(e) == {"id", "start", "end", "speaker", "kind", "score", "final", "latency_ms",
                                       "text"} for e in events)
     assert all(e["kind"] == "unknown" and e["speaker"].startswith("Speaker ") for e in events)
@@ -180,10 +242,10 @@ def test_eval_meetings_cli_scores_overlapping_labels(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--segmenter" in bad.stderr
 
 
-def test_overlap_flag_marks_regions_that_share_time(embedder: CampPlusEmbedder) -> None:
+def test_overlap_flag_marks_regions_that_share_time(clip_labels: list) -> None:
     """On the AMI clip some regions are flagged as overlapped, and each flagged region shares time with a
     region of another speaker while unflagged ones share none."""
-    regions = PyannoteSegmenter(embedder, load("campplus")).regions(_read(AMI_CLIP))
+    regions = [r.region for r in clip_labels]
     assert any(r.overlap for r in regions)
     for r in regions:
         shares = any(o.speaker != r.speaker and o.start_sample < r.end_sample and r.start_sample < o.end_sample

@@ -214,6 +214,8 @@ class Idme:
         transcriber, hint = (make_transcriber(self.settings.asr, self.settings.asr_model) if transcribe
                              else (None, None))
         th = self.thresholds()
+        # The tracker's Me / named decisions use the calibrated LLR verify uses (issue 12), when there is one.
+        calibration = self.calibration()
         if source is None:
             source = open_source(file=file, realtime=realtime, device=device,
                                  **({"speed": speed} if realtime else {}))
@@ -237,6 +239,8 @@ class Idme:
                     extra["segmenter"] = {"name": _check_segmenter(segmenter), "latency_s": latency_s}
                 if min_speakers is not None or max_speakers is not None:
                     extra["speakers"] = {"min": min_speakers, "max": max_speakers}
+                if calibration is not None:
+                    extra["calibration"] = {"encoder": calibration.encoder, "threshold": calibration.threshold}
                 if file is not None:
                     # the RTTM file id a reference for this recording uses
                     extra["uri"] = Path(file).stem if str(file) != "-" else "stdin"
@@ -244,7 +248,8 @@ class Idme:
                 writer = self.sessions.create(settings, models, source=settings["source"])
             session = LiveSession(source, self.embedder, profiles, th, transcriber=transcriber, sinks=sinks,
                                   writer=writer, live=live, options=options,
-                                  segmenter=_check_segmenter(segmenter), latency_s=latency_s)
+                                  segmenter=_check_segmenter(segmenter), latency_s=latency_s,
+                                  calibration=calibration)
         except BaseException:
             if writer is not None:
                 writer.close()
@@ -561,7 +566,8 @@ class Idme:
         segmenter: "webrtc" (default) or "pyannote" (overlap-aware file mode, ``idme.segment.pyannote``)."""
         from .eval.meetings import evaluate
 
-        return evaluate(dirs, self.embedder, self.thresholds(), hyp_dir, say, segmenter=_check_segmenter(segmenter))
+        return evaluate(dirs, self.embedder, self.thresholds(), hyp_dir, say, segmenter=_check_segmenter(segmenter),
+                        calibration=self.calibration())
 
     def label_file(self, path: str | os.PathLike[str], segmenter: str = "pyannote") -> list[dict[str, Any]]:
         """Labels a whole recording with this home's profiles and thresholds: ``listen --json`` event dicts
@@ -569,7 +575,7 @@ class Idme:
         from .eval.meetings import label_file
 
         return label_file(Path(path), self.embedder, self.profiles.all(), self.thresholds(),
-                          _check_segmenter(segmenter))
+                          _check_segmenter(segmenter), self.calibration())
 
     def calibrate(self, lists: Sequence[Path], far: float = 0.001, test_seconds: float | None = None,
                   cache_dir: Path | None = None, dry_run: bool = False, progress=None):

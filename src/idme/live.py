@@ -103,7 +103,7 @@ class LiveSession:
     def __init__(self, source: AudioSource, embedder: Embedder, profiles: Sequence[Profile],
                  thresholds: Thresholds, *, transcriber: Transcriber | None = None, sinks: Sequence[Any] = (),
                  writer: Any = None, live: bool | None = None, options: LabelOptions = LabelOptions(),
-                 segmenter: str = "webrtc", latency_s: float = 2.0) -> None:
+                 segmenter: str = "webrtc", latency_s: float = 2.0, calibration: Any = None) -> None:
         self.source = source
         self.embedder = embedder
         self.thresholds = thresholds
@@ -115,7 +115,9 @@ class LiveSession:
         self.notes: list[str] = []
         #: Telephone-rate audio: profiles enrolled at <= 8 kHz are held to ``thresholds.narrowband``.
         self.narrowband = is_narrowband(source)
-        self.tracker = SpeakerTracker(list(profiles), embedder.dimension, thresholds, narrowband=self.narrowband)
+        #: ``calibration``: the tracker's Me / named decisions on calibrated LLRs (``Idme.calibration``).
+        self.tracker = SpeakerTracker(list(profiles), embedder.dimension, thresholds, narrowband=self.narrowband,
+                                      calibration=calibration)
         #: "webrtc" (VAD chunks + change split, one speaker at a time) or "pyannote" (rolling-buffer
         #: segmentation-3.0, overlapping speakers, final labels ``latency_s`` after the speech).
         self.segmenter = segmenter

@@ -10,8 +10,9 @@ Threads and queues (all bounded)::
   on a full queue (backpressure); a microphone drops its oldest block inside its own queue instead.
 * The labeller thread segments (VAD + speaker-change split), embeds and decides. Labels never wait for
   transcription: finished segments are handed to the ASR worker and their text arrives as a later update.
-  Live, interim labels also carry the segment so far as a low-priority partial request: the worker takes
-  it only when idle (``TranscriptionWorker.submit_partial``), and its text comes back as a not-final event.
+  Live, interim labels also carry the segment so far as a partial request (``TranscriptionWorker.submit_partial``:
+  a segment's first partial goes before queued final text, later ones only when no final text waits), and
+  its text comes back as a not-final event.
 * One stop event plus an end-of-stream sentinel passed down the chain; every thread is joined. ``stop()``
   (the first Ctrl+C) stops the source, then everything already heard is labelled, re-clustered and saved.
   ``abort()`` (the second) ends at once: no further labelling, re-clustering or transcription; events
@@ -70,10 +71,15 @@ class LabelOptions:
     #: ``partial_window_s`` at most, bounding the cost of a partial in monologues); 0 turns partial text off.
     partial_window_s: float = 8.0
     #: Live with a recogniser, the first interim label (and partial text request) comes after this much
-    #: speech instead of ``interim_min_s``, so that text shows within ~1.5 s of the speech starting
-    #: (bench/live_text.py: at 1.5 s the first partial came 1.7 s after the start, p50). Until the segment
-    #: is ``2 * interim_min_s`` long, interim labels then come every ``interim_every_s / 2``.
-    partial_min_s: float = 0.9
+    #: speech (VAD pre-roll included) instead of ``interim_min_s``, so that text shows within ~1.5 s of the
+    #: speech starting (bench/live_text.py). Moonshine gave text for 69% of meetings-dev segments at 0.6 s,
+    #: 92% at 0.9 s; the worker asks for 0.9 s while its partial jobs run slowly (transcribe/worker.py). Until
+    #: the segment is ``2 * interim_min_s`` long, interim labels then come every ``interim_every_s / 2``.
+    partial_min_s: float = 0.6
+    #: Live with a recogniser, while the segment has no partial text yet (the first came back empty, or the
+    #: recogniser was busy) and the recogniser is free for it, the speech so far is offered again after this
+    #: much more audio, with the last interim's label (no new embedding).
+    partial_retry_s: float = 0.2
     #: Live sessions re-cluster every this many seconds of audio (files re-cluster once at the end).
     recluster_every_s: float = 60.0
     #: Bounds on the number of speakers the final re-clustering leaves (``listen --num-speakers`` etc.);
@@ -164,6 +170,11 @@ class Labeller:
         #: Attach the open chunk's audio to interim labels, for partial text (set by Pipeline when a
         #: recogniser runs live).
         self.partial_audio = False
+        #: Set by Pipeline with a live recogniser: ``partial_wanted(seg_id)`` is True while that segment has no
+        #: partial text yet and the recogniser would take a request for it now (see ``partial_retry_s``).
+        self.partial_wanted: Callable[[int], bool] | None = None
+        self._partial_last_end = 0.0  # stream end (s) of the last partial request
+        self._last_interim: SegmentEvent | None = None
         #: Set after each re-clustering: the speakers' voiceprints are worth saving again.
         self.speakers_changed = False
 
@@ -236,7 +247,7 @@ class Labeller:
             else:
                 sid = self._next_id
                 self._next_id += 1
-            decision = self.tracker.decide(sid, emb, end - start, start)
+            decision = self.tracker.decide(sid, emb, end - start, start, samples=piece)
             self.times.decide += time.perf_counter() - t0
             seg = _Segment(sid, start, end, decision)
             prev = self.segments[self._order[-1]] if self._order else None
@@ -280,22 +291,33 @@ class Labeller:
             # Partial text on: early in a segment, refresh twice as often, so that a first partial that
             # came back empty (under a second of speech) is soon followed by one that is not.
             every_s = every_s / 2
+        last = self._last_interim
         if end_s - self._interim_last_end < every_s:
-            return []
-        cur = self.chunker.current_tail(int(self.opt.interim_window_s * TARGET_RATE_HZ))
-        if cur is None:
-            return []
-        self._interim_last_end = cur.end_s
-        if self._interim_id is None:
-            self._interim_id = self._next_id
-            self._next_id += 1
-        tail = cur.samples
-        d = self.tracker.peek(self._embed(tail), len(tail) / TARGET_RATE_HZ)
-        start = max(start_sample / TARGET_RATE_HZ, self._last_end)
-        arrived = self._arrival_of(end_sample)
-        latency = None if arrived is None else (self.clock() - arrived) * 1000.0
-        ev = SegmentEvent(self._interim_id, start, end_s, d.label, d.kind, d.score, False, latency)
+            # No label due. Partial text on and none yet for this segment, the recogniser free for it: offer
+            # the speech so far again (the last interim's label, no new embedding).
+            if not (self.partial_audio and self.partial_wanted is not None and last is not None
+                    and last.id == self._interim_id and end_s - self._partial_last_end >= self.opt.partial_retry_s
+                    and self.partial_wanted(last.id)):
+                return []
+            start = max(start_sample / TARGET_RATE_HZ, self._last_end)
+            ev = SegmentEvent(last.id, start, end_s, last.speaker, last.kind, last.score, False, None)
+        else:
+            cur = self.chunker.current_tail(int(self.opt.interim_window_s * TARGET_RATE_HZ))
+            if cur is None:
+                return []
+            self._interim_last_end = cur.end_s
+            if self._interim_id is None:
+                self._interim_id = self._next_id
+                self._next_id += 1
+            tail = cur.samples
+            d = self.tracker.peek(self._embed(tail), len(tail) / TARGET_RATE_HZ, samples=tail)
+            start = max(start_sample / TARGET_RATE_HZ, self._last_end)
+            arrived = self._arrival_of(end_sample)
+            latency = None if arrived is None else (self.clock() - arrived) * 1000.0
+            ev = SegmentEvent(self._interim_id, start, end_s, d.label, d.kind, d.score, False, latency)
+            self._last_interim = ev
         if self.partial_audio and self.opt.partial_window_s > 0:
+            self._partial_last_end = end_s
             # The chunk so far (from the start this segment will have), for the recogniser's partial text.
             keep = min(end_sample - int(round(start * TARGET_RATE_HZ)),
                        int(self.opt.partial_window_s * TARGET_RATE_HZ))
@@ -504,6 +526,9 @@ class Pipeline:
 
     #: Events handed to the sink at once, at most (a burst of corrections becomes one batch).
     max_batch = 256
+    #: Live, the transcription thread runs this much nicer than the labelling threads (Linux; best effort),
+    #: so that on a busy machine labels get the CPU first: text is what waits (bench/live_text.py).
+    transcribe_nice = 5
 
     def __init__(self, source: AudioSource, labeller: Labeller, sink: Callable[[SegmentEvent], None],
                  transcriber: Transcriber | None = None, queue_blocks: int = 64, block_s: float | None = None,
@@ -621,11 +646,13 @@ class Pipeline:
 
     def _emit(self, ev: SegmentEvent) -> None:
         if not ev.final and ev.audio is not None:
-            # An interim label carrying the chunk so far: ask for partial text (refused at once when the
-            # recogniser is busy with final text), and keep the audio away from the sinks.
+            # An interim label carrying the chunk so far: ask for partial text (it waits in the segment's slot,
+            # see TranscriptionWorker.submit_partial), and keep the audio away from the sinks.
             if self._worker is not None:
                 self._worker.submit_partial(ev.id, ev.audio, ev.audio_start)
             ev = replace(ev, audio=None)
+        elif ev.final and ev.audio is not None and self._worker is not None:
+            self._worker.drop_partial(ev.id)  # the segment ended: its partial text would come too late
         self._put(self._out, ev)
         if ev.final and ev.audio is not None and self._worker is not None:
             self._turn.add(ev)
@@ -664,8 +691,11 @@ class Pipeline:
 
             live = self.labeller.live
             self._worker = TranscriptionWorker(self.transcriber, self._on_text, block_when_full=not live,
-                                               on_partial=self._on_partial if live else None)
+                                               on_partial=self._on_partial if live else None,
+                                               nice=self.transcribe_nice if live else 0)
             self.labeller.partial_audio = live
+            if live:
+                self.labeller.partial_wanted = self._worker.wants_partial
             self._turn = _TurnBuffer(self._submit_turn, self.labeller.opt.fill_gap_s, self.max_turn_s)
         threads = [threading.Thread(target=self._read, name="idme-source", daemon=True),
                    threading.Thread(target=self._label, name="idme-label", daemon=True)]

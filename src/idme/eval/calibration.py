@@ -429,13 +429,22 @@ def fit(sets: Sequence[TrialSet], encoder: str, far: float, provenance: dict,
 
 # -- the whole procedure: ``idme eval calibrate --quality`` and bench/calibration.py ----------------------
 
-#: Trial data. librispeech-test-other's 10 speakers (10 utterances each) are split by speaker: the
-#: alternate speakers in sorted id order starting with the first (1688, 2033, 2609, 3080, 367) fit, the others
-#: (1998, 2414, 3005, 3331, 533) are held out. Their cross-utterance target trials are the only ones here:
-#: librispeech-train-clean-100 has one utterance per speaker, whose halves (one session) score far higher
-#: than two recordings of a voice do, so its 126 speakers add non-target trials only (half vs half).
+#: Trial data, split by speaker (never by utterance) between fitting and checking:
+#: - librispeech-test-other (10 speakers x 10 utterances): cross-utterance trials of ``HELDOUT_LIST``; the
+#:   alternate speakers in sorted id order starting with the first (1688, 2033, 2609, 3080, 367) fit, the
+#:   others (1998, 2414, 3005, 3331, 533) are checked.
+#: - librispeech-train-clean-100 (126 speakers, one 1.6-17 s utterance each), split the same way (alternate
+#:   speakers in sorted id order): a speaker with at least ``SESSION_MIN_SPEECH_S`` of speech gives one target
+#:   trial, the first half of its speech vs the second half (*same session*, non-overlapping parts: an
+#:   easier target than two recordings of a voice); every speaker of a group gives non-target trials, first
+#:   half of one vs second half of another of the same group.
 HELDOUT_LIST = "librispeech-test-other/trials.txt"
 TRAIN_DIR = "librispeech-train-clean-100"
+#: Speech (after VAD) a train-clean-100 utterance needs to give a same-session target: two halves of >= 4 s,
+#: so that the 1-4 s test crops are crops of the second half. 102 of the 126 speakers have it.
+SESSION_MIN_SPEECH_S = 8.0
+#: The trial sources, as the per-source reports name them.
+CROSS, SESSION = "test-other (cross-utterance)", "train-clean-100 (same session)"
 
 
 def speaker_of(side: Side) -> str:
@@ -449,30 +458,61 @@ def split_speakers(pairs: Sequence[tuple[Side, Side, bool]]) -> tuple[set[str], 
     return set(spk[0::2]), set(spk[1::2])
 
 
+def session_pairs(files: Sequence[Path], long_enough: Callable[[Path], bool],
+                  n_nontarget: int | None = None, seed: int = 0) -> list[tuple[Side, Side, bool]]:
+    """Trials among one-utterance speakers ``files``: first half vs second half of each file that is
+    ``long_enough`` = target (same session); first half of i vs second half of j != i = non-target (all of
+    them, or ``n_nontarget`` drawn without replacement, seeded)."""
+    n = len(files)
+    out = [(Side(f, 0), Side(f, 1), True) for f in files if long_enough(f)]
+    cross = [(i, j) for i in range(n) for j in range(n) if i != j]
+    if n_nontarget is not None and n_nontarget < len(cross):
+        pick = np.random.default_rng(seed).choice(len(cross), size=n_nontarget, replace=False)
+        cross = [cross[k] for k in sorted(pick)]
+    return out + [(Side(files[i], 0), Side(files[j], 1), False) for i, j in cross]
+
+
+def pooled(sets: Sequence[TrialSet]) -> TrialSet:
+    """One TrialSet of several of the same condition (e.g. both trial sources)."""
+    cat = lambda a: np.concatenate([getattr(ts, a) for ts in sets])  # noqa: E731
+    return TrialSet(sets[0].condition, cat("cosine"), cat("labels"), cat("speech_s"), cat("test_narrowband"),
+                    cat("snr_db"), cat("profile_narrowband"))
+
+
 @dataclass(frozen=True)
 class QualityFit:
     """A fitted calibration and its per-condition figures on the training and the held-out trials."""
 
     calibration: QualityCalibration
-    #: condition name -> condition_report(...) at the calibration's threshold.
+    #: condition name -> condition_report(...) at the calibration's threshold (all sources pooled).
     train: dict[str, dict]
     heldout: dict[str, dict]
     #: held-out: condition name -> FAR / FRR of the raw cosine at the shipped bar (``accept_for``).
     heldout_cosine: dict[str, dict]
+    #: held-out, per trial source (CROSS, SESSION): condition name -> condition_report(...).
+    heldout_by_source: dict[str, dict[str, dict]] = field(default_factory=dict)
+    #: held-out: condition name -> condition_report of the ``baseline`` calibration at its own threshold.
+    heldout_baseline: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"calibration": self.calibration.to_dict(), "train": self.train, "heldout": self.heldout,
-                "heldout_cosine": self.heldout_cosine}
+                "heldout_cosine": self.heldout_cosine, "heldout_by_source": self.heldout_by_source,
+                "heldout_baseline": self.heldout_baseline}
 
 
 def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_nontarget: int = 4000,
                 conditions: Sequence[Condition] | None = None, command: str = "",
                 progress: Callable[[int, int], None] | None = None, thresholds=None,
-                swap: bool = False) -> QualityFit:
-    """Builds degraded trials from ``data`` (``TRAIN_DIR`` speakers to fit, ``HELDOUT_LIST`` speakers to
-    check), fits the QMF, puts its threshold at FAR ``far`` in every training condition, and reports each
-    condition on both. ``thresholds``: cosine bars to report alongside (``Thresholds``), or None.
-    swap: fit on the held-out speakers and check on the fitting ones (the other fold of the split)."""
+                swap: bool = False, same_session: bool = True,
+                baseline: QualityCalibration | None = None) -> QualityFit:
+    """Builds degraded trials from ``data``, fits the QMF on the fitting speakers, puts its threshold where
+    the most training conditions meet FAR ``far`` and FRR 5%, and reports each condition on both speaker
+    groups. ``thresholds``: cosine bars to report alongside (``Thresholds``), or None.
+    swap: fit on the held-out speakers and check on the fitting ones (the other fold of the split).
+    same_session: the train-clean-100 speakers are split too and give same-session targets and within-group
+    non-targets to both sides (False: the earlier pool, all 126 speakers as ``n_nontarget`` fitting
+    non-targets and test-other alone held out). baseline: another calibration to report on the held-out
+    trials (e.g. the shipped one), at its own threshold."""
     from .metrics import rates_at
 
     data = Path(data)
@@ -483,40 +523,63 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
     conds = list(conditions or condition_grid())
     listed = list_pairs(list_path)
     fit_spk, held_spk = split_speakers(listed)
-    if swap:  # the other fold: how much the figures depend on which five speakers fit
-        fit_spk, held_spk = held_spk, fit_spk
+    tc_spk = sorted({speaker_of(Side(f)) for f in train_files})
+    tc_fit, tc_held = set(tc_spk[0::2]), set(tc_spk[1::2])
+    if swap:  # the other fold: how much the figures depend on which speakers fit
+        fit_spk, held_spk, tc_fit, tc_held = held_spk, fit_spk, tc_held, tc_fit
     within = lambda group: [p for p in listed if speaker_of(p[0]) in group and speaker_of(p[1]) in group]  # noqa: E731
-    extra_non = [p for p in half_pairs(train_files, n_nontarget, seed=0) if not p[2]]
-    train_pairs, held_pairs = within(fit_spk) + extra_non, within(held_spk)
     cache = FeatureCache(embedder, cache_dir)
-    total, done = len(conds) * (len(train_pairs) + len(held_pairs)), [0]
+    long_enough = lambda f: len(cache.speech(Side(f))) >= SESSION_MIN_SPEECH_S * 16000  # noqa: E731
+    if same_session:
+        tc_pairs = {g: session_pairs([f for f in train_files if speaker_of(Side(f)) in grp], long_enough)
+                    for g, grp in (("fit", tc_fit), ("held", tc_held))}
+    else:
+        tc_pairs = {"fit": [p for p in half_pairs(train_files, n_nontarget, seed=0) if not p[2]], "held": []}
+    sources = {"fit": [(CROSS, within(fit_spk)), (SESSION, tc_pairs["fit"])],
+               "held": [(CROSS, within(held_spk)), (SESSION, tc_pairs["held"])]}
+    total = len(conds) * sum(len(p) for side in sources.values() for _, p in side)
+    done = [0]
 
     def tick() -> None:
         done[0] += 1
         if progress is not None and done[0] % 500 == 0:
             progress(done[0], total)
 
-    train = [build(train_pairs, c, cache, tick) for c in conds]
-    held = [build(held_pairs, c, cache, tick) for c in conds]
-    n_t = sum(p[2] for p in train_pairs)
-    prov = {"data": f"{HELDOUT_LIST} speakers {sorted(fit_spk)} ({n_t} target + {len(within(fit_spk)) - n_t} "
-                    f"non-target trials per condition) + {TRAIN_DIR} ({len(train_files)} speakers, {len(extra_non)} "
-                    "non-target half-vs-half trials per condition)",
-            "heldout": f"{HELDOUT_LIST} speakers {sorted(held_spk)} ({len(held_pairs)} trials per condition), "
-                       "never seen in fitting",
+    built = {side: {src: [build(p, c, cache, tick) for c in conds] for src, p in lst if p}
+             for side, lst in sources.items()}
+    train = [pooled([built["fit"][s][k] for s in built["fit"]]) for k in range(len(conds))]
+    held = [pooled([built["held"][s][k] for s in built["held"]]) for k in range(len(conds))]
+
+    def describe(lst: list) -> str:
+        parts = []
+        for src, p in lst:
+            if p:
+                nt = sum(x[2] for x in p)
+                parts.append(f"{src}: {nt} target + {len(p) - nt} non-target trials per condition")
+        return "; ".join(parts)
+
+    prov = {"data": f"fit on {HELDOUT_LIST} speakers {sorted(fit_spk)} and {TRAIN_DIR} speakers "
+                    f"{sorted(tc_fit) if same_session else 'all ' + str(len(train_files)) + ' (non-targets only)'}"
+                    f" ({describe(sources['fit'])})",
+            "heldout": f"{HELDOUT_LIST} speakers {sorted(held_spk)}"
+                       + (f" and {TRAIN_DIR} speakers {sorted(tc_held)}" if same_session else "")
+                       + f" ({describe(sources['held'])}), never seen in fitting",
+            "same_session_targets": (f"{TRAIN_DIR} utterances with >= {SESSION_MIN_SPEECH_S:g} s of speech: first "
+                                     "half vs second half (same session: easier than cross-utterance)")
+            if same_session else "none",
             "conditions": [c.name for c in conds],
             "degradation": "test side: white noise, then 8 kHz channel (soxr + StreamResampler), then middle crop; "
                            "features measured on the degraded speech as verify.check does",
             "operating_point": f"the LLR threshold meeting FAR <= {far:g} and FRR <= 0.05 in the most training "
-                               "conditions",
+                               "conditions (both sources pooled)",
             "command": command, "encoder": f"{embedder.name}@{embedder.version}"}
     cal = fit(train, f"{embedder.name}@{embedder.version}", far, prov)
 
-    def rep(sets: list[TrialSet]) -> dict[str, dict]:
+    def rep(sets: list[TrialSet], c: QualityCalibration = cal) -> dict[str, dict]:
         out = {}
         for ts in sets:
-            llr = cal.llr(ts.cosine, ts.speech_s, ts.test_narrowband, ts.snr_db, ts.profile_narrowband)
-            out[ts.condition.name] = condition_report(llr[ts.labels], llr[~ts.labels], cal.threshold)
+            llr = c.llr(ts.cosine, ts.speech_s, ts.test_narrowband, ts.snr_db, ts.profile_narrowband)
+            out[ts.condition.name] = condition_report(llr[ts.labels], llr[~ts.labels], c.threshold)
         return out
 
     cos = {}
@@ -525,4 +588,5 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
             bar = thresholds.accept_for(True, ts.condition.enroll_narrowband, bool(np.mean(ts.test_narrowband) > 0.5))
             fa, fr = rates_at(ts.cosine[ts.labels], ts.cosine[~ts.labels], bar)
             cos[ts.condition.name] = {"threshold": bar, "far": fa, "frr": fr}
-    return QualityFit(cal, rep(train), rep(held), cos)
+    by_source = {src: rep(sets) for src, sets in built["held"].items()}
+    return QualityFit(cal, rep(train), rep(held), cos, by_source, rep(held, baseline) if baseline else {})

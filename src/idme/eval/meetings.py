@@ -48,11 +48,12 @@ def find_recordings(dirs: Sequence[Path]) -> list[tuple[str, Path]]:
 
 
 def label_file(path: Path, embedder: Embedder, profiles: list[Profile], th: Thresholds,
-               segmenter: str = "webrtc") -> list[dict[str, Any]]:
+               segmenter: str = "webrtc", calibration: Any = None) -> list[dict[str, Any]]:
     """Labels a recording as ``idme listen --file PATH --json`` does; returns its events in emission order.
 
     segmenter: "webrtc" (the live pipeline, one label per instant) or "pyannote" (``idme.segment.pyannote``,
-    file mode; events of different speakers may overlap in time)."""
+    file mode; events of different speakers may overlap in time). calibration: the webrtc tracker's Me / named
+    decisions on calibrated LLRs (``Idme.calibration``); None: on cosine thresholds."""
     if segmenter == "pyannote":
         from ..segment.pyannote import label_file as label_segmented
 
@@ -62,7 +63,7 @@ def label_file(path: Path, embedder: Embedder, profiles: list[Profile], th: Thre
     from ..sinks import ListSink
 
     sink = ListSink()
-    LiveSession(open_source(file=path), embedder, profiles, th, sinks=[sink]).run()
+    LiveSession(open_source(file=path), embedder, profiles, th, sinks=[sink], calibration=calibration).run()
     return sink.dicts()
 
 
@@ -81,7 +82,7 @@ def _write_hyp(path: Path, events: list[dict[str, Any]]) -> None:
 
 
 def eval_meeting(mdir: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path | None = None,
-                 segmenter: str = "webrtc") -> dict[str, Any]:
+                 segmenter: str = "webrtc", calibration: Any = None) -> dict[str, Any]:
     """Enrols ``me`` and each ``named`` person of ``meta.json`` into a temporary store, labels meeting.wav,
     scores it (score_meeting.py's dict) and adds ``labels`` (final label -> segments)."""
     from ..errors import IdmeError
@@ -105,7 +106,7 @@ def eval_meeting(mdir: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path |
                 raise IdmeError(f"{mdir / 'meta.json'}: no enrollment clips for {who!r} under 'enroll'")
             takes, rates = read_takes([mdir / f for f in clips[who]])
             enroll(store, embedder, who, takes, th, native_rates=rates)
-        events = label_file(mdir / "meeting.wav", embedder, store.all(), th, segmenter)
+        events = label_file(mdir / "meeting.wav", embedder, store.all(), th, segmenter, calibration)
     if hyp_dir is not None:
         _write_hyp(hyp_dir / f"{mdir.name}.jsonl", events)
     if segmenter != "webrtc":  # overlapping labels are simultaneous speakers, not later corrections
@@ -118,7 +119,8 @@ def eval_meeting(mdir: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path |
 
 
 def eval_rttm_set(d: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path | None = None,
-                  tick: Callable[[str], None] | None = None, segmenter: str = "webrtc") -> dict[str, Any]:
+                  tick: Callable[[str], None] | None = None, segmenter: str = "webrtc",
+                  calibration: Any = None) -> dict[str, Any]:
     """Labels every recording of an RTTM(+UEM) set with nobody enrolled; returns score_rttm_set's dict."""
     from ..errors import AudioError
     from .der import read_rttm, read_uem, score_rttm_set
@@ -134,7 +136,7 @@ def eval_rttm_set(d: Path, embedder: Embedder, th: Thresholds, hyp_dir: Path | N
             raise AudioError(f"{d}: no audio for file id {fid!r} (looked for {fid}.wav/.flac/.ogg/.mp3)")
         if tick is not None:
             tick(fid)
-        hyp[fid] = label_file(audio, embedder, [], th, segmenter)
+        hyp[fid] = label_file(audio, embedder, [], th, segmenter, calibration)
         labels[fid] = label_counts(hyp[fid])
         if hyp_dir is not None:
             _write_hyp(hyp_dir / d.name / f"{fid}.jsonl", hyp[fid])
@@ -162,7 +164,8 @@ def mean_over(meetings: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate(dirs: Sequence[Path], embedder: Embedder, th: Thresholds, hyp_dir: Path | None = None,
-             say: Callable[[str], None] | None = None, segmenter: str = "webrtc") -> dict[str, Any]:
+             say: Callable[[str], None] | None = None, segmenter: str = "webrtc",
+             calibration: Any = None) -> dict[str, Any]:
     """``idme eval meetings``: every meeting and RTTM set found under ``dirs``, labelled and scored."""
     from dataclasses import asdict
 
@@ -171,12 +174,12 @@ def evaluate(dirs: Sequence[Path], embedder: Embedder, th: Thresholds, hyp_dir: 
     for kind, d in find_recordings(dirs):
         if kind == "meeting":
             say(f"labelling {d} …")
-            meetings.append(eval_meeting(d, embedder, th, hyp_dir, segmenter))
+            meetings.append(eval_meeting(d, embedder, th, hyp_dir, segmenter, calibration))
         else:
             sets.append(eval_rttm_set(d, embedder, th, hyp_dir, tick=lambda fid, d=d: say(f"labelling {d}/{fid} …"),
-                                      segmenter=segmenter))
+                                      segmenter=segmenter, calibration=calibration))
     return {"encoder": {"name": embedder.name, "version": embedder.version}, "thresholds": asdict(th),
-            "segmenter": segmenter,
+            "segmenter": segmenter, "calibrated": calibration is not None,
             "meetings": meetings, "rttm_sets": sets,
             "overall": {"meetings_mean": mean_over(meetings) if meetings else None,
                         "rttm_sets_pooled": {s["name"]: s["pooled"] for s in sets}}}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -147,7 +148,9 @@ class FlatGallery(_FaissGallery):
 class IvfPqGallery(_FaissGallery):
     """IVF-PQ candidates re-ranked exactly: ``nprobe`` of ``nlist`` lists are scanned with PQ codes of ``m``
     sub-vectors (4-bit fast-scan by default, ``fast_scan=False`` for classic ``nbits``-bit codes), and the
-    best ``rerank`` candidates are re-scored against the float32 vectors.
+    best ``rerank`` candidates are re-scored against the float32 vectors. With ``opq`` (the default) the
+    vectors are first rotated by a trained orthogonal matrix (OPQ) that balances the variance across the
+    sub-vectors; a rotation keeps inner products, so the coarse lists and the re-ranked scores are the same.
 
     The index must be trained before vectors are added: ``build(keys, vectors)`` trains on (a sample of)
     the vectors it is given and adds them. Later ``add`` calls reuse the trained lists.
@@ -155,53 +158,92 @@ class IvfPqGallery(_FaissGallery):
 
     kind = "faiss-ivfpq"
 
-    def __init__(self, dimension: int, nlist: int, m: int = 48, nprobe: int | None = None, rerank: int = 200,
-                 nbits: int = 4, fast_scan: bool = True) -> None:
+    def __init__(self, dimension: int, nlist: int, m: int = 32, nprobe: int | None = None, rerank: int = 200,
+                 nbits: int = 4, fast_scan: bool = True, opq: bool = True) -> None:
         super().__init__(dimension)
         if self.dimension % m:
             raise GalleryError(f"m={m} must divide the dimension {self.dimension}")
-        # nprobe: an eighth of the lists unless given, rerank 200 candidates. On real CAM++ queries against
-        # galleries of real voices plus drawn distractors (bench/identify_scale.py, issue 12 report), fast-scan
-        # codes gave recall@1 vs exact 0.995 at 100k (IVF1024, nprobe 128) and 0.995-1.000 at 1M (IVF4096,
-        # nprobe 512, rerank 200, two runs; 0.991 with rerank 100); a sixteenth of the lists gave 0.986 / 0.977.
-        # 220 queries: 1.000 means a miss rate below ~1.4% (rule of three), not zero.
-        nprobe = max(1, int(nlist) // 8) if nprobe is None else int(nprobe)
+        if fast_scan and nbits != 4:
+            raise GalleryError("fast_scan takes 4-bit codes (nbits=4)")
+        # Defaults measured at 1M (bench/identify_scale.py, one query at a time, one thread; issue 12 report):
+        # 220 real CAM++ queries (full utterances, the tuning set) and 282 held-out 3 s crops against the
+        # 142 real voices plus drawn distractors. With 1024 lists the list holding exact search's best entry
+        # ranked <= 67 for 99% of the tuning queries and 158 / 192 for the last two; with 4096 lists up to
+        # 574 (14% of the lists), so fewer, larger lists scan less for the same recall here. OPQ32,IVF1024,
+        # PQ32x4fs: nprobe 96 / rerank 100 gave recall@1 0.982 (tuning) / 1.000 (held out); nprobe 160 /
+        # rerank 200 gave 0.9955 / 1.000 at 1.09 / 1.16 ms CPU p50 and 1.44 / 1.46 ms p95. PQ16/PQ24
+        # without OPQ stayed at 0.92-0.95 whatever the re-rank. nprobe: 5/32 of the lists (160 at 1M).
+        # 220 queries: one miss is 0.9955; 282 of 282 means a miss rate below ~1.1% (rule of three), not zero.
+        nprobe = max(1, 5 * int(nlist) // 32) if nprobe is None else int(nprobe)
         self.nlist, self.m, self.nprobe, self.rerank, self.nbits = int(nlist), int(m), nprobe, int(rerank), int(nbits)
-        quantizer = faiss.IndexFlatIP(self.dimension)
-        if fast_scan:
-            # 4-bit codes scanned with SIMD look-up tables (FAISS "PQ48x4fs"): at 100k, nprobe 128, recall@1
-            # 0.995 with p50 0.15 ms and a 5 s build, against 0.36 ms and 42 s for 8-bit IndexIVFPQ at the same
-            # recall; the exact re-ranking makes up for the coarser codes.
-            if self.nbits != 4:
-                raise GalleryError("fast_scan takes 4-bit codes (nbits=4)")
-            self._ivf = faiss.IndexIVFPQFastScan(quantizer, self.dimension, self.nlist, self.m, 4,
-                                                 faiss.METRIC_INNER_PRODUCT)
-        else:
-            self._ivf = faiss.IndexIVFPQ(quantizer, self.dimension, self.nlist, self.m, self.nbits,
-                                         faiss.METRIC_INNER_PRODUCT)
+        self.opq = bool(opq)
+        codes = f"PQ{self.m}x4fs" if fast_scan else f"PQ{self.m}x{self.nbits}"
+        self.factory = f"{'OPQ%d,' % self.m if opq else ''}IVF{self.nlist},{codes}"
+        base = faiss.index_factory(self.dimension, self.factory, faiss.METRIC_INNER_PRODUCT)
+        self._wrap(faiss.IndexRefineFlat(base))
+
+    def _wrap(self, index: faiss.IndexRefineFlat) -> None:
+        self.index = index
+        self._base = faiss.downcast_index(index.base_index)  # IndexRefineFlat keeps its base alive
+        self._ivf = faiss.extract_index_ivf(self._base)
+        if self.opq:
+            # OPQ training: 10 alternations on at most 32k vectors (FAISS's default: 50 on 65k).
+            # Its internal PQ has 4-bit codes like the index's (OPQMatrix's own is 8-bit: 256 centroids a
+            # sub-space, 60 s of training for 5,000 vectors).
+            opq = faiss.downcast_VectorTransform(self._base.chain.at(0))
+            opq.niter, opq.max_train_points = 10, 32_768
+            if self.index.ntotal == 0 and not self.index.is_trained:
+                self._opq_pq = faiss.ProductQuantizer(self.dimension, self.m, 4)  # opq.pq does not own it
+                opq.pq = self._opq_pq
         self._ivf.nprobe = self.nprobe
-        self.index = faiss.IndexRefineFlat(self._ivf)
-        self._quantizer = quantizer  # FAISS does not own it: keep it alive as long as the index
+
+    @classmethod
+    def from_index(cls, index: faiss.Index, keys: Sequence[str], nprobe: int | None = None,
+                   rerank: int = 200) -> IvfPqGallery:
+        """Wraps a trained and filled index that an ``IvfPqGallery`` built (``faiss.write_index(g.index,
+        path)``, then ``faiss.read_index``) holding one row per key of ``keys``, in order."""
+        owner = index  # the proxy that owns the C++ index: a downcast one does not, so keep this alive
+        index = faiss.downcast_index(index)
+        if not isinstance(index, faiss.IndexRefineFlat) or index.ntotal != len(keys):
+            raise GalleryError(f"not an IVF-PQ gallery index of {len(keys)} vectors")
+        ivf = faiss.extract_index_ivf(index.base_index)
+        g = cls.__new__(cls)
+        _FaissGallery.__init__(g, index.d)
+        base = faiss.downcast_index(index.base_index)
+        g.opq = isinstance(base, faiss.IndexPreTransform)
+        pq = faiss.downcast_index(ivf)
+        g.nlist, g.m, g.nbits = int(ivf.nlist), int(pq.pq.M), int(pq.pq.nbits)
+        g.nprobe = max(1, 5 * g.nlist // 32) if nprobe is None else int(nprobe)
+        g.rerank = int(rerank)
+        fs = "fs" if isinstance(pq, faiss.IndexIVFPQFastScan) else ""
+        g.factory = f"{'OPQ%d,' % g.m if g.opq else ''}IVF{g.nlist},PQ{g.m}x{g.nbits}{fs}"
+        g._owner = owner
+        g._wrap(index)
+        g._register(list(keys))
+        return g
 
     @staticmethod
     def default_nlist(n: int) -> int:
-        """Lists for ``n`` vectors: about 4 sqrt(n) rounded to a power of two (FAISS's guideline range
-        4-16 sqrt(n)), at least 16; 1M -> 4096, 100k -> 1024."""
-        return int(max(16, 2 ** round(np.log2(4 * np.sqrt(max(n, 1))))))
+        """Lists for ``n`` vectors: about sqrt(n) rounded to a power of two, at least 16; 1M -> 1024,
+        100k -> 256. FAISS's guideline is 4-16 sqrt(n), but on voiceprints (1M: real voices plus drawn
+        distractors; 99% of 220 queries) 1024 lists needed 6-7% of the lists scanned to reach the query's
+        exact best entry (two k-means runs), 2048 lists 4%, 4096 lists 12%, and the worst query needed
+        8-19% / 19% / 14%: no gain from more lists, and k-means for 1024 trains several times faster."""
+        return int(max(16, 2 ** round(np.log2(np.sqrt(max(n, 1))))))
 
     @classmethod
-    def build(cls, keys: Sequence[str], vectors: np.ndarray, nlist: int | None = None, m: int = 48,
+    def build(cls, keys: Sequence[str], vectors: np.ndarray, nlist: int | None = None, m: int = 32,
               nprobe: int | None = None, rerank: int = 200, train_max: int = 100_000, seed: int = 0,
-              nbits: int = 4, fast_scan: bool = True) -> IvfPqGallery:
+              nbits: int = 4, fast_scan: bool = True, opq: bool = True) -> IvfPqGallery:
         """Trains on at most ``train_max`` of ``vectors`` (float32 (n, d)) and adds them all under ``keys``."""
         v = np.atleast_2d(np.asarray(vectors, np.float32))
-        g = cls(v.shape[1], nlist or cls.default_nlist(len(v)), m, nprobe, rerank, nbits, fast_scan)
+        g = cls(v.shape[1], nlist or cls.default_nlist(len(v)), m, nprobe, rerank, nbits, fast_scan, opq)
         g.train(v, train_max, seed)
         g.add(keys, v)
         return g
 
     def train(self, vectors: np.ndarray, train_max: int = 100_000, seed: int = 0) -> None:
-        """Trains the coarse lists and the PQ codebooks on (a seeded sample of) ``vectors``."""
+        """Trains the rotation, the coarse lists and the PQ codebooks on (a seeded sample of) ``vectors``."""
         v = _unit(np.atleast_2d(np.asarray(vectors, np.float32)))
         need = max(self.nlist, 2 ** self.nbits)  # k-means needs a point per centroid (PQ: 2^nbits codes)
         if len(v) < need:
@@ -211,11 +253,18 @@ class IvfPqGallery(_FaissGallery):
             v = v[np.random.default_rng(seed).choice(len(v), train_max, replace=False)]
         self.index.train(v)
 
+    def _add(self, v: np.ndarray) -> None:
+        for s in range(0, len(v), 100_000):  # bounded temporaries (the OPQ rotation copies its input)
+            self.index.add(v[s:s + 100_000])
+
     def _raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         # k_factor: IndexRefineFlat asks the IVF-PQ index for k * k_factor candidates, then re-scores them.
         self.index.k_factor = max(1.0, self.rerank / max(k, 1))
         self._ivf.nprobe = self.nprobe
-        return super()._raw_search(q, k)
+        # One query: one OpenMP thread whatever the gallery's size (FAISS would split the probed lists across
+        # threads; on a shared machine waking a team costs more than the scan, review §1.4).
+        with _single_omp_thread(0):
+            return self.index.search(q[None, :], k)
 
 
 def make_gallery(keys: Sequence[str], vectors: np.ndarray, dimension: int | None = None,
@@ -244,6 +293,24 @@ def _vec_text(v: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.9g}" for x in np.asarray(v, np.float32)) + "]"
 
 
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+
+
+def _copy_binary(keys: Sequence[str], v: np.ndarray, header: bool, trailer: bool) -> bytes:
+    """Rows (key text, embedding vector) in COPY's binary format: pgvector's binary input is int16 dimension,
+    int16 0, then big-endian float32s. 1M voiceprints load in seconds instead of minutes of text formatting."""
+    d = v.shape[1]
+    field = struct.pack(">ihh", 4 + 4 * d, d, 0)
+    body = np.ascontiguousarray(v, ">f4")
+    parts = [_COPY_SIGNATURE] if header else []
+    for k, row in zip(keys, body):
+        kb = k.encode()
+        parts += [struct.pack(">hi", 2, len(kb)), kb, field, row.tobytes()]
+    if trailer:
+        parts.append(b"\xff\xff")
+    return b"".join(parts)
+
+
 class PgVectorGallery:
     """Voiceprints in a PostgreSQL table ``table(key text primary key, embedding vector(d))``.
 
@@ -252,6 +319,14 @@ class PgVectorGallery:
     and returns the ``k`` best with the exact scores pgvector computes from the stored vectors (so
     candidates are re-ranked exactly by construction). ``index_hnsw()`` builds an HNSW index instead
     (``ef_search`` candidates per query). Without an index, search is an exact sequential scan.
+
+    At a million voiceprints both are slow to build or to search on full 192-d vectors (issue 12: HNSW took
+    1,431 s to build; IVFFlat, 1000 lists, needed 45-70 ms of CPU a query for recall@1 0.98-0.99), so a
+    large gallery is trained first: ``train(vectors)`` stores an orthogonal basis (the eigenvectors of the
+    voiceprints' second moments, strongest first) in ``{table}_basis``, rows are stored rotated into it
+    (a rotation keeps inner products: scores stay exact cosines), and ``index_hnsw(dims=48)`` indexes only
+    the first ``dims`` coordinates (``subvector``), which hold most of the energy. A search then takes the
+    ``rerank`` best rows by those coordinates from the HNSW index and orders them by the full vectors in SQL.
     Needs psycopg 3 (``pip install 'idme[pg]'``) and a server with the ``vector`` extension (created here
     when the role may).
     """
@@ -270,7 +345,11 @@ class PgVectorGallery:
         self.probes = None if probes is None else int(probes)
         #: HNSW candidates visited per search (``index_hnsw``); pgvector's default is 40.
         self.ef_search = 100
+        #: Rows re-scored on the full vectors after an HNSW search of a trained gallery's leading coordinates.
+        self.rerank = 100
         self._lists: int | None = None
+        self._basis: np.ndarray | None = None  # (d, d) float32 rows = basis vectors, when trained
+        self._sub: int | None = None  # dims of the HNSW index over subvector(embedding, 1, dims), if any
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s)))
         except psycopg.Error as exc:
@@ -303,6 +382,42 @@ class PgVectorGallery:
         if row and row[0] != self.dimension:
             raise GalleryError(f"table {self.table} holds {row[0]}-d vectors, not {self.dimension}-d: another "
                                "encoder's gallery; use another table")
+        if self._conn.execute("SELECT to_regclass(%s)", (f"{self.table}_basis",)).fetchone()[0]:
+            blob = self._conn.execute(f"SELECT basis FROM {self.table}_basis").fetchone()
+            if blob:
+                self._basis = np.frombuffer(blob[0], np.float32).reshape(self.dimension, self.dimension)
+        self._sub = self._indexed_dims()
+
+    def _indexed_dims(self) -> int | None:
+        row = self._conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+                                 (f"{self.table}_hnsw",)).fetchone()
+        m = re.search(r"subvector\(embedding, 1, (\d+)\)", row[0]) if row else None
+        return int(m.group(1)) if m else None
+
+    def _rotate(self, v: np.ndarray) -> np.ndarray:
+        return v if self._basis is None else np.ascontiguousarray(v @ self._basis.T, np.float32)
+
+    def train(self, vectors: np.ndarray, sample: int = 100_000, seed: int = 0) -> None:
+        """Fits and stores the gallery's basis from (a seeded sample of) ``vectors`` (n, d), before any row
+        is added: the eigenvectors of the unit vectors' second-moment matrix, strongest first (uncentred:
+        inner products, not distances to a mean, are what the index ranks)."""
+        if len(self):
+            raise GalleryError(f"table {self.table} already holds voiceprints: train an empty gallery, then add")
+        v = np.atleast_2d(np.asarray(vectors, np.float32))
+        if v.ndim != 2 or v.shape[1] != self.dimension or not np.isfinite(v).all():
+            raise GalleryError(f"expected finite vectors of dimension {self.dimension}, got shape {v.shape}")
+        if len(v) < self.dimension:
+            raise GalleryError(f"training needs at least {self.dimension} voiceprints, got {len(v)}")
+        if len(v) > sample:
+            v = v[np.random.default_rng(seed).choice(len(v), sample, replace=False)]
+        x = _unit(v).astype(np.float64)
+        _, vecs = np.linalg.eigh(x.T @ x / len(x))
+        basis = np.ascontiguousarray(vecs[:, ::-1].T, np.float32)
+        with self._conn.transaction():
+            self._conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table}_basis (basis bytea NOT NULL)")
+            self._conn.execute(f"DELETE FROM {self.table}_basis")
+            self._conn.execute(f"INSERT INTO {self.table}_basis VALUES (%s)", (basis.tobytes(),))
+        self._basis = basis
 
     def close(self) -> None:
         self._conn.close()
@@ -323,17 +438,18 @@ class PgVectorGallery:
 
     def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Upserts voiceprints in one transaction (COPY into a temp table, then INSERT ... ON CONFLICT)."""
-        v = _check_vectors(keys, vectors, self.dimension)
+        v = self._rotate(_check_vectors(keys, vectors, self.dimension))
         with self._conn.transaction():
             self._conn.execute(f"CREATE TEMP TABLE _idme_load (key text, embedding vector({self.dimension})) "
                                "ON COMMIT DROP")
-            with self._conn.cursor().copy("COPY _idme_load (key, embedding) FROM STDIN") as cp:
-                for k, row in zip(keys, v):
-                    cp.write_row((k, _vec_text(row)))
+            with self._conn.cursor().copy("COPY _idme_load (key, embedding) FROM STDIN (FORMAT BINARY)") as cp:
+                for s in range(0, len(keys), 10_000):
+                    cp.write(_copy_binary(keys[s:s + 10_000], v[s:s + 10_000], header=s == 0,
+                                          trailer=s + 10_000 >= len(keys)))
             self._conn.execute(f"INSERT INTO {self.table} SELECT key, embedding FROM _idme_load "
                                "ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding")
 
-    def index(self, lists: int | None = None, work_mem_mb: int = 1024) -> None:
+    def index(self, lists: int | None = None, work_mem_mb: int = 1024, workers: int = 2) -> None:
         """Builds (or rebuilds) the IVFFlat index over what the table holds now; ``lists`` defaults to
         ``IvfPqGallery.default_nlist`` of the row count (at most rows/39, k-means' minimum per list).
 
@@ -344,22 +460,35 @@ class PgVectorGallery:
         self._conn.execute(f"SET maintenance_work_mem = '{int(work_mem_mb)}MB'")
         self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_ivf")
         self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_hnsw")
+        self._conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
         self._conn.execute(f"CREATE INDEX {self.table}_ivf ON {self.table} "
                            f"USING ivfflat (embedding vector_ip_ops) WITH (lists = {lists})")
         self._conn.execute("RESET maintenance_work_mem")
-        self._lists = lists
+        self._conn.execute("RESET max_parallel_maintenance_workers")
+        self._lists, self._sub = lists, None
 
-    def index_hnsw(self, m: int = 16, ef_construction: int = 64, work_mem_mb: int = 1024) -> None:
+    def index_hnsw(self, m: int = 16, ef_construction: int = 64, work_mem_mb: int = 1024, dims: int | None = None,
+                   workers: int = 2) -> None:
         """Builds an HNSW index instead (pgvector's defaults m=16, ef_construction=64); searches then visit
         ``ef_search`` candidates. At 100k rows (real + drawn voiceprints) it built in 37-57 s and reached
         recall@1 0.982-0.995 vs exact at ef_search 100 (two builds) and 1.000 at 200; IVFFlat with probes
-        128 reached 1.000 after a 12-19 s build (bench/identify_scale.py)."""
+        128 reached 1.000 after a 12-19 s build (bench/identify_scale.py).
+
+        dims: index only the first ``dims`` coordinates of a trained gallery (``train``), re-ranking the
+        ``rerank`` best on the full vectors. work_mem_mb: the graph is built in memory when it fits there
+        (pgvector warns and slows down otherwise); workers: parallel build workers."""
+        if dims is not None and (self._basis is None or not 0 < int(dims) < self.dimension):
+            raise GalleryError(f"dims={dims} needs a trained gallery (train()) and 0 < dims < {self.dimension}")
         self._conn.execute(f"SET maintenance_work_mem = '{int(work_mem_mb)}MB'")
+        self._conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
         self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_ivf")
         self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_hnsw")
+        column = "embedding" if dims is None else f"(subvector(embedding, 1, {int(dims)})::vector({int(dims)}))"
         self._conn.execute(f"CREATE INDEX {self.table}_hnsw ON {self.table} USING hnsw "
-                           f"(embedding vector_ip_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)})")
+                           f"({column} vector_ip_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)})")
         self._conn.execute("RESET maintenance_work_mem")
+        self._conn.execute("RESET max_parallel_maintenance_workers")
+        self._sub = None if dims is None else int(dims)
 
     def _probes(self) -> int:
         """Lists to scan: ``probes`` if given, else an eighth of the index's lists (read once)."""
@@ -378,14 +507,25 @@ class PgVectorGallery:
         q = _unit(np.asarray(query, np.float32).reshape(-1))
         if q.shape != (self.dimension,):
             raise GalleryError(f"query has dimension {q.shape[0]}, the gallery {self.dimension}")
+        qt = _vec_text(self._rotate(q))
         with self._conn.transaction():
             # SET LOCAL: the probe count holds for this query's transaction only.
             self._conn.execute(f"SET LOCAL ivfflat.probes = {self._probes()}")
-            self._conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), k)}")
-            rows = self._conn.execute(
-                f"SELECT key, -(embedding <#> %s::vector) AS score FROM {self.table} "
-                "ORDER BY embedding <#> %s::vector LIMIT %s",
-                (_vec_text(q), _vec_text(q), k)).fetchall()
+            if self._sub is None:
+                self._conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), k)}")
+                rows = self._conn.execute(
+                    f"SELECT key, -(embedding <#> %(q)s::vector) AS score FROM {self.table} "
+                    "ORDER BY embedding <#> %(q)s::vector LIMIT %(k)s", {"q": qt, "k": k}).fetchall()
+            else:
+                # The HNSW index over the leading coordinates yields candidates; the full vectors rank them.
+                r = max(int(self.rerank), k)
+                self._conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), r)}")
+                sub = f"subvector(%(q)s::vector, 1, {self._sub})::vector({self._sub})"
+                rows = self._conn.execute(
+                    f"SELECT key, -(embedding <#> %(q)s::vector) AS score FROM (SELECT key, embedding FROM "
+                    f"{self.table} ORDER BY subvector(embedding, 1, {self._sub})::vector({self._sub}) <#> {sub} "
+                    "LIMIT %(r)s) AS candidates ORDER BY embedding <#> %(q)s::vector LIMIT %(k)s",
+                    {"q": qt, "r": r, "k": k}).fetchall()
         return [Hit(key, float(s)) for key, s in rows]
 
 

@@ -5,6 +5,12 @@ closest unknown speaker above ``same_unknown`` or opens a new one. An unknown sp
 duration-weighted mean of its members. Segments shorter than ``min_reliable_s`` never move a centroid and
 open a speaker only when there is no other: they take the best speaker talking around them (an enrolled one
 only above ``SHORT_ENROLLED_FLOOR``). ``recluster`` revisits the session as a whole.
+
+With a ``calibration`` (``eval.calibration.QualityCalibration``, what ``Idme.calibration`` returns), the Me /
+named decision is the one ``idme verify`` makes: ``verify.calibrated_score`` of the cosine with the segment's
+duration, bandwidth and SNR (measured on its samples) against the calibration's LLR threshold; the tracker
+holds cosines to ``verify.calibrated_bar``, the cosine at which that LLR reaches the threshold, so its
+cosine margins keep their meaning. Unknown-speaker decisions (``same_unknown``, ``merge``) stay cosine-to-cosine.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ class _Seg:
     start_s: float
     key: str | int
     score: float
+    #: The segment's measured condition (calibrated tracker only), else None (the session's).
+    cond: verify.AudioCondition | None = None
 
 
 @dataclass
@@ -83,7 +91,8 @@ class SpeakerTracker:
 
     def __init__(self, profiles: list[Profile], dimension: int, thresholds: Thresholds,
                  min_reliable_s: float = 1.0, context_s: float = 2.0, anchor_weight_s: float = 3.0,
-                 min_speaker_s: float = 2.0, live_window: int = 400, narrowband: bool = False) -> None:
+                 min_speaker_s: float = 2.0, live_window: int = 400, narrowband: bool = False,
+                 calibration=None) -> None:
         """profiles: enrolled people (may be empty); dimension: the encoder's embedding size.
 
         min_reliable_s: shorter segments never open a speaker or move a centroid (sub-second CAM++
@@ -95,8 +104,13 @@ class SpeakerTracker:
         live_window: periodic (non-final) re-clustering revisits at most this many latest segments.
         narrowband: the session's audio is telephone-rate (<= 8 kHz); profiles enrolled narrow-band are
             then held to ``thresholds.narrowband``.
+        calibration: an ``eval.calibration.QualityCalibration`` for this encoder: enrolled people are
+            accepted on calibrated LLRs (segment duration, bandwidth, SNR); None: on ``thresholds``' cosines.
         """
         self.narrowband = narrowband
+        self.calibration = calibration
+        #: The condition assumed for a segment whose samples were not given: the session's band, no SNR.
+        self._session_cond = verify.AudioCondition(4000.0 if narrowband else 8000.0, narrowband, None)
         self.th = thresholds
         self.min_speaker_s = min_speaker_s
         self.live_window = live_window
@@ -117,9 +131,31 @@ class SpeakerTracker:
         self.max_speakers: int | None = None
 
     # -- helpers -------------------------------------------------------------------------------------
-    def _accept(self, name: str) -> float:
-        """The score profile ``name`` needs in this session (narrow-band or not)."""
-        return verify.threshold(self.th, self.enrolled.profiles[name], self.narrowband)
+    def _accept(self, name: str, speech_s: float | None = None,
+                cond: verify.AudioCondition | None = None) -> float:
+        """The cosine profile ``name`` needs in this session (narrow-band or not); calibrated: the cosine at
+        which the calibrated LLR of ``speech_s`` seconds under ``cond`` reaches the LLR threshold."""
+        p = self.enrolled.profiles[name]
+        if self.calibration is None or speech_s is None:
+            return verify.threshold(self.th, p, self.narrowband)
+        return verify.calibrated_bar(self.calibration, speech_s, cond or self._session_cond, p.narrowband)
+
+    def _condition(self, samples: np.ndarray | None) -> verify.AudioCondition | None:
+        """The measured condition of a segment's 16 kHz ``samples`` (calibrated tracker only)."""
+        if self.calibration is None or samples is None or len(samples) == 0:
+            return None
+        return verify.audio_condition(np.asarray(samples, np.float32), None, 8000 if self.narrowband else None)
+
+    def _cluster_cond(self, sids: list[int]) -> verify.AudioCondition:
+        """A group of segments' condition: narrow-band by duration-weighted majority, the weighted mean SNR."""
+        conds = [(self.segs[i].duration_s, self.segs[i].cond) for i in sids if self.segs[i].cond is not None]
+        if not conds:
+            return self._session_cond
+        w = np.array([d for d, _ in conds])
+        nb = float(np.dot(w, [c.narrowband for _, c in conds])) > 0.5 * float(w.sum())
+        snrs = [(d, c.snr_db) for d, c in conds if c.snr_db is not None]
+        snr = float(np.average([q for _, q in snrs], weights=[d for d, _ in snrs])) if snrs else None
+        return verify.AudioCondition(4000.0 if nb else 8000.0, nb, snr)
 
     def _decision(self, key: str | int, score: float) -> Decision:
         if isinstance(key, str):
@@ -195,10 +231,12 @@ class SpeakerTracker:
         return keys
 
     def _choose(self, emb: np.ndarray, duration_s: float, start_s: float | None = None,
-                exclude: int | None = None) -> tuple[str | int | None, float]:
-        """(key, score) for a segment; key None means "open a new unknown speaker"."""
+                exclude: int | None = None, cond: verify.AudioCondition | None = None,
+                speech_s: float | None = None) -> tuple[str | int | None, float]:
+        """(key, score) for a segment; key None means "open a new unknown speaker". cond / speech_s: the
+        segment's measured condition and its real duration (default ``duration_s``) for a calibrated bar."""
         best = self.enrolled.best(emb)
-        if best is not None and best.score >= self._accept(str(best.key)):
+        if best is not None and best.score >= self._accept(str(best.key), speech_s or duration_s, cond):
             return best.key, best.score
         if duration_s < self.min_reliable_s and start_s is not None:
             near = self._neighbours(start_s, start_s + duration_s, exclude)
@@ -226,25 +264,30 @@ class SpeakerTracker:
         return None, (m.score if m is not None else 0.0)
 
     # -- online --------------------------------------------------------------------------------------
-    def peek(self, emb: np.ndarray, duration_s: float) -> Decision:
+    def peek(self, emb: np.ndarray, duration_s: float, samples: np.ndarray | None = None) -> Decision:
         """The decision for a segment in progress (interim label); changes nothing. An enrolled person
-        needs ``INTERIM_MARGIN`` over their threshold here; below it the segment shows as unknown."""
-        key, score = self._choose(emb, duration_s)
-        if isinstance(key, str) and score < self._accept(key) + INTERIM_MARGIN:
+        needs ``INTERIM_MARGIN`` over their threshold here; below it the segment shows as unknown.
+        samples: the 16 kHz audio ``emb`` came from (its condition, for a calibrated tracker)."""
+        cond = self._condition(samples)
+        key, score = self._choose(emb, duration_s, cond=cond)
+        if isinstance(key, str) and score < self._accept(key, duration_s, cond) + INTERIM_MARGIN:
             m = self.unknown.best(emb)
             key, score = (m.key, m.score) if m is not None and m.score >= self.th.same_unknown else (None, score)
         if key is None:
             return Decision(f"Speaker {self._next_number}", "unknown", score, -1)
         return self._decision(key, score)
 
-    def decide(self, seg_id: int, emb: np.ndarray, duration_s: float, start_s: float) -> Decision:
-        """Labels a finished segment and updates the unknown clusters. emb: float32 (dimension,), unit norm."""
+    def decide(self, seg_id: int, emb: np.ndarray, duration_s: float, start_s: float,
+               samples: np.ndarray | None = None) -> Decision:
+        """Labels a finished segment and updates the unknown clusters. emb: float32 (dimension,), unit norm.
+        samples: the segment's 16 kHz audio (its measured condition, for a calibrated tracker)."""
         emb = _unit(emb)
-        key, score = self._choose(emb, duration_s, start_s)
+        cond = self._condition(samples)
+        key, score = self._choose(emb, duration_s, start_s, cond=cond)
         opened = key is None
         if opened:
             key = self._new_cluster()
-        self.segs[seg_id] = _Seg(emb, duration_s, start_s, key, score)
+        self.segs[seg_id] = _Seg(emb, duration_s, start_s, key, score, cond)
         if self._reliable(seg_id):
             bisect.insort(self._reliable_by_start, (start_s, seg_id))
         if isinstance(key, int):
@@ -295,7 +338,7 @@ class SpeakerTracker:
                 continue
             if s.duration_s < self.min_reliable_s or sid in stray:
                 key, score = self._choose(s.emb, min(s.duration_s, self.min_reliable_s - 1e-3), s.start_s,
-                                          exclude=sid)
+                                          exclude=sid, cond=s.cond, speech_s=s.duration_s)
                 if key is None:
                     continue
                 self._move(sid, key, score)
@@ -342,7 +385,11 @@ class SpeakerTracker:
                 a, b = b, a  # the anchored cluster survives the merge
             if agg.anchor[a] >= 0 and agg.anchor[b] < 0:
                 c = agg.sums[b] / max(float(np.linalg.norm(agg.sums[b])), 1e-12)
-                if verify.score(x[agg.anchor[a]], c) < self._accept(names[agg.anchor[a]]):
+                sids = [ids[m - len(names)] for m in agg.members[b] if m >= len(names)] \
+                    if self.calibration is not None else []
+                bar = self._accept(names[agg.anchor[a]], float(agg.w[b]), self._cluster_cond(sids)) \
+                    if sids else self._accept(names[agg.anchor[a]])
+                if verify.score(x[agg.anchor[a]], c) < bar:
                     agg.block(a, b)  # until b grows: a bigger cluster is checked again on its new centroid
                     continue
             n_speakers -= int(has_segs[a] and has_segs[b])

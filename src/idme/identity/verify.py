@@ -320,6 +320,18 @@ def calibrated_score(calibration, cosine: float, speech_s: float, condition: Aud
     return calibration.llr1(cosine, speech_s, condition.narrowband, condition.snr_db, profile_narrowband)
 
 
+def calibrated_bar(calibration, speech_s: float, condition: AudioCondition, profile_narrowband: bool,
+                   threshold: float | None = None) -> float:
+    """The cosine at which ``calibrated_score`` reaches ``threshold`` (default: the calibration's own) under
+    ``condition``: for fixed quality inputs the LLR is linear and rising in the cosine, so ``cosine >= bar``
+    is exactly ``calibrated_score(...) >= threshold``. The tracker compares cosines with this bar, which keeps
+    its cosine margins (interim labels, re-clustering anchors) meaningful."""
+    lo = calibrated_score(calibration, 0.0, speech_s, condition, profile_narrowband)
+    slope = calibrated_score(calibration, 1.0, speech_s, condition, profile_narrowband) - lo
+    t = calibration.threshold if threshold is None else threshold
+    return float((t - lo) / slope) if slope > 0 else float("inf")
+
+
 def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedder, thresholds: Thresholds, *,
           native_rate: int | None = None, top: int = 5, options: VerifyOptions = VerifyOptions(),
           name: str | None = None, calibration=None) -> Check:

@@ -45,6 +45,32 @@ if TYPE_CHECKING:
 #: Range of ``--latency`` (seconds): one step at least, one diart window at most.
 LATENCY_RANGE_S = (0.5, 5.0)
 
+#: A local speaker's audio whose spectrum hardly changes from one frame to the next (median total-variation
+#: distance of successive normalised power spectra, 128 ms frames every 32 ms, below this) is a tone, a held
+#: chord or a hum, not speech: segmentation-3.0 fires on such sounds (a 440 Hz tone became "Speaker 1", a
+#: sawtooth a 2.5 s "speaker"). Tones, a sawtooth and a three-note chord measure 0.000-0.007 (with noise at
+#: 30 dB SNR). The reference speech of the AMI training excerpts (trn*) measures 0.113 at the lowest per
+#: region of >= 0.5 s and 0.041 per 0.5 s piece (780 pieces); held out (dev*): 0.264 and 0.109.
+MIN_SPECTRAL_FLUX = 0.03
+
+
+def spectral_flux(samples: np.ndarray) -> float:
+    """Median change of the normalised power spectrum between successive 128 ms frames (32 ms hop, 60 Hz to
+    8 kHz, frames within 30 dB of the loudest): ~0 for steady tones, 0.1-0.6 for speech and noise; 1.0 for
+    audio too short or too quiet to tell (treated as speech-like)."""
+    x = np.asarray(samples, dtype=np.float32)
+    n, hop = 2048, 512
+    if len(x) < n + 2 * hop:
+        return 1.0
+    frames = np.lib.stride_tricks.sliding_window_view(x, n)[::hop] * np.hanning(n).astype(np.float32)
+    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2)[:, 60 * n // SAMPLE_RATE_HZ:n // 2]
+    energy = power.sum(axis=1)
+    keep = energy > max(float(energy.max()) * 1e-3, 1e-10)
+    if keep.sum() < 3:
+        return 1.0
+    shape = power[keep] / energy[keep, None]
+    return float(np.median(0.5 * np.abs(np.diff(shape, axis=0)).sum(axis=1)))
+
 
 @dataclass(frozen=True)
 class LiveOptions:
@@ -64,8 +90,12 @@ class LiveOptions:
     min_embed_s: float = 0.5
     #: A local speaker joins the most similar unknown cluster at or above this cosine, else opens one.
     new_similarity: float = 0.35
-    #: Interim events of an open segment come at most this often.
+    #: Interim events of an open segment come at most this often (every step while a recogniser runs and
+    #: the segment has no partial text yet).
     interim_every_s: float = 1.0
+    #: Live with a recogniser: interim events carry the segment's audio so far (its latest
+    #: ``partial_window_s``, at most what the buffer holds) for partial text; 0 turns partial text off.
+    partial_window_s: float = 8.0
     #: Live sessions re-cluster every this many seconds of audio (and once at the end).
     recluster_every_s: float = 60.0
     #: A pause up to this long between two segments of one speaker joins them into one turn for the
@@ -130,8 +160,12 @@ class PyannoteLabeller:
         self.clock = clock
         self.times = StageTimes()
         self.chunker = _Chunker(self)
-        #: Set by Pipeline when a recogniser runs live (partial text is not produced by this labeller).
+        #: Set by Pipeline when a recogniser runs live: interim events carry the segment's audio so far, for
+        #: the recogniser's partial text.
         self.partial_audio = False
+        #: Set by Pipeline with the recogniser: ``partial_wanted(seg_id)`` is True while that segment has no
+        #: partial text yet and the recogniser is free for it (then interims come every step).
+        self.partial_wanted = None
         self.speakers_changed = False
         self._step = int(round(self.opt.step_s * SAMPLE_RATE_HZ))
         self._win = int(round(self.opt.window_s * SAMPLE_RATE_HZ))
@@ -259,8 +293,11 @@ class PyannoteLabeller:
             if frames.sum() < min_frames:
                 continue
             idx = np.concatenate([np.arange(a, b) for a, b in zip(lo[frames], hi[frames])])
+            clip = buf[idx[(idx >= 0) & (idx < WINDOW_SAMPLES)]]
+            if spectral_flux(clip) < MIN_SPECTRAL_FLUX:
+                continue  # a tone or a held note: no speaker (its frames stay unlabelled, so never "on")
             ks.append(k)
-            clips.append(buf[idx[(idx >= 0) & (idx < WINDOW_SAMPLES)]])
+            clips.append(clip)
         embs = [self.embedder.embed(c) for c in clips]
         self.times.embed += time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -516,12 +553,23 @@ class PyannoteLabeller:
                 last_seen = o.last if not active else self._final + int(np.flatnonzero(ahead[:, lab])[-1])
                 key = ("o", lab)
             stamp = self._interim_at
-            if now_s - stamp.get((key, sid), -1e9) < self.opt.interim_every_s:
+            partial = self.partial_audio and self.opt.partial_window_s > 0
+            if now_s - stamp.get((key, sid), -1e9) < self.opt.interim_every_s and not (
+                    partial and self.partial_wanted is not None and self.partial_wanted(sid)):
                 continue
             stamp[(key, sid)] = now_s
             arrived = self._arrivals[-1][1] if self._arrivals else None
             latency = None if arrived is None else (self.clock() - arrived) * 1000.0
-            out.append(self._event(sid, first, last_seen, lab, False, latency))
+            ev = self._event(sid, first, last_seen, lab, False, latency)
+            if partial:
+                # The segment's audio so far (to the stream end: its speech may go on past the frames the
+                # network has placed), for the recogniser's partial text.
+                s = max(int(frame_bounds(first)[0]), self._audio_start, end - int(self.opt.partial_window_s
+                                                                                   * SAMPLE_RATE_HZ))
+                if end > s:
+                    ev.audio = self._audio[s - self._audio_start:end - self._audio_start].copy()
+                    ev.audio_start = s / SAMPLE_RATE_HZ
+            out.append(ev)
         return out
 
     def _take_id(self) -> int:

@@ -5,18 +5,30 @@ The path (issue 11; pyannote.audio 3.1's SpeakerDiarization is the design refere
 1. **Windows.** 10 s windows every ``step_s`` (the last one aligned to the end of the file; a file shorter
    than 10 s is zero-padded), each run through the bundled ONNX model: (589, 7) powerset log-probabilities.
 2. **Powerset decoding.** The most likely class per frame becomes the set of active *local* speakers
-   (at most 3 per window, at most 2 at once): (windows, 589, 3) booleans.
+   (at most 3 per window, at most 2 at once): (windows, 589, 3) booleans. The activity that is aggregated
+   (step 5) is decoded with ``overlap_bias`` added to the three two-speaker classes; the embeddings use
+   the plain decoding.
 3. **Local speakers embedded** by the idme encoder (CAM++) on the samples of their frames where nobody else
    talks (overlap excluded), falling back to all their frames when that is too short.
 4. **Clustering, enrolled people first.** A local speaker whose embedding reaches a profile's accept
    threshold (``identity.verify``, the same bar the live tracker uses) is that person; the others are
    clustered (average-linkage cosine AHC); a cluster whose voiceprint reaches a profile's threshold joins
-   that person, the rest are "Speaker N". Two local speakers of one window never get the same label
-   (a cannot-link, resolved per window by an optimal assignment).
+   that person, the rest are "Speaker N". Then, as pyannote does, every unknown local speaker is
+   re-assigned to the nearest unknown centroid, two local speakers of one window never sharing a label
+   (an optimal assignment per window).
 5. **Aggregation.** Per label, the window activities are averaged frame by frame over the windows that
-   cover the frame (overlap-add), and so is each window's speaker count; on each frame the ``round(count)``
-   labels with the highest activity are on. Runs of "on" frames become regions; regions of different
-   labels may overlap.
+   cover the frame (overlap-add), and so is each window's speaker count; on each frame the ``count``
+   labels with the highest activity are on (count rounded half up; pyannote's "speaker count" step).
+6. **Re-segmentation** (idme's own; the segmentation network sometimes hears two similar voices as one
+   local speaker): 1.5 s windows every ``resegment_hop_s`` over single-speaker speech are embedded, and a
+   frame where one unknown label is on moves to another unknown label whose centroid the covering windows
+   match better by more than ``resegment_margin``.
+7. **Regions.** Runs of "on" frames per label, gaps up to ``min_gap_s`` filled, widened by ``pad_start_s``
+   and ``pad_end_s`` (unknown speakers only: an enrolled person's regions are not widened into a
+   neighbour's turn); regions of different labels may overlap.
+
+The signal is read in blocks, twice at most (steps 1-3, then step 6), so memory does not grow with the
+length of the recording beyond the per-window arrays (a few bytes per frame).
 
 Timestamps come from sample counts: frame ``j`` of a window starting at sample ``s`` is the global frame
 ``round(s / 270) + j``, centred at ``(270 * g + 495) / 16000`` s (270 samples per frame, 991-sample span).
@@ -28,6 +40,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,14 +66,17 @@ FRAME_SPAN_SAMPLES = 991
 #: Powerset class -> active local speakers (pyannote's order for 3 speakers, at most 2 at once).
 POWERSET = ((), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2))
 MAX_LOCAL = 3
+#: Re-segmentation window: 1.5 s. On the AMI dev excerpts, whose two voices the network often hears as one
+#: local speaker, CAM++ on 1.5 s windows tells them apart ~95% of the time (nearest centroid).
+RESEGMENT_SAMPLES = 24_000
 
 
 @dataclass(frozen=True)
 class PyannoteOptions:
     """Settings of the pyannote segmenter (defaults chosen on ami-excerpts trn* only: bench/segmentation.py)."""
 
-    #: Hop between 10 s windows, seconds. pyannote 3.1 uses 1 s (10% of the window); 2.5 s scored as well
-    #: on trn* (15.8% vs 16.0% pooled DER) at 40% of the cost.
+    #: Hop between 10 s windows, seconds. pyannote 3.1 uses 1 s (10% of the window); on trn* 2.5 s scored
+    #: as well or better with every other setting tuned (bench/segmentation.py) at 40% of the cost.
     step_s: float = 2.5
     #: Shortest speech of one local speaker (seconds) worth an embedding; shorter ones are dropped.
     min_embed_s: float = 0.4
@@ -68,16 +84,31 @@ class PyannoteOptions:
     cluster_similarity: float = 0.35
     #: Clusters with fewer members than this are folded into the most similar larger cluster (when one
     #: exists): a handful of window embeddings is too little to be a speaker of its own.
-    min_cluster_size: int = 1
+    min_cluster_size: int = 2
     #: An embedding is labelled as an enrolled person on its own when it beats that person's accept bar
     #: by this margin; otherwise only its cluster's voiceprint can make it that person. Local-speaker
     #: embeddings are short and noisy: on meetings-dev (enrolled Me) 0.1 cut mean false_me 11.1% -> 5.5% and
     #: mean DER 26.1% -> 23.3% (me_recall 87.3% -> 85.6%); ami-excerpts have no profiles, so it is unaffected.
     embedding_accept_margin: float = 0.1
-    #: Gaps shorter than this (seconds) inside one label's speech are filled.
+    #: Added to the log-probabilities of the two-speaker powerset classes when decoding the activity that
+    #: is aggregated (not the frames embeddings are taken from): the network under-calls overlap.
+    overlap_bias: float = 1.0
+    #: Gaps shorter than this (seconds) inside one label's speech are filled (pyannote's min_duration_off).
     min_gap_s: float = 0.0
     #: Regions shorter than this (seconds) are dropped.
     min_region_s: float = 0.0
+    #: Each region starts this much (seconds) earlier and ends ``pad_end_s`` later (regions of one label
+    #: that then touch are merged): the network's speech lies a little inside the reference's word bounds.
+    pad_start_s: float = 0.05
+    pad_end_s: float = 0.1
+    #: Re-segmentation: hop (seconds) of the 1.5 s windows embedded over single-speaker speech; 0 turns
+    #: the step off.
+    resegment_hop_s: float = 0.75
+    #: Re-segmentation: a frame moves to another unknown label when the windows covering it are closer to
+    #: that label's centroid by more than this cosine.
+    resegment_margin: float = 0.1
+    #: Re-segmentation: a 1.5 s window is used when at least this share of its frames has one label on.
+    resegment_single: float = 0.8
     #: At most this many embeddings enter AHC (its memory is quadratic); the rest join the nearest cluster.
     max_ahc: int = 2000
     #: onnxruntime intra-op threads (0: min(2, cpu count)).
@@ -191,10 +222,75 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(n, 1e-12)
 
 
+#: A signal that can be read more than once: each call returns a fresh iterator of consecutive float32
+#: 16 kHz mono blocks (any lengths). ``label_blocks`` reads it twice at most.
+Blocks = Callable[[], Iterable[np.ndarray]]
+
+
+class _WindowStream:
+    """The 10 s windows of a block stream, in ``window_starts`` order: ``(start, window, n_valid)`` with
+    ``window`` float32 (160000,) (zero-padded past the end of a short signal) and ``n_valid`` the samples of
+    it inside the signal. Holds at most one window, one hop and one block; ``n_samples`` is the signal's
+    length once the stream is exhausted."""
+
+    def __init__(self, blocks: Iterable[np.ndarray], step_samples: int) -> None:
+        self.blocks = blocks
+        self.step = step_samples
+        self.n_samples = 0
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray, int]]:
+        parts: list[np.ndarray] = []
+        buf, buf_start, n, nxt, last_done = np.zeros(0, np.float32), 0, 0, 0, -1
+        for block in self.blocks:
+            block = np.asarray(block, dtype=np.float32)
+            if block.ndim != 1:
+                raise AudioError(f"expected mono samples of shape (n,), got shape {block.shape}")
+            if not len(block):
+                continue
+            parts.append(block)
+            n += len(block)
+            if nxt + WINDOW_SAMPLES > n:
+                continue
+            buf = parts[0] if not len(buf) and len(parts) == 1 else np.concatenate([buf, *parts])
+            parts = []
+            while nxt + WINDOW_SAMPLES <= n:
+                o = nxt - buf_start
+                yield nxt, buf[o:o + WINDOW_SAMPLES], WINDOW_SAMPLES
+                last_done, nxt = nxt, nxt + self.step
+            # Keep what the next window, or the last one (aligned to the end), can still need.
+            keep = max(buf_start, min(nxt, n - WINDOW_SAMPLES))
+            buf, buf_start = buf[keep - buf_start:], keep
+        self.n_samples = n
+        if parts:
+            buf = np.concatenate([buf, *parts])
+        if n == 0:
+            return
+        if n < WINDOW_SAMPLES:
+            window = np.zeros(WINDOW_SAMPLES, np.float32)
+            window[:n] = buf[:n]
+            yield 0, window, n
+        elif n - WINDOW_SAMPLES != last_done:
+            o = n - WINDOW_SAMPLES - buf_start
+            yield n - WINDOW_SAMPLES, buf[o:o + WINDOW_SAMPLES], WINDOW_SAMPLES
+
+
+@dataclass
+class Analysis:
+    """Steps 1-3 of one signal: ``wa`` the plainly decoded window activity (embedding frames), ``agg`` bool
+    (W, 589, 3) the activity that is aggregated (``overlap_bias`` decoding), ``emb`` float32 (W, 3, D) and
+    ``valid`` bool (W, 3) the local-speaker embeddings (None when not embedded)."""
+
+    wa: WindowActivity
+    agg: np.ndarray
+    emb: np.ndarray | None = None
+    valid: np.ndarray | None = None
+
+
 class PyannoteSegmenter:
     """segmentation-3.0 + idme's encoder and thresholds: labels whole recordings with overlapping speakers.
 
-    Works on a whole signal (file mode); it keeps no state between calls.
+    Works on a whole signal (file mode), given as an array or as blocks read in turn (``label_blocks``,
+    ``label_file``: memory bounded on long recordings); it keeps no state between calls.
     """
 
     name = "pyannote"
@@ -212,54 +308,92 @@ class PyannoteSegmenter:
             raise ValueError(f"step_s must be in (0, 10], got {self.options.step_s}")
         self.model = model or SegmentationModel(intra_op_threads=self.options.intra_op_threads)
 
-    # -- 1-2: windows and powerset decoding ---------------------------------------------------------
+    # -- 1-3: windows, powerset decoding, local-speaker embeddings (one pass over the signal) ----------
+
+    def analyse(self, blocks: Iterable[np.ndarray], embed: bool = True) -> Analysis:
+        """Segments a block stream (and embeds its local speakers when ``embed``), one read of it."""
+        opts = self.options
+        stream = _WindowStream(blocks, max(1, round(opts.step_s * SAMPLE_RATE_HZ)))
+        bias = np.zeros(len(POWERSET), np.float32)
+        bias[[k for k, members in enumerate(POWERSET) if len(members) == 2]] = opts.overlap_bias
+        starts: list[int] = []
+        acts, aggs, embs, valids = [], [], [], []
+        pending: list[tuple[int, np.ndarray, int]] = []
+
+        def flush() -> None:
+            lp = self.model.log_probs(np.stack([w for _, w, _ in pending]))
+            act = decode_powerset(lp)
+            acts.append(act)
+            aggs.append(decode_powerset(lp + bias) if opts.overlap_bias else act)
+            if embed:
+                e, v = self._embed_windows([(w, nv) for _, w, nv in pending], act)
+                embs.append(e)
+                valids.append(v)
+            starts.extend(s for s, _, _ in pending)
+            pending.clear()
+
+        for item in stream:
+            pending.append(item)
+            if len(pending) >= opts.batch:
+                flush()
+        if pending:
+            flush()
+        if not starts:  # empty signal
+            z = np.zeros((0, NUM_FRAMES, MAX_LOCAL), dtype=bool)
+            wa = WindowActivity(np.zeros(0, np.int64), z, 0)
+            e0 = np.zeros((0, MAX_LOCAL, self.embedder.dimension), np.float32) if embed else None
+            return Analysis(wa, z, e0, np.zeros((0, MAX_LOCAL), bool) if embed else None)
+        wa = WindowActivity(np.asarray(starts, np.int64), np.concatenate(acts), stream.n_samples)
+        return Analysis(wa, np.concatenate(aggs), np.concatenate(embs) if embed else None,
+                        np.concatenate(valids) if embed else None)
 
     def segment(self, samples: np.ndarray) -> WindowActivity:
-        """samples: float32 (n,), 16 kHz -> local-speaker activity of every window."""
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim != 1:
-            raise AudioError(f"expected mono samples of shape (n,), got shape {samples.shape}")
-        step = max(1, round(self.options.step_s * SAMPLE_RATE_HZ))
-        starts = window_starts(len(samples), step)
-        active = np.zeros((len(starts), NUM_FRAMES, MAX_LOCAL), dtype=bool)
-        for b in range(0, len(starts), self.options.batch):
-            batch = np.zeros((len(starts[b:b + self.options.batch]), WINDOW_SAMPLES), dtype=np.float32)
-            for i, s in enumerate(starts[b:b + self.options.batch]):
-                chunk = samples[s:s + WINDOW_SAMPLES]
-                batch[i, :len(chunk)] = chunk  # a file shorter than 10 s is zero-padded
-            active[b:b + len(batch)] = decode_powerset(self.model.log_probs(batch))
-        return WindowActivity(starts, active, len(samples))
+        """samples: float32 (n,), 16 kHz -> local-speaker activity of every window (plain decoding)."""
+        return self.analyse([_mono(samples)], embed=False).wa
 
-    # -- 3: local-speaker embeddings ------------------------------------------------------------
-
-    def embed_local(self, samples: np.ndarray, wa: WindowActivity) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings of each window's local speakers: float32 (W, 3, D) and bool (W, 3) (embedded or not)."""
+    def _embed_windows(self, windows: list[tuple[np.ndarray, int]], act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of the local speakers of a batch of windows ((window, n_valid), act (B, 589, 3)):
+        float32 (B, 3, D) and bool (B, 3) (embedded or not)."""
         min_samples = max(round(self.options.min_embed_s * SAMPLE_RATE_HZ),
                           round(self.embedder.min_input_s * SAMPLE_RATE_HZ * 0.5), 1)
-        emb = np.zeros((len(wa.starts), MAX_LOCAL, self.embedder.dimension), dtype=np.float32)
-        valid = np.zeros((len(wa.starts), MAX_LOCAL), dtype=bool)
+        emb = np.zeros((len(windows), MAX_LOCAL, self.embedder.dimension), dtype=np.float32)
+        valid = np.zeros((len(windows), MAX_LOCAL), dtype=bool)
         # Sample span of each local frame (the 270 samples around its centre), relative to the window.
         lo, hi = frame_bounds(np.arange(NUM_FRAMES))
         clips: list[np.ndarray] = []
         where: list[tuple[int, int]] = []
-        for w, s in enumerate(wa.starts):
-            act = wa.active[w]
-            alone = act & (act.sum(axis=1, keepdims=True) == 1)
+        for w, (window, n_valid) in enumerate(windows):
+            a = act[w]
+            alone = a & (a.sum(axis=1, keepdims=True) == 1)
             for k in range(MAX_LOCAL):
-                for frames in (alone[:, k], act[:, k]):  # overlap excluded first; all its frames if too short
+                for frames in (alone[:, k], a[:, k]):  # overlap excluded first; all its frames if too short
                     if frames.sum() * FRAME_STEP_SAMPLES < min_samples:
                         continue
-                    idx = np.concatenate([np.arange(a, b) for a, b in zip(lo[frames], hi[frames])]) + s
-                    idx = idx[(idx >= 0) & (idx < wa.n_samples)]
+                    idx = np.concatenate([np.arange(p, q) for p, q in zip(lo[frames], hi[frames])])
+                    idx = idx[(idx >= 0) & (idx < n_valid)]
                     if len(idx) >= min_samples:
-                        clips.append(samples[idx])
+                        clips.append(window[idx])
                         where.append((w, k))
                     break
-            # Embed in small groups so a long recording never holds all its clips at once.
-            if len(clips) >= 32 or (w == len(wa.starts) - 1 and clips):
-                for (cw, ck), v in zip(where, _embed_all(self.embedder, clips)):
-                    emb[cw, ck], valid[cw, ck] = v, True
-                clips, where = [], []
+        if clips:
+            for (cw, ck), v in zip(where, _embed_all(self.embedder, clips)):
+                emb[cw, ck], valid[cw, ck] = v, True
+        return emb, valid
+
+    def embed_local(self, samples: np.ndarray, wa: WindowActivity) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of each window's local speakers: float32 (W, 3, D) and bool (W, 3) (embedded or not)."""
+        samples = _mono(samples)
+        emb = np.zeros((len(wa.starts), MAX_LOCAL, self.embedder.dimension), dtype=np.float32)
+        valid = np.zeros((len(wa.starts), MAX_LOCAL), dtype=bool)
+        for b in range(0, len(wa.starts), self.options.batch):
+            wins = []
+            for s in wa.starts[b:b + self.options.batch]:
+                window = np.zeros(WINDOW_SAMPLES, np.float32)
+                chunk = samples[s:s + WINDOW_SAMPLES]
+                window[:len(chunk)] = chunk
+                wins.append((window, min(WINDOW_SAMPLES, wa.n_samples - int(s))))
+            e, v = self._embed_windows(wins, wa.active[b:b + len(wins)])
+            emb[b:b + len(wins)], valid[b:b + len(wins)] = e, v
         return emb, valid
 
     # -- 4: clustering, enrolled people first ---------------------------------------------------
@@ -307,28 +441,32 @@ class PyannoteSegmenter:
                 n_unknown += 1
                 target = _add_label(labels, f"Speaker {n_unknown}", "unknown", centroid)
             assign[members] = target
-        for li in range(len(labels.names)):
-            members = vecs[assign == li]
-            labels.scores[li] = float(np.mean(members @ labels.centroids[li])) if len(members) else 0.0
         out = np.full(W * MAX_LOCAL, -1, dtype=np.int64)
         out[flat] = assign
         out = out.reshape(W, MAX_LOCAL)
+        _reassign_unknown(out, emb, labels)
         _cannot_link(out, emb, valid, labels)
+        for li in range(len(labels.names)):
+            members = vecs[out.ravel()[flat] == li]
+            labels.scores[li] = float(np.mean(members @ labels.centroids[li])) if len(members) else 0.0
         _renumber_unknown(out, labels)
         return out, labels
 
     # -- 5: aggregation -------------------------------------------------------------------------
 
-    def aggregate(self, wa: WindowActivity, assign: np.ndarray, n_labels: int) -> np.ndarray:
-        """bool (frames, labels): who speaks on each global frame (overlap-add of window activity, top-k by
-        the averaged speaker count)."""
+    def aggregate(self, wa: WindowActivity, assign: np.ndarray, n_labels: int,
+                  agg: np.ndarray | None = None) -> np.ndarray:
+        """bool (frames, labels): who speaks on each global frame (overlap-add of window activity ``agg``,
+        default ``wa.active``; top-k by the averaged speaker count, rounded half up)."""
+        act_all = wa.active if agg is None else agg
         T = wa.n_frames
         g0 = wa.global_frames()
-        score = np.zeros((T, max(n_labels, 1)), dtype=np.float32)
+        L = max(n_labels, 1)
+        score = np.zeros((T, L), dtype=np.float32)
         count = np.zeros(T, dtype=np.float32)
         cover = np.zeros(T, dtype=np.float32)
         for w, g in enumerate(g0):
-            act = wa.active[w]
+            act = act_all[w]
             count[g:g + NUM_FRAMES] += act.sum(axis=1)
             cover[g:g + NUM_FRAMES] += 1
             for k in range(MAX_LOCAL):
@@ -336,62 +474,155 @@ class PyannoteSegmenter:
                     score[g:g + NUM_FRAMES, assign[w, k]] += act[:, k]
         cover = np.maximum(cover, 1)
         score /= cover[:, None]
-        k_on = np.minimum(np.rint(count / cover).astype(np.int64), MAX_LOCAL - 1)
-        on = np.zeros_like(score, dtype=bool)
-        order = np.argsort(-score, axis=1)
-        for k in range(1, min(MAX_LOCAL, score.shape[1] + 1)):
-            rows = np.flatnonzero(k_on >= k)
-            on[rows, order[rows, k - 1]] = True
+        k_on = np.minimum(np.floor(count / cover + 0.5).astype(np.int64), MAX_LOCAL - 1)
+        on = np.zeros((T, L), dtype=bool)
+        rows = np.arange(T)
+        masked = score.copy()
+        for k in range(1, min(MAX_LOCAL, L + 1)):  # the k-th most active label where k speakers talk
+            top = np.argmax(masked, axis=1)
+            sel = k_on >= k
+            on[rows[sel], top[sel]] = True
+            masked[rows, top] = -1.0
         on &= score > 0
         # Frames beyond the end of the signal (a zero-padded short file) are never speech.
         _, hi = frame_bounds(np.arange(T))
         on[hi - FRAME_STEP_SAMPLES >= wa.n_samples] = False
         return on[:, :n_labels]
 
-    def to_regions(self, on: np.ndarray, n_samples: int) -> list[SpeechRegion]:
-        """Runs of "on" frames per label -> regions (short gaps filled, short regions dropped)."""
+    # -- 6: re-segmentation ---------------------------------------------------------------------
+
+    def resegment(self, on: np.ndarray, labels: _Labels, blocks: Blocks, n_samples: int,
+                  cache: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """In place and returned: frames where one unknown label is on move to the unknown label whose centroid
+        the 1.5 s windows over them match best, when it beats the current one by ``resegment_margin``.
+
+        Only windows with at least ``resegment_single`` single-label frames are embedded (one more read of
+        ``blocks``); ``cache`` (window start -> embedding) lets a caller that re-labels one signal many
+        times embed each window once."""
+        opts = self.options
+        unknown = [li for li, kind in enumerate(labels.kinds) if kind == "unknown"]
+        hop = round(opts.resegment_hop_s * SAMPLE_RATE_HZ)
+        if len(unknown) < 2 or hop <= 0 or n_samples < RESEGMENT_SAMPLES or not len(on):
+            return on
+        T = on.shape[0]
+        single = on.sum(axis=1) == 1
+        cur = np.argmax(on, axis=1)
+        is_unknown = np.zeros(on.shape[1], dtype=bool)
+        is_unknown[unknown] = True
+        movable = single & is_unknown[cur]
+        # Frame t is centred on sample 270 t + 495; window [a, a + 24000) covers the centres inside it.
+        centre0 = FRAME_SPAN_SAMPLES // 2
+        starts, spans = [], []
+        for a in range(0, n_samples - RESEGMENT_SAMPLES + 1, hop):
+            t0 = max(0, -(-(a - centre0) // FRAME_STEP_SAMPLES))
+            t1 = min(T, -(-(a + RESEGMENT_SAMPLES - centre0) // FRAME_STEP_SAMPLES))
+            if t1 > t0 and single[t0:t1].mean() >= opts.resegment_single and movable[t0:t1].any():
+                starts.append(a)
+                spans.append((t0, t1))
+        if not starts:
+            return on
+        emb = _embed_spans(self.embedder, blocks, starts, RESEGMENT_SAMPLES, cache)
+        cents = np.stack([labels.centroids[li] for li in unknown])              # (U, D)
+        sims = _unit(emb.astype(np.float64)) @ cents.T                          # (J, U)
+        total = np.zeros((T, len(unknown)), dtype=np.float32)
+        seen = np.zeros(T, dtype=np.int32)
+        for (t0, t1), row in zip(spans, sims):
+            total[t0:t1] += row.astype(np.float32)
+            seen[t0:t1] += 1
+        pos = {li: i for i, li in enumerate(unknown)}
+        frames = np.flatnonzero(movable & (seen > 0))
+        if not len(frames):
+            return on
+        mean = total[frames] / seen[frames, None]
+        best = np.argmax(mean, axis=1)
+        now = np.array([pos[int(c)] for c in cur[frames]])
+        gain = mean[np.arange(len(frames)), best] - mean[np.arange(len(frames)), now]
+        flip = (best != now) & (gain > opts.resegment_margin)
+        f = frames[flip]
+        on[f] = False
+        on[f, np.asarray(unknown)[best[flip]]] = True
+        return on
+
+    # -- 7: regions -------------------------------------------------------------------------------
+
+    def to_regions(self, on: np.ndarray, n_samples: int, unpadded: Iterable[int] = ()) -> list[SpeechRegion]:
+        """Runs of "on" frames per label -> regions (short gaps filled, short regions dropped, then widened
+        by ``pad_start_s`` / ``pad_end_s``, except for the labels in ``unpadded``); a region is flagged
+        ``overlap`` when a region of another label shares time with it."""
+        keep = set(unpadded)
         gap = round(self.options.min_gap_s * SAMPLE_RATE_HZ)
         shortest = round(self.options.min_region_s * SAMPLE_RATE_HZ)
+        pad0 = round(self.options.pad_start_s * SAMPLE_RATE_HZ)
+        pad1 = round(self.options.pad_end_s * SAMPLE_RATE_HZ)
         lo, hi = frame_bounds(np.arange(on.shape[0]))
         spans: list[tuple[int, int, int]] = []
         for label in range(on.shape[1]):
             col = on[:, label].astype(np.int8)
             edges = np.diff(np.concatenate([[0], col, [0]]))
-            runs = []
+            runs: list[list[int]] = []
             for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
                 s, e = max(int(lo[a]), 0), min(int(hi[b - 1]), n_samples)
                 if runs and s - runs[-1][1] <= gap:
                     runs[-1][1] = e
                 elif e > s:
                     runs.append([s, e])
-            spans += [(s, e, label) for s, e in runs if e - s >= max(shortest, 1)]
+            widened: list[list[int]] = []
+            for s, e in runs:
+                if e - s < max(shortest, 1):
+                    continue
+                if label not in keep:
+                    s, e = max(0, s - pad0), min(n_samples, e + pad1)
+                if widened and s <= widened[-1][1]:
+                    widened[-1][1] = max(widened[-1][1], e)
+                else:
+                    widened.append([s, e])
+            spans += [(s, e, label) for s, e in widened]
         spans.sort()
-        # Overlap flag: on some frame of the region another label is on too.
-        busy = on.sum(axis=1) >= 2
-        out = []
-        for s, e, label in spans:
-            a = max(0, (s - int(lo[0])) // FRAME_STEP_SAMPLES)
-            b = max(a + 1, -(-(e - int(lo[0])) // FRAME_STEP_SAMPLES))
-            out.append(SpeechRegion(s, e - s, label, bool(busy[a:b].any())))
-        return out
+        # Overlap flag: a sweep over the spans sorted by start.
+        busy = [False] * len(spans)
+        open_: list[int] = []
+        for i, (s, e, label) in enumerate(spans):
+            open_ = [j for j in open_ if spans[j][1] > s]
+            for j in open_:
+                if spans[j][2] != label:
+                    busy[i] = busy[j] = True
+            open_.append(i)
+        return [SpeechRegion(s, e - s, label, busy[i]) for i, (s, e, label) in enumerate(spans)]
 
     # -- whole path -----------------------------------------------------------------------------
 
-    def label(self, samples: np.ndarray) -> list[LabelledRegion]:
-        """samples: float32 (n,), 16 kHz -> labelled regions (may overlap in time); [] for silence."""
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.size == 0:
-            return []
-        wa = self.segment(samples)
-        emb, valid = self.embed_local(samples, wa)
-        assign, labels = self.cluster(emb, valid)
+    def label_analysis(self, an: Analysis, blocks: Blocks,
+                       cache: dict[int, np.ndarray] | None = None) -> list[LabelledRegion]:
+        """Steps 4-7 on an :class:`Analysis` of ``blocks`` (read again for the re-segmentation)."""
+        if an.emb is None or an.valid is None:
+            raise ValueError("label_analysis needs an Analysis with embeddings (analyse(..., embed=True))")
+        assign, labels = self.cluster(an.emb, an.valid)
         if not labels.names:
             return []
-        on = self.aggregate(wa, assign, len(labels.names))
-        logger.debug("pyannote segmenter: %d windows, %d local speakers embedded, labels %s", len(wa.starts),
-                     int(valid.sum()), labels.names)
+        on = self.aggregate(an.wa, assign, len(labels.names), an.agg)
+        on = self.resegment(on, labels, blocks, an.wa.n_samples, cache)
+        # An enrolled person's regions are what the network heard, never widened into a neighbour's turn:
+        # idme holds "Me" on other people's speech (false_me) to a stricter bar than DER.
+        enrolled = [li for li, kind in enumerate(labels.kinds) if kind != "unknown"]
+        logger.debug("pyannote segmenter: %d windows, %d local speakers embedded, labels %s", len(an.wa.starts),
+                     int(an.valid.sum()), labels.names)
         return [LabelledRegion(r, labels.names[r.speaker], labels.kinds[r.speaker], labels.scores[r.speaker])
-                for r in self.to_regions(on, len(samples))]
+                for r in self.to_regions(on, an.wa.n_samples, enrolled)]
+
+    def label_blocks(self, blocks: Blocks) -> list[LabelledRegion]:
+        """Labels a signal given as blocks (``blocks()`` gives a fresh iterator; called twice at most):
+        labelled regions (may overlap in time); [] for silence or an empty signal."""
+        an = self.analyse(blocks())
+        if not an.wa.n_samples:
+            return []
+        return self.label_analysis(an, blocks)
+
+    def label(self, samples: np.ndarray) -> list[LabelledRegion]:
+        """samples: float32 (n,), 16 kHz -> labelled regions (may overlap in time); [] for silence."""
+        samples = _mono(samples)
+        if samples.size == 0:
+            return []
+        return self.label_blocks(lambda: [samples])
 
     def regions(self, samples: np.ndarray) -> list[SpeechRegion]:
         """Segmenter protocol: the regions of :meth:`label`, with file-level speaker indices."""
@@ -405,6 +636,63 @@ class PyannoteSegmenter:
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
+
+
+def _mono(samples: np.ndarray) -> np.ndarray:
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 1:
+        raise AudioError(f"expected mono samples of shape (n,), got shape {samples.shape}")
+    return samples
+
+
+def _embed_spans(embedder: Embedder, blocks: Blocks, starts: list[int], length: int,
+                 cache: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """float32 (len(starts), D): embeddings of ``[s, s + length)`` for each start (ascending), read from one
+    pass over ``blocks()`` holding one span plus one block (skipped when ``cache`` has every start)."""
+    out = np.zeros((len(starts), embedder.dimension), dtype=np.float32)
+    todo = [i for i, s in enumerate(starts) if cache is None or s not in cache]
+    for i in range(len(starts)):
+        if cache is not None and starts[i] in cache:
+            out[i] = cache[starts[i]]
+    if not todo:
+        return out
+    clips: list[np.ndarray] = []
+    where: list[int] = []
+
+    def flush() -> None:
+        for i, v in zip(where, _embed_all(embedder, clips)):
+            out[i] = v
+            if cache is not None:
+                cache[starts[i]] = v
+        clips.clear()
+        where.clear()
+
+    parts: list[np.ndarray] = []
+    buf, buf_start, n, q = np.zeros(0, np.float32), 0, 0, 0
+    for block in blocks():
+        block = np.asarray(block, dtype=np.float32)
+        if not len(block):
+            continue
+        parts.append(block)
+        n += len(block)
+        if starts[todo[q]] + length > n:
+            continue
+        buf = parts[0] if not len(buf) and len(parts) == 1 else np.concatenate([buf, *parts])
+        parts = []
+        while q < len(todo) and starts[todo[q]] + length <= n:
+            o = starts[todo[q]] - buf_start
+            clips.append(buf[o:o + length].copy())
+            where.append(todo[q])
+            q += 1
+            if len(clips) >= 32:
+                flush()
+        if q == len(todo):
+            break
+        keep = max(buf_start, min(starts[todo[q]], n))
+        buf, buf_start = buf[keep - buf_start:], keep
+    if clips:
+        flush()
+    return out
 
 
 def _embed_all(embedder: Embedder, clips: list[np.ndarray]) -> np.ndarray:
@@ -456,6 +744,28 @@ def _ahc(vecs: np.ndarray, similarity: float, min_size: int, max_n: int) -> np.n
     return out
 
 
+def _reassign_unknown(assign: np.ndarray, emb: np.ndarray, labels: _Labels) -> None:
+    """In place: every local speaker labelled as an unknown speaker moves to the nearest unknown centroid,
+    two of one window never to the same one (optimal assignment per window; pyannote's reassignment after
+    clustering). Enrolled people's local speakers stay as they are."""
+    from scipy.optimize import linear_sum_assignment
+
+    unknown = np.array([li for li, kind in enumerate(labels.kinds) if kind == "unknown"], dtype=np.int64)
+    if len(unknown) < 2:
+        return
+    cents = np.stack([labels.centroids[li] for li in unknown])
+    is_unknown = np.zeros(len(labels.kinds), dtype=bool)
+    is_unknown[unknown] = True
+    for w in range(assign.shape[0]):
+        ks = np.flatnonzero((assign[w] >= 0) & is_unknown[np.maximum(assign[w], 0)])
+        if not len(ks):
+            continue
+        sims = _unit(emb[w, ks].astype(np.float64)) @ cents.T          # (k, U)
+        rows, cols = linear_sum_assignment(-sims)
+        assign[w, ks] = -1                                             # more local speakers than labels
+        assign[w, ks[rows]] = unknown[cols]
+
+
 def _cannot_link(assign: np.ndarray, emb: np.ndarray, valid: np.ndarray, labels: _Labels) -> None:
     """In place: where two local speakers of one window share a label, re-assign that window's speakers to
     distinct labels by the assignment that maximises cosine to the labels' voiceprints."""
@@ -492,11 +802,30 @@ def _renumber_unknown(assign: np.ndarray, labels: _Labels) -> None:
         labels.names[li] = f"Speaker {n}"
 
 
+def file_blocks(path: str | os.PathLike[str]) -> Blocks:
+    """A recording as :data:`Blocks`: each call opens it again and yields 16 kHz mono blocks (resampled and
+    downmixed as every idme source is), so a file is never held whole in memory."""
+    from ..audio.file import STDIN, FileSource, read_audio
+
+    if str(path) == STDIN:  # standard input can be read once only: buffered (as FileSource does anyway)
+        samples = read_audio(path)
+        return lambda: [samples]
+    source = FileSource(path)  # opened and validated now: a bad file fails before any work
+    source.close()
+
+    def blocks() -> Iterator[np.ndarray]:
+        with FileSource(path) as src:
+            for frame in src.frames():
+                yield frame.samples
+
+    return blocks
+
+
 def label_file(path: str | os.PathLike[str], embedder: Embedder, profiles: list[Profile], th: Thresholds,
                options: PyannoteOptions | None = None,
                model: SegmentationModel | None = None) -> list[dict[str, Any]]:
-    """Labels a recording with the pyannote segmenter: ``listen --json`` events (final, may overlap)."""
-    from ..audio.file import read_audio
+    """Labels a recording with the pyannote segmenter: ``listen --json`` events (final, may overlap).
 
-    samples = read_audio(path)
-    return PyannoteSegmenter(embedder, th, profiles, options, model).events(samples)
+    The file is read in blocks (twice), never whole: the same events as ``events(read_audio(path))``."""
+    labelled = PyannoteSegmenter(embedder, th, profiles, options, model).label_blocks(file_blocks(path))
+    return to_events(labelled, SAMPLE_RATE_HZ)
