@@ -270,7 +270,8 @@ def _backend_cpu(conn) -> Callable[[], int]:
 
 def pg_rows(url: str, n: int, prints: np.ndarray, qsets: dict[str, np.ndarray], names: list[str], seed: int,
             cache: Path, ef_search: list[int], rerank: int, dims: int, m: int, ef_construction: int,
-            probes: list[int] = (), lists: int | None = None) -> list[dict]:
+            probes: list[int] = (), lists: int | None = None, ivf_dims: int | None = None,
+            hnsw: bool = True) -> list[dict]:
     """pgvector rows: a trained gallery (rows rotated into its basis), HNSW over the first ``dims``
     coordinates, ``rerank`` candidates re-scored on the full vectors; then, when ``probes`` are given, an
     IVFFlat index over the full vectors (replacing the HNSW one). Table and indices persist in the server
@@ -311,14 +312,17 @@ def pg_rows(url: str, n: int, prints: np.ndarray, qsets: dict[str, np.ndarray], 
                              index_mb=round(index_bytes / 2**20), server_cpu_s=round((cpu() - c0) / 1e9, 2)))
 
     key = f"hnsw_sub{dims}_m{m}_efc{ef_construction}"
-    idx = pg._conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (f"{table}_hnsw",)).fetchone()
-    if key not in meta or not idx or pg._sub != dims or f"m='{m}'" not in idx[0] or \
-            f"ef_construction='{ef_construction}'" not in idx[0]:
-        t0 = time.perf_counter()
-        pg.index_hnsw(m=m, ef_construction=ef_construction, dims=dims, work_mem_mb=4096)
-        meta[key] = round(time.perf_counter() - t0, 1)
-        meta_path.write_text(json.dumps(meta))
-    hnsw_bytes = pg._conn.execute("SELECT pg_relation_size(%s)", (f"{table}_hnsw",)).fetchone()[0]
+    if hnsw:
+        idx = pg._conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (f"{table}_hnsw",)).fetchone()
+        if key not in meta or not idx or pg._sub != dims or f"m='{m}'" not in idx[0] or \
+                f"ef_construction='{ef_construction}'" not in idx[0]:
+            t0 = time.perf_counter()
+            pg.index_hnsw(m=m, ef_construction=ef_construction, dims=dims, work_mem_mb=4096)
+            meta[key] = round(time.perf_counter() - t0, 1)
+            meta_path.write_text(json.dumps(meta))
+    else:
+        ef_search = []
+    hnsw_bytes = pg._conn.execute("SELECT pg_relation_size(%s)", (f"{table}_hnsw",)).fetchone()[0] if hnsw else 0
     pg.rerank = rerank
     for ef in ef_search:
         pg.ef_search = ef
@@ -326,14 +330,16 @@ def pg_rows(url: str, n: int, prints: np.ndarray, qsets: dict[str, np.ndarray], 
                 f"rerank {max(rerank, 5)} on vector({vecs.shape[1]})", meta[key], hnsw_bytes)
     if probes:
         t0 = time.perf_counter()
-        pg.index(lists=lists, work_mem_mb=4096)
+        pg.index(lists=lists, work_mem_mb=4096, dims=ivf_dims)
         build = round(time.perf_counter() - t0, 1)
         meta.pop(key, None)  # the HNSW index is gone
         meta_path.write_text(json.dumps(meta))
         ivf_bytes = pg._conn.execute("SELECT pg_relation_size(%s)", (f"{table}_ivf",)).fetchone()[0]
         for p in probes:
             pg.probes = p
-            measure(f"ivfflat {pg._lists} lists on vector({vecs.shape[1]}), probes {p}", build, ivf_bytes)
+            on = f"vector({vecs.shape[1]})" if ivf_dims is None else \
+                f"subvector 1-{ivf_dims}, rerank {max(rerank, 5)} on vector({vecs.shape[1]})"
+            measure(f"ivfflat {pg._lists} lists on {on}, probes {p}", build, ivf_bytes)
     pg.close()
     return rows
 
@@ -374,11 +380,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--pg-sizes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--pg-url", default=None, help="an existing server (default: start an embedded one)")
-    ap.add_argument("--nprobe", type=int, nargs="*", default=[64, 96, 128])
+    ap.add_argument("--nprobe", type=int, nargs="*", default=[96, 160])
     ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default: IvfPqGallery.default_nlist)")
     ap.add_argument("--m", type=int, default=32, help="PQ sub-vectors")
     ap.add_argument("--no-opq", action="store_true", help="no OPQ rotation before the PQ codes")
-    ap.add_argument("--rerank", type=int, default=100)
+    ap.add_argument("--rerank", type=int, default=200)
     ap.add_argument("--pq-bits", type=int, choices=(4, 8), default=4, help="4: fast-scan codes (default); 8: IndexIVFPQ")
     ap.add_argument("--ef-search", type=int, nargs="*", default=[100, 200],
                     help="pgvector HNSW ef_search values")
@@ -389,7 +395,10 @@ def main() -> None:
     ap.add_argument("--probes", type=int, nargs="*", default=[],
                     help="also time an IVFFlat index on the full vectors at these probes (rebuilds the index)")
     ap.add_argument("--lists", type=int, default=None, help="IVFFlat lists (default: IvfPqGallery.default_nlist)")
-    ap.add_argument("--pg-shared-buffers", default="2GB", help="shared_buffers of the embedded server")
+    ap.add_argument("--ivf-dims", type=int, default=None,
+                    help="IVFFlat over the first DIMS coordinates of the trained gallery (then --pg-rerank)")
+    ap.add_argument("--no-hnsw", action="store_true", help="skip the pgvector HNSW rows (and its build)")
+    ap.add_argument("--pg-shared-buffers", default="4GB", help="shared_buffers of the embedded server")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "idme-bench",
                     help="cached voiceprints, galleries, FAISS indices and the embedded server's data")
     ap.add_argument("--json", type=Path, default=None)
@@ -424,7 +433,7 @@ def main() -> None:
                 out["rows"] += pg_rows(url, n, prints, qsets, names, seed=n, cache=args.cache,
                                        ef_search=args.ef_search, rerank=args.pg_rerank, dims=args.pg_dims,
                                        m=args.pg_m, ef_construction=args.pg_ef_construction, probes=args.probes,
-                                       lists=args.lists)
+                                       lists=args.lists, ivf_dims=args.ivf_dims, hnsw=not args.no_hnsw)
         finally:
             if stop is not None:
                 stop()

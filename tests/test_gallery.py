@@ -76,7 +76,8 @@ def test_ivfpq_gallery_finds_the_exact_top1_with_exact_scores() -> None:
     and a saved index read back searches the same."""
     x = _clustered(5000)
     keys = [f"p{i}" for i in range(len(x))]
-    approx = IvfPqGallery.build(keys, x, nlist=64, nprobe=16, rerank=50)  # 4-bit fast-scan codes
+    # OPQ32 + 4-bit fast-scan codes (the defaults), trained on 2,000 of the vectors to keep the test short
+    approx = IvfPqGallery.build(keys, x, nlist=64, nprobe=16, rerank=50, train_max=2000)
     exact = FlatGallery(DIM)
     exact.add(keys, x)
     same = 0
@@ -92,7 +93,8 @@ def test_ivfpq_gallery_finds_the_exact_top1_with_exact_scores() -> None:
                                     nprobe=16, rerank=50)
     assert again.factory == approx.factory == "OPQ32,IVF64,PQ32x4fs"
     assert [h.key for h in again.search(x[7], 3)] == [h.key for h in approx.search(x[7], 3)]
-    classic = IvfPqGallery.build(keys, x, nlist=64, nprobe=16, rerank=50, nbits=4, fast_scan=False, opq=False)
+    classic = IvfPqGallery.build(keys, x, nlist=64, nprobe=16, rerank=50, nbits=4, fast_scan=False, opq=False,
+                                 train_max=2000)
     assert sum(classic.search(q, 1)[0].key == exact.search(q, 1)[0].key for q in _queries(x, 50)) >= 48
     with pytest.raises(GalleryError, match="training vectors"):
         IvfPqGallery.build(keys[:50], x[:50], nlist=64)
@@ -160,10 +162,10 @@ def test_pgvector_gallery_matches_exact_search(postgres) -> None:
 
 
 def test_pgvector_trained_gallery_reranks_hnsw_candidates_exactly(postgres) -> None:
-    """A trained pgvector gallery stores rows rotated into its basis and searches an HNSW index over the
-    first 48 coordinates, re-ranked on the full vectors: the scores are the exact cosines of the original
-    vectors, the exact best entry is found for >= 95% of queries, and a reopened gallery searches the same;
-    training a gallery that already holds rows is refused."""
+    """A trained pgvector gallery stores rows rotated into its basis and searches an HNSW (then an IVFFlat)
+    index over the first 48 coordinates, re-ranked on the full vectors: the scores are the exact cosines of
+    the original vectors, the exact best entry is found for >= 95% of queries, and a reopened gallery
+    searches the same; training a gallery that already holds rows is refused."""
     x = _clustered(3000, seed=5)
     keys = [f"p{i}" for i in range(len(x))]
     exact = FlatGallery(DIM)
@@ -179,9 +181,12 @@ def test_pgvector_trained_gallery_reranks_hnsw_candidates_exactly(postgres) -> N
             same += a[0].key == e[0].key
             assert a[0].score == pytest.approx(float(x[keys.index(a[0].key)] @ (q / np.linalg.norm(q))), abs=1e-5)
         assert same >= 57, same
+        pg.index(dims=48)  # IVFFlat over the same coordinates
+        pg.probes = 16
+        assert sum(pg.search(q, 1)[0].key == exact.search(q, 1)[0].key for q in qs) >= 57
         with pytest.raises(GalleryError, match="already holds"):
             pg.train(x)
-    with PgVectorGallery(postgres, DIM, table="gallery_trained") as again:
+    with PgVectorGallery(postgres, DIM, table="gallery_trained", probes=16) as again:
         assert again._sub == 48 and again.search(qs[0], 1)[0].key == exact.search(qs[0], 1)[0].key
 
 

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 #: p50 0.13 ms at 10k, 6.7 ms at 100k, 59 ms at 1M (linear: ~1 ms near 20k, under load up to 3x more);
 #: IVF-PQ fast-scan + re-ranking p50 0.07-0.09 ms at 10k and 0.14 ms at 100k, but with recall@1 below 1
 #: and a training step (1 s at 10k, 7 s at 100k, 68 s at 1M). Exact while it costs about a millisecond.
+#: (Those IVF-PQ figures are of the former PQ48x4fs / 4 sqrt(n) lists settings; at 1M the current ones,
+#: OPQ32 + sqrt(n) lists, cost 1.1 ms CPU p50 against 34-37 ms for exact search. Not re-measured below 1M.)
 APPROX_MIN = 20_000
 
 
@@ -177,7 +179,8 @@ class IvfPqGallery(_FaissGallery):
         nprobe = max(1, 5 * int(nlist) // 32) if nprobe is None else int(nprobe)
         self.nlist, self.m, self.nprobe, self.rerank, self.nbits = int(nlist), int(m), nprobe, int(rerank), int(nbits)
         self.opq = bool(opq)
-        codes = f"PQ{self.m}x4fs" if fast_scan else f"PQ{self.m}x{self.nbits}"
+        # "np": no polysemous training (FAISS's factory default for classic codes; 14 s on 2,000 vectors)
+        codes = f"PQ{self.m}x4fs" if fast_scan else f"PQ{self.m}x{self.nbits}np"
         self.factory = f"{'OPQ%d,' % self.m if opq else ''}IVF{self.nlist},{codes}"
         base = faiss.index_factory(self.dimension, self.factory, faiss.METRIC_INNER_PRODUCT)
         self._wrap(faiss.IndexRefineFlat(base))
@@ -215,7 +218,7 @@ class IvfPqGallery(_FaissGallery):
         g.nlist, g.m, g.nbits = int(ivf.nlist), int(pq.pq.M), int(pq.pq.nbits)
         g.nprobe = max(1, 5 * g.nlist // 32) if nprobe is None else int(nprobe)
         g.rerank = int(rerank)
-        fs = "fs" if isinstance(pq, faiss.IndexIVFPQFastScan) else ""
+        fs = "fs" if isinstance(pq, faiss.IndexIVFPQFastScan) else "np"
         g.factory = f"{'OPQ%d,' % g.m if g.opq else ''}IVF{g.nlist},PQ{g.m}x{g.nbits}{fs}"
         g._owner = owner
         g._wrap(index)
@@ -324,9 +327,14 @@ class PgVectorGallery:
     1,431 s to build; IVFFlat, 1000 lists, needed 45-70 ms of CPU a query for recall@1 0.98-0.99), so a
     large gallery is trained first: ``train(vectors)`` stores an orthogonal basis (the eigenvectors of the
     voiceprints' second moments, strongest first) in ``{table}_basis``, rows are stored rotated into it
-    (a rotation keeps inner products: scores stay exact cosines), and ``index_hnsw(dims=48)`` indexes only
-    the first ``dims`` coordinates (``subvector``), which hold most of the energy. A search then takes the
-    ``rerank`` best rows by those coordinates from the HNSW index and orders them by the full vectors in SQL.
+    (a rotation keeps inner products: scores stay exact cosines), and ``index(dims=48)`` or
+    ``index_hnsw(dims=48)`` indexes only the first ``dims`` coordinates (``subvector``), which hold 80% of
+    the energy: exact search's best entry ranked <= 8th by them for every one of 220 real queries at 1M.
+    A search then takes the ``rerank`` best rows by those coordinates from the index and orders them by
+    the full vectors in SQL. At 1M (bench/identify_scale.py): IVFFlat 1000 lists on 48 coordinates built in
+    62-69 s (210 MB) and reached recall@1 0.991 / 0.993 (tuning / held-out queries) at probes 64 for 21 ms
+    CPU p50, 26-27 ms p95, and 0.9955 / 1.000 at probes 80 for 35-38 / 44-45 ms; HNSW (m 16,
+    ef_construction 64) on them took 1,226 s and reached 0.968-0.993 at ef_search 400-800 for 21-39 ms CPU.
     Needs psycopg 3 (``pip install 'idme[pg]'``) and a server with the ``vector`` extension (created here
     when the role may).
     """
@@ -389,8 +397,8 @@ class PgVectorGallery:
         self._sub = self._indexed_dims()
 
     def _indexed_dims(self) -> int | None:
-        row = self._conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
-                                 (f"{self.table}_hnsw",)).fetchone()
+        row = self._conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname IN (%s, %s)",
+                                 (f"{self.table}_hnsw", f"{self.table}_ivf")).fetchone()
         m = re.search(r"subvector\(embedding, 1, (\d+)\)", row[0]) if row else None
         return int(m.group(1)) if m else None
 
@@ -449,12 +457,15 @@ class PgVectorGallery:
             self._conn.execute(f"INSERT INTO {self.table} SELECT key, embedding FROM _idme_load "
                                "ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding")
 
-    def index(self, lists: int | None = None, work_mem_mb: int = 1024, workers: int = 2) -> None:
+    def index(self, lists: int | None = None, work_mem_mb: int = 1024, workers: int = 2,
+              dims: int | None = None) -> None:
         """Builds (or rebuilds) the IVFFlat index over what the table holds now; ``lists`` defaults to
         ``IvfPqGallery.default_nlist`` of the row count (at most rows/39, k-means' minimum per list).
 
         work_mem_mb: ``maintenance_work_mem`` for this build only: pgvector's k-means holds its sample in it
-        (100k 192-d rows with 1024 lists needed 245 MB, over the server's 64 MB default)."""
+        (100k 192-d rows with 1024 lists needed 245 MB, over the server's 64 MB default). dims: as for
+        ``index_hnsw``, lists over the first ``dims`` coordinates of a trained gallery, then a re-rank."""
+        self._check_dims(dims)
         n = len(self)
         lists = int(lists or max(1, min(IvfPqGallery.default_nlist(n), max(1, n // 39))))
         self._conn.execute(f"SET maintenance_work_mem = '{int(work_mem_mb)}MB'")
@@ -462,10 +473,18 @@ class PgVectorGallery:
         self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_hnsw")
         self._conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
         self._conn.execute(f"CREATE INDEX {self.table}_ivf ON {self.table} "
-                           f"USING ivfflat (embedding vector_ip_ops) WITH (lists = {lists})")
+                           f"USING ivfflat ({self._column(dims)} vector_ip_ops) WITH (lists = {lists})")
         self._conn.execute("RESET maintenance_work_mem")
         self._conn.execute("RESET max_parallel_maintenance_workers")
-        self._lists, self._sub = lists, None
+        self._lists, self._sub = lists, None if dims is None else int(dims)
+
+    def _check_dims(self, dims: int | None) -> None:
+        if dims is not None and (self._basis is None or not 0 < int(dims) < self.dimension):
+            raise GalleryError(f"dims={dims} needs a trained gallery (train()) and 0 < dims < {self.dimension}")
+
+    @staticmethod
+    def _column(dims: int | None) -> str:
+        return "embedding" if dims is None else f"(subvector(embedding, 1, {int(dims)})::vector({int(dims)}))"
 
     def index_hnsw(self, m: int = 16, ef_construction: int = 64, work_mem_mb: int = 1024, dims: int | None = None,
                    workers: int = 2) -> None:
@@ -477,15 +496,13 @@ class PgVectorGallery:
         dims: index only the first ``dims`` coordinates of a trained gallery (``train``), re-ranking the
         ``rerank`` best on the full vectors. work_mem_mb: the graph is built in memory when it fits there
         (pgvector warns and slows down otherwise); workers: parallel build workers."""
-        if dims is not None and (self._basis is None or not 0 < int(dims) < self.dimension):
-            raise GalleryError(f"dims={dims} needs a trained gallery (train()) and 0 < dims < {self.dimension}")
+        self._check_dims(dims)
         self._conn.execute(f"SET maintenance_work_mem = '{int(work_mem_mb)}MB'")
         self._conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
         self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_ivf")
         self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_hnsw")
-        column = "embedding" if dims is None else f"(subvector(embedding, 1, {int(dims)})::vector({int(dims)}))"
         self._conn.execute(f"CREATE INDEX {self.table}_hnsw ON {self.table} USING hnsw "
-                           f"({column} vector_ip_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)})")
+                           f"({self._column(dims)} vector_ip_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)})")
         self._conn.execute("RESET maintenance_work_mem")
         self._conn.execute("RESET max_parallel_maintenance_workers")
         self._sub = None if dims is None else int(dims)
@@ -499,7 +516,9 @@ class PgVectorGallery:
                                      (f"{self.table}_ivf",)).fetchone()
             opts = dict(o.split("=", 1) for o in (row[0] or [])) if row else {}
             self._lists = int(opts.get("lists", 8))
-        return max(1, self._lists // 8)
+        # An index over a trained gallery's leading coordinates: a twelfth (83 of 1000 lists at 1M, where 64,
+        # 80 and 96 probes gave recall@1 0.991-0.993, 0.9955-1.000 and 0.9955-1.000); else an eighth.
+        return max(1, self._lists // (12 if self._sub is not None else 8))
 
     def search(self, query: np.ndarray, k: int) -> list[Hit]:
         if k < 1:
