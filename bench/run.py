@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = result.machine.date.replace(":", "").replace("+0000", "Z")
     for name in ("latest.json", f"{stamp}{'-quick' if args.quick else ''}.json"):
         (args.out / name).write_text(payload, encoding="utf-8")
-    markdown = render_markdown(result)
+    page = args.docs / "benchmarks.md"
+    markdown = render_markdown(result, page.read_text(encoding="utf-8") if page.exists() else None)
     args.docs.mkdir(parents=True, exist_ok=True)
     (args.docs / "benchmarks.md").write_text(markdown, encoding="utf-8")
     render_plot(result, args.docs / "stage_costs.png")

@@ -195,12 +195,21 @@ def robustness_section(r: BenchResult) -> str:
     return "\n\n".join(parts)
 
 
-def render_markdown(r: BenchResult) -> str:
-    """The whole docs/benchmarks.md."""
+def render_markdown(r: BenchResult, previous: str | None = None) -> str:
+    """The whole docs/benchmarks.md. ``previous``: the page as it is now; its "## Other benchmarks" part
+    (figures other scripts' authors write by hand, from its heading to the end) is kept as it is, so a
+    regeneration only replaces what bench/run.py measured."""
     intro = ("# Benchmarks\n\nProduced by `python bench/run.py --data ../shared/data` (see bench/README.md for "
-             "what each number means); raw numbers in `bench/results/latest.json`. Do not edit by hand.")
+             "what each number means); raw numbers in `bench/results/latest.json`. Sections 1-5 are regenerated "
+             "on every run; \"Other benchmarks\" and what follows it is kept as written.")
+    other = OTHER_BENCHMARKS
+    if previous and OTHER_HEADING in previous:
+        other = previous[previous.index(OTHER_HEADING):].rstrip("\n")
     return "\n\n".join([intro, machine_section(r), processing_section(r), quality_section(r), latency_section(r),
-                        oneoff_section(r), robustness_section(r), OTHER_BENCHMARKS]) + "\n"
+                        oneoff_section(r), robustness_section(r), other]) + "\n"
+
+
+OTHER_HEADING = "## Other benchmarks"
 
 
 #: Benchmarks with their own scripts and pages; listed here so that regenerating this page keeps them found.
