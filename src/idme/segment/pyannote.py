@@ -75,13 +75,14 @@ RESEGMENT_SAMPLES = 24_000
 class PyannoteOptions:
     """Settings of the pyannote segmenter (defaults chosen on ami-excerpts trn* only: bench/segmentation.py)."""
 
-    #: Hop between 10 s windows, seconds. pyannote 3.1 uses 1 s (10% of the window); on trn* 2.5 s scored
-    #: as well or better with every other setting tuned (bench/segmentation.py) at 40% of the cost.
-    step_s: float = 2.5
+    #: Hop between 10 s windows, seconds: 1 s, as pyannote 3.1 (10% of the window). With every other setting
+    #: tuned, trn* scored 13.7% / 25.2% (collar 0.25 / 0) at 1 s against 14.5% / 25.7% at 2.5 s, which
+    #: costs 40% as much (bench/segmentation.py).
+    step_s: float = 1.0
     #: Shortest speech of one local speaker (seconds) worth an embedding; shorter ones are dropped.
     min_embed_s: float = 0.4
     #: AHC stop: unknown clusters whose average-linkage cosine similarity is below this stay apart.
-    cluster_similarity: float = 0.35
+    cluster_similarity: float = 0.30
     #: Clusters with fewer members than this are folded into the most similar larger cluster (when one
     #: exists): a handful of window embeddings is too little to be a speaker of its own.
     min_cluster_size: int = 2
@@ -99,8 +100,8 @@ class PyannoteOptions:
     min_region_s: float = 0.0
     #: Each region starts this much (seconds) earlier and ends ``pad_end_s`` later (regions of one label
     #: that then touch are merged): the network's speech lies a little inside the reference's word bounds.
-    pad_start_s: float = 0.05
-    pad_end_s: float = 0.1
+    pad_start_s: float = 0.1
+    pad_end_s: float = 0.15
     #: Re-segmentation: hop (seconds) of the 1.5 s windows embedded over single-speaker speech; 0 turns
     #: the step off.
     resegment_hop_s: float = 0.75
