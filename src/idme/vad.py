@@ -69,12 +69,22 @@ class VadOptions:
     noise_margin_db: float = 3.0
     #: The noise floor is the quietest frame of this last stretch of audio (minimum statistics).
     noise_window_s: float = 5.0
+    #: An open chunk also continues through frames this much louder than the noise floor that webrtcvad
+    #: calls unvoiced (a word-final "s" or "t": aggressiveness 3 rejects fricatives), so the chunk does not
+    #: end, and its post-roll start, in the middle of the word; such frames never open a chunk. None: off.
+    #: 24 dB on meetings-dev: DER 1.29% -> 1.09%, AMI excerpts (webrtc, file mode) 41.0% -> 40.1%; 18 dB
+    #: also kept quieter tails but followed noise on the near-silent AMI excerpts (AMI 41.9%).
+    continue_margin_db: float | None = 24.0
+    #: At most this long a run of such frames continues a chunk (a fricative, not a fan or a laugh).
+    continue_max_ms: int = 150
 
     def __post_init__(self) -> None:
         if self.frame_ms not in _WEBRTC_FRAME_MS:
             raise ValueError(f"frame_ms must be one of {_WEBRTC_FRAME_MS}, got {self.frame_ms}")
         if not 0 <= self.aggressiveness <= 3:
             raise ValueError(f"aggressiveness must be 0..3, got {self.aggressiveness}")
+        if self.continue_max_ms < 0:
+            raise ValueError(f"continue_max_ms must be >= 0, got {self.continue_max_ms}")
 
 
 @dataclass
@@ -134,6 +144,9 @@ class SpeechChunker:
         self._level_floor = 10 ** (options.min_level_dbfs / 20)
         self._levels: deque[float] = deque(maxlen=max(1, int(options.noise_window_s * 1000 / options.frame_ms)))
         self._noise_db = -200.0
+        self._loud = False  # the last frame is continue_margin_db above the noise floor
+        self._loud_run = 0  # loud frames webrtcvad called unvoiced, in a row
+        self._continue_frames = options.continue_max_ms // options.frame_ms
         self._start_frames = max(1, options.start_voiced_ms // options.frame_ms)
         self._window_frames = max(self._start_frames, options.start_window_ms // options.frame_ms)
         self._end_frames = max(1, options.end_pause_ms // options.frame_ms)
@@ -149,6 +162,8 @@ class SpeechChunker:
         self._noise_db = min(self._levels)
         pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         voiced = self._vad.is_speech(pcm, TARGET_RATE_HZ)  # always called: webrtcvad keeps state
+        margin = self.opt.continue_margin_db
+        self._loud = margin is not None and rms >= self._level_floor and level_db >= self._noise_db + margin
         return voiced and rms >= self._level_floor and level_db >= self._noise_db + self.opt.noise_margin_db
 
     # -- streaming ------------------------------------------------------------------------------------
@@ -186,7 +201,9 @@ class SpeechChunker:
         if o.n >= self.opt.max_chunk_s * TARGET_RATE_HZ:
             o.last_voiced_end, o.last_voiced_arrival = start + len(seg), arrival
             return self._close()
-        if voiced:
+        # A loud frame webrtcvad calls unvoiced (a fricative) keeps the chunk open, up to continue_max_ms in a row.
+        self._loud_run = 0 if voiced or not self._loud else self._loud_run + 1
+        if voiced or 0 < self._loud_run <= self._continue_frames:
             self._unvoiced_run = 0
             o.last_voiced_end = start + len(seg)
             o.last_voiced_arrival = arrival
@@ -220,7 +237,7 @@ class SpeechChunker:
     def _close(self) -> SpeechChunk | None:
         o = self._open
         self._open = None
-        self._unvoiced_run = 0
+        self._unvoiced_run = self._loud_run = 0
         if o is None:
             return None
         audio = np.concatenate(o.parts)
