@@ -526,9 +526,11 @@ class Pipeline:
 
     #: Events handed to the sink at once, at most (a burst of corrections becomes one batch).
     max_batch = 256
-    #: Live, the transcription thread runs this much nicer than the labelling threads (Linux; best effort),
-    #: so that on a busy machine labels get the CPU first: text is what waits (bench/live_text.py).
-    transcribe_nice = 5
+    #: Live, the transcription thread can run this much nicer than the labelling threads (Linux; best
+    #: effort), so that on a busy machine labels get the CPU first and text waits. Off: at 5, on a machine at
+    #: load 15-19 label p95 went 3.0 -> 2.0 s but the first text came 12 -> 39 s late, and at load ~8 labels
+    #: gained nothing (bench/live_text.py --asr-nice).
+    transcribe_nice = 0
 
     def __init__(self, source: AudioSource, labeller: Labeller, sink: Callable[[SegmentEvent], None],
                  transcriber: Transcriber | None = None, queue_blocks: int = 64, block_s: float | None = None,

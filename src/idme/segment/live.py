@@ -57,7 +57,8 @@ MIN_SPECTRAL_FLUX = 0.03
 def spectral_flux(samples: np.ndarray) -> float:
     """Median change of the normalised power spectrum between successive 128 ms frames (32 ms hop, 60 Hz to
     8 kHz, frames within 30 dB of the loudest): ~0 for steady tones, 0.1-0.6 for speech and noise; 1.0 for
-    audio too short or too quiet to tell (treated as speech-like)."""
+    audio too short or too quiet to tell (treated as speech-like). About 6 ms of CPU for 5 s of audio (looking
+    at the last 2 s only halves that, but moved one dev excerpt's labels: DER 18.1% -> 26.2%)."""
     x = np.asarray(samples, dtype=np.float32)
     n, hop = 2048, 512
     if len(x) < n + 2 * hop:
