@@ -66,6 +66,18 @@ def _hypothesis_skips_lazy_modules() -> None:
 _hypothesis_skips_lazy_modules()
 
 
+def profile_dir(home: Path, name: str) -> Path:
+    """The directory of profile ``name`` under ``home`` (opaque, keyed by the home's sealed dirkey, issue 14)."""
+    from idme.identity.profiles import ProfileStore
+
+    return ProfileStore(Path(home)).profile_dir(name)
+
+
+def profile_identity(home: Path, name: str, what: str = "meta") -> str:
+    """The sealed-file identity of profile ``name``'s ``what`` ("meta" or "embeddings")."""
+    return f"idme/profile/{profile_dir(home, name).name}/{what}"
+
+
 def set_profile_encoder_version(home: Path, name: str, version: str) -> None:
     """Rewrites profile ``name``'s encoder version (profile.json is encrypted at rest, issue 14), as if
     another encoder had made it."""
@@ -73,7 +85,7 @@ def set_profile_encoder_version(home: Path, name: str, version: str) -> None:
 
     from idme.vault import vault_for
 
-    path, identity = Path(home) / "profiles" / name / "profile.json", f"idme/profile/{name}/meta"
+    path, identity = profile_dir(home, name) / "profile.json", profile_identity(home, name)
     meta = json.loads(vault_for(home).read(path, identity))
     meta["encoder"]["version"] = version
     vault_for(home).write(path, json.dumps(meta).encode(), identity)

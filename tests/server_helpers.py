@@ -16,7 +16,7 @@ import pytest
 from idme.api import Idme
 from idme.settings import resolve
 
-from conftest import OWNER_TAKES
+from conftest import OWNER_TAKES, profile_dir
 
 TOKEN = "test-token-" + "x" * 32
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -27,7 +27,7 @@ BASE_URL = "http://127.0.0.1:8765"
 def enrolled_home(root: Path, campplus) -> Path:
     """A home with 'me' enrolled from the example's owner takes."""
     home = root / "enrolled-home"
-    if not (home / "profiles" / "me").exists():
+    if not profile_dir(home, "me").exists():
         Idme(resolve(home, asr="none"), embedder=campplus).enroll_files("me", OWNER_TAKES)
     return home
 

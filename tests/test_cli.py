@@ -28,6 +28,7 @@ from idme.identity.enroll import read_kept_take
 from idme.identity.profiles import ProfileStore
 
 from clihelp import cli, enroll_args, events_of, final_labels, ok, refused
+from conftest import profile_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -294,13 +295,13 @@ def test_profiles_show_rename_and_rm(owner_home: Path, tmp_path: Path) -> None:
     names = [p["name"] for p in json.loads(ok(cli("profiles", "list", "--json", "--home", home)).stdout)]
     assert names == ["me", "robert"]
     assert json.loads(ok(cli("profiles", "show", "robert", "--home", home)).stdout)["n_takes"] == 1
-    assert not (home / "profiles" / "bob").exists()
+    assert not profile_dir(home, "bob").exists()
     refused(cli("profiles", "show", "bob", "--home", home), contains="no profile 'bob'")
     refused(cli("profiles", "rename", "robert", "me", "--home", home), contains="already exists")
     refused(cli("profiles", "rename", "robert", "Speaker 3", "--home", home), contains="reserved")
 
     ok(cli("profiles", "rm", "robert", "--yes", "--home", home))
-    assert not (home / "profiles" / "robert").exists()
+    assert not profile_dir(home, "robert").exists()
     assert [p["name"] for p in json.loads(ok(cli("profiles", "list", "--json", "--home", home)).stdout)] == ["me"]
     refused(cli("profiles", "rm", "robert", "--yes", "--home", home), contains="no profile")
 
@@ -370,7 +371,7 @@ def test_microphone_enroll_without_portaudio_fails_before_the_countdown(monkeypa
     monkeypatch.setattr(time, "sleep", sleeps.append)
     refused(cli("enroll", "--home", tmp_path / "home"), contains="PortAudio")
     assert sleeps == []
-    assert not (tmp_path / "home" / "profiles" / "me").exists()
+    assert not profile_dir(tmp_path / "home", "me").exists()
 
 
 def test_version_in_process_and_as_a_process() -> None:
@@ -438,7 +439,7 @@ def test_enroll_from_the_microphone(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert profile["n_takes"] == 2 and [t["source"] for t in profile["takes"]] == ["take 1", "take 2"]
     assert all(t["speech_s"] >= 1.5 for t in profile["takes"])
     # The kept takes are exactly the first 3 s the microphone delivered.
-    kept = sorted((home / "profiles" / "me" / "audio").glob("*.wav"))
+    kept = sorted((profile_dir(home, "me") / "audio").glob("*.wav"))
     assert len(kept) == 2
     for path, clip in zip(kept, (OWNER_TAKES[1], OWNER_TAKES[2])):
         take = read_kept_take(ProfileStore(home), path)  # kept audio is encrypted at rest (issue 14), 16 kHz

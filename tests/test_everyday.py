@@ -33,6 +33,7 @@ from idme.identity.profiles import Profile, ProfileStore, check_name
 
 from clihelp import PROC_ENV, RUNNER, cli, enroll_args, events_of, final_labels, ok, refused
 from idme.cli import app
+from conftest import profile_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -68,7 +69,7 @@ def encode(src: Path, dst: Path, fmt: str, codec: str, rate: int | None = None) 
 
 
 def profile_bytes(home: Path, name: str) -> bytes:
-    d = home / "profiles" / name
+    d = profile_dir(home, name)
     return (d / "embeddings.npy").read_bytes() + (d / "profile.json").read_bytes()
 
 
@@ -113,7 +114,7 @@ def test_profile_names_accept_any_alphabet_and_refuse_path_tricks(tmp_path: Path
             check_name(bad)
     store = ProfileStore(tmp_path)
     store.save(Profile("李明", {"name": "campplus", "version": "v"}, np.eye(1, 4, dtype=np.float32)))
-    assert store.names() == ["李明"] and (tmp_path / "profiles" / "李明" / "profile.json").is_file()
+    assert store.names() == ["李明"] and (profile_dir(tmp_path, "李明") / "profile.json").is_file()
 
 
 def test_name_never_touches_the_owner_without_force(home: Path) -> None:
@@ -124,7 +125,7 @@ def test_name_never_touches_the_owner_without_force(home: Path) -> None:
     refused(cli("name", "latest", "Speaker 1", "ME", "--home", home), contains="your own voiceprint")
     refused(cli("name", "latest", "Me", "zed", "--home", home), contains="copy your voiceprint")
     assert profile_bytes(home, "me") == before
-    assert not (home / "profiles" / "zed").exists()
+    assert not profile_dir(home, "zed").exists()
     assert speakers_of(home)["Me"] == "me"
 
 
@@ -159,7 +160,7 @@ def test_enrolment_refuses_a_take_with_several_voices(tmp_path: Path) -> None:
     home = tmp_path / "home"
     line = refused(cli("enroll", "--file", MEETING, "--home", home), contains="more than one voice")
     assert "meeting.wav" in line
-    assert not (home / "profiles" / "me").exists()
+    assert not profile_dir(home, "me").exists()
 
 
 def test_enrolment_refuses_a_voice_another_profile_already_has(owner_home: Path, tmp_path: Path) -> None:
@@ -167,7 +168,7 @@ def test_enrolment_refuses_a_voice_another_profile_already_has(owner_home: Path,
     is never added twice to one profile; --replace replaces the takes instead of adding to them."""
     home = Path(shutil.copytree(owner_home, tmp_path / "home"))
     refused(cli("enroll", "--name", "twin", "--file", OWNER_TAKES[0], "--home", home), contains="matches yourself")
-    assert not (home / "profiles" / "twin").exists()
+    assert not profile_dir(home, "twin").exists()
     refused(cli("enroll", "--file", OWNER_TAKES[1], "--home", home), contains="already enrolled")
     # --replace starts the profile over from the new takes (the same file is then no duplicate).
     ok(cli("enroll", "--file", OWNER_TAKES[1], "--file", OWNER_TAKES[2], "--replace", "--home", home))
@@ -197,7 +198,7 @@ def test_the_owner_is_neither_renamed_nor_removed_without_force(home: Path) -> N
     """`profiles rename me ...` and `profiles rm me` need --force; with it they work."""
     refused(cli("profiles", "rename", "me", "owner", "--home", home), contains="--force")
     refused(cli("profiles", "rm", "me", "--yes", "--home", home), contains="--force")
-    assert (home / "profiles" / "me" / "profile.json").is_file()
+    assert (profile_dir(home, "me") / "profile.json").is_file()
     ok(cli("profiles", "rename", "me", "owner", "--force", "--home", home))
     ok(cli("profiles", "rm", "owner", "--yes", "--home", home))
     assert json.loads(ok(cli("profiles", "list", "--json", "--home", home)).stdout) == []

@@ -24,7 +24,7 @@ import idme.audio.sources
 from idme.audio.microphone import MicrophoneSource
 from idme.eval.der import score_files
 
-from conftest import open_db
+from conftest import open_db, profile_dir, profile_identity
 from clihelp import CLEAN_ENV, PROC_ENV, cli, events_of, final_labels, ok, one_error_line, refused
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def test_unusable_input_is_refused_by_listen_and_enroll(case: str, owner_home: P
     refused(listen_json(owner_home, path), message)
     assert sessions(owner_home) == before  # no session was started for it
     refused(cli("enroll", "--name", "alice", "--file", path, "--home", owner_home), message)
-    assert not (owner_home / "profiles" / "alice").exists()
+    assert not profile_dir(owner_home, "alice").exists()
 
 
 def test_truncated_flac_keeps_the_audio_before_the_damage(crop: np.ndarray, home: Path, tmp_path: Path) -> None:
@@ -288,8 +288,8 @@ def test_profile_from_another_encoder_asks_to_re_enrol(home: Path, crop_wav: Pat
     """A profile tagged with another encoder version is refused by listen and enroll with the re-enrol hint."""
     from idme.vault import vault_for
 
-    meta_path = home / "profiles" / "me" / "profile.json"
-    vault, identity = vault_for(home), "idme/profile/me/meta"  # profile.json is encrypted at rest (issue 14)
+    meta_path = profile_dir(home, "me") / "profile.json"
+    vault, identity = vault_for(home), profile_identity(home, "me")  # profile.json is encrypted at rest (issue 14)
     meta = json.loads(vault.read(meta_path, identity))
     meta["encoder"]["version"] = "an-older-version"
     vault.write(meta_path, json.dumps(meta).encode(), identity)
@@ -307,7 +307,7 @@ def test_unknown_session_ids_are_refused(owner_home: Path, tmp_path: Path) -> No
     refused(cli("sessions", "show", "nope", "--home", owner_home), "no session 'nope'")
     refused(cli("sessions", "rm", "nope", "--home", owner_home), "no session 'nope'")
     refused(cli("name", "nope", "Speaker 1", "carol", "--home", owner_home), "no session 'nope'")
-    assert not (owner_home / "profiles" / "carol").exists()
+    assert not profile_dir(owner_home, "carol").exists()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from idme.identity import replay as R
 from idme.settings import resolve
 
 from clihelp import cli, ok
-from conftest import DATA
+from conftest import DATA, profile_dir
 
 SR = 16000
 #: The answers' clips: (digit, take) of speaker jackson; take 0 is the enrollment audio, never an answer.
@@ -59,12 +59,10 @@ ENROLL_TAKE = "0123456789", [0] * 10
 
 @pytest.fixture(scope="module")
 def asr():
-    """The bundled Whisper tiny.en, loaded once for the module."""
-    from idme.transcribe.select import make_transcriber
+    """The challenge recogniser on the bundled Whisper tiny.en (what ``Idme`` uses), loaded once."""
+    from idme.identity.challenge import ChallengeRecogniser
 
-    t, _ = make_transcriber("whisper")
-    t.load()
-    return t
+    return ChallengeRecogniser.bundled()
 
 
 @pytest.fixture
@@ -111,7 +109,7 @@ def test_replay_of_an_accepted_attempt_is_refused_but_a_new_answer_is_not(idme) 
     assert again.replay_of.startswith("attempt:")
     fresh = idme.verify("jackson", _say(*ANSWER_B), sample_rate=SR, expect=ANSWER_B[0])
     assert fresh.decision == "accept", (fresh.reason, fresh.replay_score)
-    path = idme.home / "profiles" / "jackson" / R.FILE_NAME
+    path = profile_dir(idme.home, "jackson") / R.FILE_NAME
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [lab.split(":")[0] for lab, _ in R.FingerprintStore(path.parent).load()] == \
         ["enroll", "attempt", "attempt"]
@@ -150,3 +148,58 @@ def test_cli_challenge_and_expect(tmp_path, campplus) -> None:
     assert d["decision"] == "wrong_content" and d["heard_digits"] == ANSWER_A[0]
     bad = cli("verify", "--home", tmp_path, "--name", "jackson", "--challenge", wav)
     assert bad.exit_code == 2
+
+
+def test_challenge_recogniser_forces_the_challenge_only_when_it_is_safe(asr) -> None:
+    """The right digits match on the free transcription; other digits are forced through the decoder and
+    score below the bar; a challenge of few distinct digits is never forced (Whisper would follow the run),
+    and idme never issues one."""
+    from idme.identity import challenge as C
+
+    x = _say(*ANSWER_A)
+    right = asr.check(x, ANSWER_A[0])
+    assert right.matched and right.edits == 0 and right.forced_logprob is None
+    wrong = asr.check(x, ANSWER_B[0])
+    assert not wrong.matched and wrong.forced_logprob is not None and wrong.forced_logprob < C.FORCED_MIN_LOGPROB
+    run = asr.check(x, "000000")
+    assert not run.matched and run.forced_logprob is None
+    assert [t for t, d in C.forced_pieces("472") if d] == [" 4", " 7", " 2"]
+    assert all(len(set(R.new_challenge())) >= C.MIN_DISTINCT_FOR_FORCED for _ in range(200))  # always forceable
+
+
+class _FakeStream:
+    """Stands in for sounddevice.InputStream: start() hands every 30 ms block to the callback at once."""
+
+    def __init__(self, blocks, **kw) -> None:
+        self.blocks, self.callback, self.active = blocks, kw["callback"], False
+
+    def start(self) -> None:
+        self.active = True
+        for block in self.blocks:
+            self.callback(block, len(block), None, None)
+
+    def stop(self) -> None:
+        self.active = False
+
+    close = stop
+
+
+def test_cli_challenge_records_the_answer_from_the_microphone(tmp_path, campplus, monkeypatch) -> None:
+    """`idme verify --challenge --record 5` shows the digits, records exactly 5 s from the microphone and
+    verifies them: the enrolled voice saying them is accepted."""
+    import idme.audio.sources
+    import idme.identity.replay
+    from idme.audio.microphone import MicrophoneSource
+
+    i = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
+    i.enroll("jackson", [("take0.wav", _say(*ENROLL_TAKE))], native_rates=[8000])
+    x = np.concatenate([_say(*ANSWER_A), np.zeros(5 * SR, np.float32)])  # the answer, then silence
+    blocks = [x[k:k + 480].reshape(-1, 1) for k in range(0, len(x), 480)]
+    monkeypatch.setattr(idme.identity.replay, "new_challenge", lambda: ANSWER_A[0])
+    monkeypatch.setattr(idme.audio.sources, "MicrophoneSource", lambda device=None: MicrophoneSource(
+        samplerate=16000, queue_blocks=len(blocks) + 1, stream_factory=lambda **kw: _FakeStream(blocks, **kw)))
+    r = ok(cli("verify", "--home", tmp_path, "--name", "jackson", "--challenge", "--record", "5", "--json"))
+    d = json.loads(r.stdout)
+    assert d["decision"] == "accept" and d["expected"] == ANSWER_A[0], d
+    assert "4 7 2 9 1 3" in r.stderr
+    assert cli("verify", "--home", tmp_path, "--name", "jackson", "--record", "5").exit_code == 2

@@ -10,7 +10,7 @@ import soundfile as sf
 from idme.identity.manifest import STATE_FILE, read_manifest
 
 from clihelp import cli, ok
-from conftest import BOB_TAKE, DATA, OWNER_TAKES
+from conftest import BOB_TAKE, DATA, OWNER_TAKES, profile_dir
 
 
 def _manifest(tmp_path, carol: str) -> object:
@@ -47,9 +47,11 @@ def test_cli_manifest_reports_refusals_resumes_and_writes_nothing_for_a_failed_r
     status = {row["name"]: row["status"] for row in rep["rows"]}
     assert status == {"me": "enrolled", "bob": "enrolled", "carol": "failed"}
     carol = next(row for row in rep["rows"] if row["name"] == "carol")
-    assert "speech" in carol["reason"] and not (home / "profiles" / "carol").exists()
+    assert "speech" in carol["reason"] and not profile_dir(home, "carol").exists()
     assert len(next(row for row in rep["rows"] if row["name"] == "bob")["takes"]) == 2
-    assert json.loads((home / STATE_FILE).read_text()).keys() == {"me", "bob"}
+    from idme.vault import vault_for  # the state names the people enrolled: sealed at rest (issue 14)
+
+    assert json.loads(vault_for(home).read(home / STATE_FILE, "idme/manifest-state")).keys() == {"me", "bob"}
     again = json.loads(cli("enroll", "--manifest", m, "--json", "--home", home).stdout)
     assert [row["status"] for row in again["rows"]] == ["skipped", "skipped", "failed"]
     (tmp_path / "carol.wav").unlink()

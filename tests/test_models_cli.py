@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from idme.cli import app
 
-from conftest import EXAMPLES, OWNER_TAKES, ROOT
+from conftest import EXAMPLES, OWNER_TAKES, ROOT, profile_dir
 
 runner = CliRunner()
 speechbrain = pytest.importorskip("speechbrain", reason="needs the [ecapa] extra")
@@ -83,7 +83,7 @@ def test_reembed_moves_a_profile_to_another_encoder(tmp_path: Path, monkeypatch,
     home = tmp_path / "home"
     r = _cli("enroll", *sum((["--file", str(p)] for p in OWNER_TAKES), []), "--keep-audio", "--home", home)
     assert r.exit_code == 0, r.output
-    kept = sorted((home / "profiles" / "me" / "audio").glob("*.wav"))
+    kept = sorted((profile_dir(home, "me") / "audio").glob("*.wav"))
     assert len(kept) == 3 and all(p.stat().st_mode & 0o777 == 0o600 for p in kept)
     cam = json.loads(_cli("profiles", "show", "me", "--home", home).stdout)["encoder"]
     models_dir = tmp_path / "models"

@@ -19,7 +19,7 @@ from idme.session.store import SessionStore
 from idme.transcribe.select import find_models
 
 from clihelp import cli, ok
-from conftest import decrypted_pages
+from conftest import decrypted_pages, profile_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -83,7 +83,7 @@ def test_store_directories_are_0700_and_files_0600(tmp_path: Path, permissive_um
     even under umask 000."""
     home = tmp_path / "home"
     enroll_owner(home, "--keep-audio")
-    kept = sorted((home / "profiles" / "me" / "audio").glob("*.wav"))
+    kept = sorted((profile_dir(home, "me") / "audio").glob("*.wav"))
     assert [p.name for p in kept] == ["take_001.wav", "take_002.wav", "take_003.wav"]
     assert sf.info(io.BytesIO(_plain(home, kept[0])[len(kept[0].read_bytes()):])).samplerate == 16000
     clip = tmp_path / "clip.wav"
@@ -109,18 +109,19 @@ def test_profiles_rm_removes_every_file_of_the_profile(tmp_path: Path) -> None:
     from idme.identity.profiles import ProfileStore
 
     voiceprint = ProfileStore(home).get("me").embeddings.astype("<f4").tobytes()
-    take = home / "profiles" / "me" / "audio" / "take_002.wav"
+    take = profile_dir(home, "me") / "audio" / "take_002.wav"
     kept_audio = _plain(home, take)[len(take.read_bytes()):][44:2044]  # the decrypted WAV's samples
     assert files_containing(home, voiceprint[:64]) and files_containing(home, kept_audio)  # the search works
 
     # stdin is not a terminal: no question; the owner's profile needs --force (issue 10)
     result = ok(cli("profiles", "rm", "me", "--force", "--home", home))
     assert "deleted profile me" in result.stderr
-    assert not (home / "profiles" / "me").exists()
+    assert not profile_dir(home, "me").exists()
     assert files_containing(home, voiceprint[:64]) == []
     assert files_containing(home, kept_audio) == []
     assert [p["name"] for p in json.loads(ok(cli("profiles", "list", "--json", "--home", home)).stdout)] == ["bob"]
-    assert sorted(p.name for p in (home / "profiles").iterdir()) == ["bob"]  # no temporary files either
+    assert sorted(p.name for p in (home / "profiles").iterdir()) == \
+        [".dirkey", profile_dir(home, "bob").name]  # no temporary files either
 
 
 def test_sessions_rm_leaves_no_trace(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from keyring.backend import KeyringBackend
 from idme import vault as V
 from idme.vault import MAGIC, Vault, VaultError, migrate, vault_for
 
-from conftest import EXAMPLES, OWNER_TAKES, open_db
+from conftest import BOB_TAKE, EXAMPLES, OWNER_TAKES, open_db, profile_dir
 
 
 class MemoryKeyring(KeyringBackend):
@@ -163,6 +163,9 @@ def hook(i, path):
 
 if what == "rotate":
     vault.vault_for(home).rotate(hook=hook)
+elif what == "names":
+    from idme.identity.profiles import ProfileStore, migrate_names
+    migrate_names(ProfileStore(home), hook=lambda i, path: hook(i - 1, path))
 else:
     vault.migrate(home, hook=hook)
 """
@@ -265,6 +268,8 @@ def test_enrollment_leaves_no_voiceprint_or_audio_in_clear(tmp_path: Path, campp
     home = tmp_path / "home"
     idme = Idme(resolve(home, asr="none"), embedder=campplus)
     result = idme.enroll_files("me", OWNER_TAKES, keep_audio=True)
+    guest = "Zoë Quintanilla"  # who is enrolled is personal data too: no file name or content may show it
+    idme.enroll_files(guest, [BOB_TAKE], keep_audio=True)
     emb = idme.profiles.get("me").embeddings
     np.testing.assert_array_equal(emb, result.profile.embeddings)
     pcm = (np.clip(read_audio(OWNER_TAKES[0]), -1, 1) * 32767).astype("<i2").tobytes()
@@ -288,6 +293,8 @@ def test_enrollment_leaves_no_voiceprint_or_audio_in_clear(tmp_path: Path, campp
     assert writer.set_text(0, text)
     assert idme.sessions.get(writer.session_id).segments[0].text == text
     needles += [text.encode(), text.encode("utf-16-le")]
+    needles += [guest.encode(), guest.encode("utf-16-le"), b"Quintanilla", guest.encode("unicode_escape")]
+    assert not [p for p in home.rglob("*") if "Quintanilla" in p.name or p.name in ("me", "Me")]
     files = [p for p in home.rglob("*") if p.is_file()]
     names = {p.name for p in files}
     assert {"sessions.db", "sessions.db-wal", "sessions.db-shm"} <= names and len(files) >= 9, names
@@ -300,7 +307,8 @@ def test_enrollment_leaves_no_voiceprint_or_audio_in_clear(tmp_path: Path, campp
     idme.sessions.close()
     take = read_kept_take(idme.profiles, result.kept_audio[0])
     assert np.abs(take[:16000] - read_audio(OWNER_TAKES[0])[:16000]).max() <= 1 / 32768 + 1e-6
-    path = home / "profiles" / "me" / FILE_NAME
+    path = profile_dir(home, "me") / FILE_NAME
+    assert idme.profiles.names() == ["me", guest]
     assert [lab for lab, _ in FingerprintStore(path.parent).load()] == [f"enroll:{t.name}" for t in OWNER_TAKES]
 
 
@@ -341,8 +349,8 @@ def test_plaintext_profiles_are_migrated_on_first_use_and_a_killed_migration_res
     assert vault_for(home).status().plaintext_files == 0
     for name, e in embs.items():
         for f in ("embeddings.npy", "profile.json"):
-            blob = (home / "profiles" / name / f).read_bytes()
-            assert blob.startswith(MAGIC) and e.tobytes()[:32] not in blob and name.encode() not in blob[60:]
+            blob = (profile_dir(home, name) / f).read_bytes()
+            assert blob.startswith(MAGIC) and e.tobytes()[:32] not in blob and name.encode() not in blob
 
 
 # -- sessions.db on SQLCipher ----------------------------------------------------------------------------
@@ -459,3 +467,96 @@ def test_rotation_rekeys_sessions_db_and_a_wrong_key_is_one_line(tmp_path: Path)
     assert r.exit_code == 1 and "sessions.db does not decrypt with this home's key" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert (home / "sessions.db").read_bytes() == before
+
+
+def test_named_profile_dirs_become_opaque_and_a_killed_rename_resumes(tmp_path: Path) -> None:
+    """An older home's profiles/<name>/ and .history/<name>/ dirs, renamed by a process killed (-9) midway,
+    are all renamed on the next use: every profile, saved version and kept take reads back by name, undo
+    records stay put, and no enrolled name is left in any path or file under the home."""
+    import numpy as np
+
+    from idme.identity.profiles import HISTORY_DIR, ProfileStore
+
+    home = tmp_path / "home"
+    names = ["alice", "José", "undo"]
+    embs = _legacy_home(home, names)
+    hist = home / "profiles" / HISTORY_DIR / "alice" / "20260101T000000000000Z"
+    hist.mkdir(parents=True)
+    for f in ("profile.json", "embeddings.npy"):
+        (hist / f).write_bytes((home / "profiles" / "alice" / f).read_bytes())
+    (home / "profiles" / "alice" / "audio").mkdir()
+    (home / "profiles" / "alice" / "audio" / "take_001.wav").write_bytes(b"RIFF kept take of alice")
+    undo = home / "profiles" / HISTORY_DIR / "undo" / "s1.json"
+    undo.parent.mkdir(parents=True)
+    vault_for(home).write(undo, b'{"name": "alice"}', "idme/undo")
+    migrate(home)  # plaintext sealed under the old, name-bound identities (as an idme before this wrote it)
+    V._VAULTS.clear()
+    _run_killed(home, "names", 4)  # after .history/alice moved and one of José's files was re-sealed
+    left = {p.name for p in (home / "profiles").iterdir()}
+    assert "alice" in left and "José" in left and "undo" in left and not (hist.parent.exists())
+    V._VAULTS.clear()
+    store = ProfileStore(home)
+    assert store.names() == ["alice", "José", "undo"]
+    for name, e in embs.items():
+        np.testing.assert_array_equal(store.get(name).embeddings, e)
+    saved = sorted(store.history_dir("alice").iterdir())
+    assert [p.name for p in saved] == ["20260101T000000000000Z"]
+    store.restore("alice", saved[0])
+    np.testing.assert_array_equal(store.get("alice").embeddings, embs["alice"])
+    take = store.profile_dir("alice") / "audio" / "take_001.wav"
+    assert vault_for(home).read(take, "idme/profile/take-audio") == b"RIFF kept take of alice"
+    assert vault_for(home).read(undo, "idme/undo") == b'{"name": "alice"}'
+    store.rename("José", "Zoë")
+    assert ProfileStore(home).names() == ["alice", "undo", "Zoë"]
+    paths = [p.relative_to(home) for p in home.rglob("*")]
+    needles = [n.encode() for n in ("alice", "José", "Zoë")] + [n.encode("utf-16-le") for n in ("alice", "Zoë")]
+    for rel in paths:
+        assert not set(rel.parts[1:]) & {"alice", "José", "Zoë"} and rel.parts[-1] != "undo" or \
+            rel == Path("profiles", HISTORY_DIR, "undo"), rel
+        if (home / rel).is_file():
+            data = (home / rel).read_bytes()
+            assert rel.name == "keys.json" or data.startswith(MAGIC), rel
+            assert not any(n in data for n in needles), rel
+
+
+@pytest.mark.parametrize("moved", [False, True])
+def test_a_rename_killed_midway_is_settled_on_the_next_read(tmp_path: Path, moved: bool) -> None:
+    """A rename stopped after staging the re-sealed files (before or after the directory move) leaves one
+    whole profile: the old name when the directory had not moved yet, the new one when it had."""
+    import os
+
+    import numpy as np
+
+    from idme.identity.profiles import _RENAMING, Profile, ProfileStore
+
+    store = ProfileStore(tmp_path)
+    store.save(Profile("alice", {"name": "campplus", "version": "v"}, np.eye(2, 4, dtype=np.float32)))
+    src, dst = store.profile_dir("alice"), store.profile_dir("alicia")
+    prof = store.get("alice")
+    prof.name = "alicia"
+    store._write(prof, src, dst.name, prefix=_RENAMING)  # what rename does before os.replace
+    if moved:
+        os.replace(src, dst)
+    fresh = ProfileStore(tmp_path)
+    assert fresh.names() == (["alicia"] if moved else ["alice"])
+    np.testing.assert_array_equal(fresh.get(fresh.names()[0]).embeddings, np.eye(2, 4, dtype=np.float32))
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(_RENAMING)]
+
+
+def test_key_rotation_keeps_profile_directory_names(tmp_path: Path) -> None:
+    """`keys rotate` re-seals the dirkey like any file: every profile keeps its directory and reads by name."""
+    import numpy as np
+
+    from idme.identity.profiles import DIRKEY_FILE, Profile, ProfileStore
+
+    store = ProfileStore(tmp_path)
+    store.save(Profile("Zoë", {"name": "campplus", "version": "v"}, np.eye(1, 4, dtype=np.float32)))
+    before = store.profile_dir("Zoë")
+    old_id = V.parse_header((tmp_path / "profiles" / DIRKEY_FILE).read_bytes())[0]
+    vault_for(tmp_path).rotate()
+    V._CACHE.clear()
+    V._VAULTS.clear()
+    fresh = ProfileStore(tmp_path)
+    assert V.parse_header((tmp_path / "profiles" / DIRKEY_FILE).read_bytes())[0] != old_id
+    assert fresh.profile_dir("Zoë") == before and fresh.names() == ["Zoë"]
+    np.testing.assert_array_equal(fresh.get("Zoë").embeddings, np.eye(1, 4, dtype=np.float32))

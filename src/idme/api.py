@@ -150,7 +150,7 @@ class Idme:
         of one is refused as ``replay`` by a liveness verify."""
         from .identity.replay import FingerprintStore, fingerprint
 
-        store = FingerprintStore(self.profiles._dir(name))
+        store = FingerprintStore(self.profiles.profile_dir(name))
         for label, samples in takes:
             store.add(f"enroll:{Path(str(label)).name}", fingerprint(samples, 16000))
 
@@ -177,7 +177,7 @@ class Idme:
         from .identity.enroll import reembed
 
         names = [name] if name else [n for n in self.profiles.names()
-                                     if (self.profiles.root / n / "audio").is_dir()]
+                                     if (self.profiles.profile_dir(n) / "audio").is_dir()]
         return [reembed(self.profiles, self.embedder, n, self.thresholds()) for n in names]
 
     # -- live sessions -------------------------------------------------------------------------------
@@ -392,7 +392,8 @@ class Idme:
         Liveness (issue 14), on when ``expect`` is given or ``liveness=True``: returns an
         ``identity.replay.LiveCheck``; decision ``replay`` when the audio is a near-copy of one of the
         profile's enrollment takes or accepted attempts, ``wrong_content`` when the voice passed but the digits
-        spoken (Whisper tiny.en, number words read as digits, CONTENT_MAX_EDITS tolerance) are not ``expect``.
+        spoken (Whisper tiny.en, number words read as digits, CONTENT_MAX_EDITS tolerance, else the challenge
+        forced through the decoder: ``identity.challenge``) are not ``expect``.
         remember: an accepted liveness attempt's fingerprint is kept, so its replay is refused later."""
         from .identity.profiles import check_encoder, check_name
         from .identity.verify import check
@@ -418,23 +419,33 @@ class Idme:
         if result.decision == "not_enrolled":
             return live_check(result, expected=expected, heard=None, match=None)
         fp = fingerprint(samples, 16000)
-        store = FingerprintStore(self.profiles._dir(result.name))
+        store = FingerprintStore(self.profiles.profile_dir(result.name))
         match = store.closest(fp)
-        heard = None
+        heard = content = None
         if expected is not None and result.decision == "accept" and not match.replay:
-            heard = self._challenge_asr.transcribe(samples).text
-        live = live_check(result, expected=expected, heard=heard, match=match)
+            asr = self._challenge_asr
+            if hasattr(asr, "check"):  # identity.challenge.ChallengeRecogniser: scores the challenge itself
+                content = asr.check(samples, expected)
+            else:
+                heard = asr.transcribe(samples).text
+        live = live_check(result, expected=expected, heard=heard, match=match, content=content)
         if remember and live.decision == "accept":
             store.add(f"attempt:{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}", fp)
         return live
 
     @cached_property
     def _challenge_asr(self):
-        """The recogniser that checks a challenge's digits: Whisper (tiny.en bundled) when installed, else
-        whatever ``--asr auto`` finds; ModelMissingError when there is none."""
+        """The recogniser that checks a challenge's digits: Whisper (tiny.en bundled) with the challenge
+        forced through it (``identity.challenge.ChallengeRecogniser``) when installed, else whatever
+        ``--asr auto`` finds (free transcription); ModelMissingError when there is none."""
         from .errors import ModelMissingError
+        from .identity.challenge import ChallengeRecogniser
         from .transcribe.select import make_transcriber
 
+        try:
+            return ChallengeRecogniser.bundled()
+        except ModelMissingError:
+            pass
         try:
             asr, _ = make_transcriber("whisper")
         except ModelMissingError:

@@ -56,8 +56,13 @@ def verify(
     name: str = typer.Option(..., "--name", "-n", help="The profile the speaker claims to be ('me' = you)."),
     expect: Optional[str] = typer.Option(None, "--expect", help="Liveness: the digits FILE must say (a challenge "
                                          "you issued); also refuses replays of earlier recordings."),
-    challenge: bool = typer.Option(False, "--challenge", help="Print a fresh random digit challenge and exit; "
-                                   "record the answer, then check it with --expect DIGITS FILE."),
+    challenge: bool = typer.Option(False, "--challenge", help="Print a fresh random digit challenge and exit "
+                                   "(record the answer, then check it with --expect DIGITS FILE), or with "
+                                   "--record SECONDS record the answer from the microphone and verify it."),
+    record: Optional[float] = typer.Option(None, "--record", min=1.0, max=30.0, help="With --challenge: record "
+                                           "the answer from the microphone for SECONDS (the time limit to say "
+                                           "it), then verify it."),
+    device: Optional[str] = typer.Option(None, "--device", help="Input device for --record (index or name)."),
     as_json: bool = _JSON_OPT,
     embedder: Optional[str] = EMBEDDER_OPT,
     compute: Optional[str] = COMPUTE_OPT,
@@ -66,42 +71,72 @@ def verify(
     """Verify (1:1) that FILE is the voice of profile NAME: accept or reject, with score and threshold.
     With --expect: also the right digits (wrong_content) and not a copy of an earlier recording (replay)."""
     if challenge:
-        # idme records nothing here (no microphone capture for verify yet): the challenge is printed, the
-        # caller records the answer and checks it with --expect.
+        # Without --record idme records nothing: the challenge is printed, the caller records the answer and
+        # checks it with --expect. With --record the microphone runs for exactly that long (the time limit).
         if file is not None or expect is not None:
             raise fail("--challenge only prints a new challenge: check the recorded answer with "
                        f"`idme verify --name {name} --expect DIGITS FILE`", code=2)
         from ..identity.replay import new_challenge
 
         digits = new_challenge()
+        if record is not None:
+            idme = make_idme(home, embedder, compute)
+            samples = _record_answer(digits, record, device)
+            result = idme.verify(name, samples, sample_rate=16000, expect=digits)
+            _finish(result, as_json, lambda c: _print_verify(c, name))
+            return
         typer.echo(json.dumps({"name": name, "challenge": digits}) if as_json else digits)
         typer.echo(f"say these digits, record them, then run `idme verify --name {name} --expect {digits} "
                    "ANSWER.wav`", err=True)
         return
+    if record is not None:
+        raise fail("--record records the answer to a --challenge: use both", code=2)
     if file is None:
         raise fail("missing FILE: the recording to verify (or --challenge for a new challenge)", code=2)
     result = make_idme(home, embedder, compute).verify(name, file, expect=expect)
+    _finish(result, as_json, lambda c: _print_verify(c, name))
 
-    def human(c: Check) -> None:
-        who = "you (Me)" if c.name == "me" else c.name
-        verdict = "[bold green]ACCEPT[/]" if c.decision == ACCEPT else "[bold red]REJECT[/]"
-        t = Table(show_header=False, box=None)
-        if c.decision in ("replay", "wrong_content"):
-            t.add_row("decision", f"[bold red]{c.decision.upper()}[/]: {escape(c.reason)}")
-        else:
-            t.add_row("decision", f"{verdict}: {'is' if c.decision == ACCEPT else 'is not'} {who}")
-        if c.score is not None:
-            t.add_row("score", _score(c.score, c.threshold, c))
-        if getattr(c, "expected", None) is not None:
-            heard = "not checked" if c.heard is None else f"heard {c.heard_digits or '-'} ({c.heard!r})"
-            t.add_row("content", escape(f"asked {c.expected}, {heard}"))
-        if getattr(c, "replay_score", None) is not None:
-            t.add_row("replay", f"closest earlier recording {c.replay_of} at {c.replay_score:.2f} "
-                      f"(replay at >= {c.replay_threshold:.2f})")
-        t.add_row("audio", _condition(c))
-        Console().print(t, markup=True, highlight=False)
 
-    _finish(result, as_json, human)
+def _record_answer(digits: str, seconds: float, device: str | None):
+    """Shows ``digits`` on stderr and records ``seconds`` of microphone audio (the time limit for the answer,
+    counted in samples): float32 (n,) at 16 kHz."""
+    import numpy as np
+
+    from ..audio import sources
+
+    mic = sources.MicrophoneSource(device=device)  # a missing microphone is reported before the prompt
+    err = Console(stderr=True)
+    err.print(f"say these digits now, within {seconds:.0f} s: [bold]{' '.join(digits)}[/]", markup=True)
+    parts, need, got = [], int(seconds * 16000), 0
+    with mic:
+        for frame in mic.frames():
+            parts.append(frame.samples)
+            got += len(frame.samples)
+            if got >= need:
+                mic.stop()
+    err.print("recorded.", markup=False)
+    return np.concatenate(parts)[:need] if parts else np.zeros(0, np.float32)
+
+
+def _print_verify(c: Check, name: str) -> None:
+    """The human-readable verify result (a table on stdout)."""
+    who = "you (Me)" if c.name == "me" else c.name
+    verdict = "[bold green]ACCEPT[/]" if c.decision == ACCEPT else "[bold red]REJECT[/]"
+    t = Table(show_header=False, box=None)
+    if c.decision in ("replay", "wrong_content"):
+        t.add_row("decision", f"[bold red]{c.decision.upper()}[/]: {escape(c.reason)}")
+    else:
+        t.add_row("decision", f"{verdict}: {'is' if c.decision == ACCEPT else 'is not'} {who}")
+    if c.score is not None:
+        t.add_row("score", _score(c.score, c.threshold, c))
+    if getattr(c, "expected", None) is not None:
+        heard = "not checked" if c.heard is None else f"heard {c.heard_digits or '-'} ({c.heard!r})"
+        t.add_row("content", escape(f"asked {c.expected}, {heard}"))
+    if getattr(c, "replay_score", None) is not None:
+        t.add_row("replay", f"closest earlier recording {c.replay_of} at {c.replay_score:.2f} "
+                  f"(replay at >= {c.replay_threshold:.2f})")
+    t.add_row("audio", _condition(c))
+    Console().print(t, markup=True, highlight=False)
 
 
 @cli_errors

@@ -165,7 +165,7 @@ def reembed(store: ProfileStore, embedder: Embedder, name: str, thresholds: Thre
     """
 
     profile = store.get(name)
-    adir = store.root / profile.name / "audio"
+    adir = store.profile_dir(profile.name) / "audio"
     wavs = sorted(adir.glob("*.wav")) if adir.is_dir() else []
     n_takes = max(len(profile.takes), len(profile.embeddings))
     enrol_again = f"enrol again with `idme enroll{'' if profile.name == OWNER else ' --name ' + profile.name} --keep-audio`"
@@ -317,7 +317,7 @@ def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple
     takes_meta = [r.to_dict() for r in reports]
     if replace and previous is not None:
         store.backup(name)
-        audio = store.root / previous.name / "audio"
+        audio = store.profile_dir(previous.name) / "audio"
         for wav in sorted(audio.glob("*.wav")) if audio.is_dir() else []:
             wav.unlink()  # takes of the old voiceprint: a later reembed must not mix them in
         profile = Profile(name, encoder, embs_a, takes_meta, previous.created_at)

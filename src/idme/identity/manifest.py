@@ -110,12 +110,16 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:
     return [ManifestRow(n, tuple(f), tuple(lines)) for n, (f, lines) in people.items()]
 
 
-def _load_state(home: Path) -> dict:
+#: Associated data of the sealed state file: it names the people enrolled, personal data (issue 14).
+STATE_IDENTITY = "idme/manifest-state"
+
+
+def _load_state(home: Path, vault) -> dict:
     f = home / STATE_FILE
     if not f.is_file():
         return {}
     try:
-        data = json.loads(f.read_text(encoding="utf-8"))
+        data = json.loads(vault.read(f, STATE_IDENTITY))  # a plaintext file from before reads as it is
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}  # an unreadable state only costs a re-enrolment
@@ -128,7 +132,7 @@ def run_manifest(idme, path: str | os.PathLike[str], *, keep_audio: bool = False
     from .._fs import atomic_write
 
     rows = read_manifest(path)
-    state = _load_state(idme.home)
+    state = _load_state(idme.home, idme.profiles.vault)
     out: list[RowResult] = []
     for i, row in enumerate(rows):
         files = tuple(str(f) for f in row.files)
@@ -148,7 +152,9 @@ def run_manifest(idme, path: str | os.PathLike[str], *, keep_audio: bool = False
                                          type(exc).__name__))
                 else:
                     state[row.name] = digests
-                    atomic_write(idme.home / STATE_FILE, json.dumps(state, indent=1).encode(), mode=0o600)
+                    atomic_write(idme.home / STATE_FILE,
+                                 idme.profiles.vault.seal(json.dumps(state, indent=1).encode(), STATE_IDENTITY),
+                                 mode=0o600)
                     out.append(RowResult(row.name, files, ENROLLED, "",
                                          tuple(r.to_dict() for r in res.reports)))
         if progress is not None:

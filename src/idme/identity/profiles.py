@@ -3,27 +3,42 @@
 Layout under the data store (``idme.paths.home_dir``), every directory 0700 and every file 0600 because
 voiceprints are biometric data::
 
-    profiles/<name>/profile.json     name, kind, encoder {name, version, dimension}, takes, timestamps
-    profiles/<name>/embeddings.npy   float32 (n_takes, dimension), unit rows
-    profiles/<name>/audio/*.wav      enrollment audio, only with ``idme enroll --keep-audio``
-    profiles/.history/<name>/<time>/ the profile as it was before ``idme name`` or ``enroll --replace``
+    profiles/.dirkey                 sealed random 256-bit key that names the profile directories
+    profiles/<dir>/profile.json      name, kind, encoder {name, version, dimension}, takes, timestamps
+    profiles/<dir>/embeddings.npy    float32 (n_takes, dimension), unit rows
+    profiles/<dir>/audio/*.wav       enrollment audio, only with ``idme enroll --keep-audio``
+    profiles/.history/<dir>/<time>/  the profile as it was before ``idme name`` or ``enroll --replace``
                                      changed it (``idme name --undo``); removed with the profile
     profiles/.history/undo/<session>.json  what ``idme name --undo SESSION`` reverts (no voice data)
+
+``<dir>`` is opaque (issue 14: who is enrolled is personal data too): ``_`` + 32 hex digits of
+HMAC-SHA256(dirkey, "idme/profile-dir" NUL NFC name). No valid name starts with ``_`` (:func:`check_name`),
+so an opaque directory never collides with a name-named one from an idme before it, which is renamed to
+its opaque name on first use (:func:`migrate_names`). Looking a name up needs no index; the name itself is
+only inside the sealed profile.json, and :meth:`ProfileStore.names` decrypts those.
 
 Writes go to a temp file then ``os.replace`` so a crash never leaves a half-written profile.
 
 Encryption at rest (issue 14): profile.json, embeddings.npy, kept audio and saved versions are AES-256-GCM
 files under the home's data key (:mod:`idme.vault`), bound to ``idme/profile/<name>/meta`` and
 ``.../embeddings`` (kept takes: ``idme/profile/take-audio``). A plaintext file from an idme before that is read
-as it is and encrypted when next written (or by ``idme.vault.migrate``). Only directory names (the profile
-names) stay readable.
+as it is and encrypted when next written (or by ``idme.vault.migrate``). ``<name>`` in those identities
+is the opaque directory name, so no file header names the person either.
+
+Why a separate sealed dirkey, not HMAC(data key): the data key changes on ``idme keys rotate``, and every
+directory would then have to be renamed in step with the re-encryption. The dirkey is one more sealed file,
+which rotation re-encrypts like any other without changing it, so the directory names never move.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
+import logging
 import os
+import secrets
 import re
 import shutil
 import tempfile
@@ -36,6 +51,8 @@ import numpy as np
 
 from ..errors import ProfileError, StoreError
 
+log = logging.getLogger(__name__)
+
 OWNER = "me"
 #: Audio recorded at or below this rate carries no speech above 4 kHz (telephone band).
 NARROWBAND_MAX_HZ = 8000
@@ -46,6 +63,16 @@ MAX_NAME_CHARS = 64
 _NAME_PUNCT = " ._-"
 #: Where ``backup`` keeps earlier versions of profiles (not a valid profile name, so never listed).
 HISTORY_DIR = ".history"
+#: The sealed key naming profile directories (a leading dot: never a profile name, never listed).
+DIRKEY_FILE = ".dirkey"
+DIRKEY_IDENTITY = "idme/profile-dir-key"
+_DIR_LABEL = b"idme/profile-dir\0"
+#: Prefix of an opaque profile directory: no valid name starts with it (check_name: letter or digit first).
+OPAQUE_PREFIX = "_"
+#: Prefix of the re-sealed profile files a rename stages before it moves the directory.
+_RENAMING = ".renaming-"
+#: Where undo records live inside HISTORY_DIR (also a valid profile name: its old history dirs sat there).
+UNDO_DIR = "undo"
 
 
 def _name_char_ok(ch: str, first: bool) -> bool:
@@ -144,6 +171,8 @@ class ProfileStore:
         store such as ``eval meetings``' passes ``idme.vault.EphemeralVault()``). Unlocked on first use."""
         self.root = Path(home) / "profiles"
         self._vault = vault
+        self._key_for_dirs: bytes | None = None
+        self._names_checked = False
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -163,15 +192,91 @@ class ProfileStore:
             self._vault = vault
         return self._vault
 
-    def _dir(self, name: str) -> Path:
+    # ---- directory names (opaque, issue 14) ----
+    def _dirkey(self, create: bool = False) -> bytes | None:
+        """The key naming directories, read once per store (None when there is none yet and not ``create``).
+        The first time, name-named directories of an older idme are renamed (:func:`migrate_names`)."""
+        if self._key_for_dirs is not None:
+            return self._key_for_dirs
+        path = self.root / DIRKEY_FILE
+        if not self._names_checked:
+            self._names_checked = True
+            if _legacy_entries(self.root):
+                migrate_names(self)
+                return self._key_for_dirs
+        if not path.exists():
+            if any(p.name.startswith(OPAQUE_PREFIX) for p in self.root.iterdir()):
+                raise StoreError(f"{path} is missing but {self.root} holds profiles named by it; restore it "
+                                 "from a backup (nothing was changed)")
+            if not create:
+                return None
+        from .._fs import atomic_write, process_lock
+
+        vault = self.vault  # unlocked (and plaintext files sealed) before the lock is taken
+        if not path.exists():
+            with process_lock(self.root.parent):  # two processes must not make two different keys
+                if not path.exists():
+                    atomic_write(path, vault.seal(secrets.token_bytes(32), DIRKEY_IDENTITY), 0o600)
+        try:
+            key = vault.read(path, DIRKEY_IDENTITY)
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if len(key) != 32:
+            raise StoreError(f"{path} is damaged; restore it from a backup")
+        self._key_for_dirs = key
+        return key
+
+    def dir_name(self, name: str, create: bool = False) -> str | None:
+        """The opaque directory name of profile ``name`` (None: no key yet, so no profile either)."""
+        name = check_name(name)
+        key = self._dirkey(create)
+        if key is None:
+            return None
+        return opaque_name(key, name)
+
+    def _dir(self, name: str, create: bool = False) -> Path:
         # Validated here, for every operation: a name is a directory under profiles/ and nothing else
-        # (``rm ..`` must never reach the data store itself).
-        return self.root / check_name(name)
+        # (``rm ..`` must never reach the data store itself). Before any key exists there is no profile:
+        # the path returned then is one that cannot exist.
+        d = self.dir_name(name, create)
+        return self.root / (d if d is not None else OPAQUE_PREFIX + "none")
+
+    def profile_dir(self, name: str) -> Path:
+        """The directory of profile ``name`` (it may not exist): kept audio, fingerprints, metadata."""
+        return self._dir(name)
+
+    def history_dir(self, name: str) -> Path:
+        """Where earlier versions of ``name`` are kept (``backup``); it may not exist."""
+        return self.root / HISTORY_DIR / self._dir(name).name
 
     def names(self) -> list[str]:
-        """Profile names, the owner first."""
-        names = sorted(p.name for p in self.root.iterdir() if (p / "profile.json").exists())
-        return sorted(names, key=lambda n: (n != OWNER, n.lower()))
+        """Profile names, the owner first (read from the sealed profile.json of each directory)."""
+        return [n for n, _, _ in self._scan()]
+
+    def _scan(self) -> list[tuple[str, dict, Path]]:
+        """(name, metadata, directory) of every profile, the owner first: each directory's sealed profile.json."""
+        if self._dirkey() is None:
+            return []
+        found = []
+        for p in self.root.iterdir():
+            if not p.name.startswith(OPAQUE_PREFIX):
+                continue
+            self._settle(p)
+            if not (p / "profile.json").exists():
+                continue
+            try:
+                meta = json.loads(self.vault.read(p / "profile.json", _identity(p.name, "meta")))
+                name = check_name(meta["name"])
+                meta["name"] = name
+            except (OSError, ValueError, KeyError, TypeError, ProfileError) as exc:
+                log.warning("skipping unreadable profile directory %s (%s)", p, exc)
+                continue
+            if opaque_name(self._key_for_dirs, name) != p.name:
+                log.warning("skipping %s: it holds another directory's profile", p)
+                continue
+            found.append((name, meta, p))
+        found.sort(key=lambda nm: nm[0])
+        return sorted(found, key=lambda nm: (nm[0] != OWNER, nm[0].lower()))
 
     def exists(self, name: str) -> bool:
         try:
@@ -181,8 +286,14 @@ class ProfileStore:
 
     def get(self, name: str) -> Profile:
         d = self._dir(name)
+        self._settle(d)
+        return self._load(name, d)
+
+    def _load(self, name: str, d: Path, meta: dict | None = None) -> Profile:
+        """Profile ``name`` from its directory ``d``; ``meta``: its profile.json already decrypted (``all``)."""
         try:
-            meta = json.loads(self.vault.read(d / "profile.json", _identity(d.name, "meta")))
+            if meta is None:
+                meta = json.loads(self.vault.read(d / "profile.json", _identity(d.name, "meta")))
             emb = np.load(io.BytesIO(self.vault.read(d / "embeddings.npy", _identity(d.name, "embeddings"))),
                           allow_pickle=False)
         except FileNotFoundError:
@@ -197,18 +308,37 @@ class ProfileStore:
                        updated_at=meta.get("updated_at", ""))
 
     def all(self) -> list[Profile]:
-        return [self.get(n) for n in self.names()]
+        return [self._load(n, d, meta) for n, meta, d in self._scan()]
 
     def save(self, profile: Profile) -> None:
-        d = self._dir(profile.name)
+        d = self._dir(profile.name, create=True)
+        self._write(profile, d, d.name)
+
+    def _write(self, profile: Profile, d: Path, bound_to: str, prefix: str = "") -> None:
+        """Seals ``profile`` for directory ``bound_to`` and writes it into ``d`` (file names + ``prefix``)."""
         # Sealed first: without a key (no passphrase) nothing, not even the directory, is created.
-        emb = self.vault.seal(_npy_bytes(profile.embeddings.astype(np.float32)), _identity(d.name, "embeddings"))
+        emb = self.vault.seal(_npy_bytes(profile.embeddings.astype(np.float32)), _identity(bound_to, "embeddings"))
         meta = {"name": profile.name, "kind": profile.kind, "encoder": profile.encoder,
                 "takes": profile.takes, "created_at": profile.created_at or _now(), "updated_at": _now()}
-        meta_blob = self.vault.seal(json.dumps(meta, indent=1).encode(), _identity(d.name, "meta"))
+        meta_blob = self.vault.seal(json.dumps(meta, indent=1).encode(), _identity(bound_to, "meta"))
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _private_write(d / "embeddings.npy", emb)
-        _private_write(d / "profile.json", meta_blob)
+        _private_write(d / (prefix + "embeddings.npy"), emb)
+        _private_write(d / (prefix + "profile.json"), meta_blob)
+
+    def _settle(self, d: Path) -> None:
+        """Finishes (or undoes) a rename killed midway in directory ``d`` (see ``rename``)."""
+        staged = [d / (_RENAMING + f) for f in ("embeddings.npy", "profile.json")]
+        if not any(p.exists() for p in staged):
+            return
+        from ..vault import parse_header
+
+        meta = staged[1]
+        moved = meta.exists() and parse_header(meta.read_bytes(), meta)[1] == _identity(d.name, "meta")
+        for p in staged:
+            if moved and p.exists():  # the directory reached its new place: the new files go over the old
+                os.replace(p, d / p.name[len(_RENAMING):])
+            else:  # killed before the move: the old profile is whole, the staged copies go
+                p.unlink(missing_ok=True)
 
     def add(self, name: str, embeddings: np.ndarray, encoder: dict, takes: list[dict]) -> Profile:
         """Adds takes to ``name`` (creating it). Refuses to mix encoders in one profile."""
@@ -225,7 +355,8 @@ class ProfileStore:
         return prof
 
     def audio_dir(self, name: str) -> Path:
-        d = self._dir(name) / "audio"
+        """The kept-audio directory of ``name``, created (0700)."""
+        d = self._dir(name, create=True) / "audio"
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         return d
 
@@ -241,12 +372,19 @@ class ProfileStore:
             raise ProfileError(f"'{OWNER}' is the owner's profile (you): renaming it to or from '{OWNER}' changes "
                                "who idme labels as Me; pass --force if that is what you want")
         prof = self.get(old)
-        os.replace(self._dir(old), self._dir(new))
+        # The directory moves to the new name's opaque name and the profile is re-sealed there (its name
+        # and its files' identities change); kept audio and fingerprints move with it as they are.
+        # Crash-safe: the re-sealed files are staged beside the old ones, the directory moves with one
+        # os.replace, then they go over the old ones. A kill -9 anywhere is settled on the next read
+        # (``_settle``: finished when the directory moved, undone when it did not).
+        src, dst = self._dir(old), self._dir(new)
         prof.name = new
-        self.save(prof)
-        history = self.root / HISTORY_DIR / self._dir(old).name
+        self._write(prof, src, dst.name, prefix=_RENAMING)
+        os.replace(src, dst)
+        self._settle(dst)
+        history = self.history_dir(old)
         if history.is_dir():  # earlier versions follow the profile (and go with it on `rm`)
-            os.replace(history, self.root / HISTORY_DIR / new)
+            os.replace(history, self.history_dir(new))
 
     def remove(self, name: str, force: bool = False) -> None:
         """Deletes everything about ``name``: embeddings, metadata, kept audio, earlier versions.
@@ -254,7 +392,7 @@ class ProfileStore:
         d = self._dir(name)
         if not d.exists():
             raise ProfileError(f"no profile '{name}'; see `idme profiles list`")
-        if d.name == OWNER and not force:
+        if check_name(name) == OWNER and not force:
             raise ProfileError(f"'{OWNER}' is your own voiceprint (the owner); pass --force to delete it")
         shutil.rmtree(d)
         shutil.rmtree(self.root / HISTORY_DIR / d.name, ignore_errors=True)
@@ -277,7 +415,7 @@ class ProfileStore:
     def restore(self, name: str, backup: Path | None) -> None:
         """Puts back the version ``backup`` saved (None: the profile did not exist then, so it is removed).
         Kept audio is left as it is."""
-        d = self._dir(name)
+        d = self._dir(name, create=backup is not None)
         if backup is None:
             for f in ("profile.json", "embeddings.npy"):
                 (d / f).unlink(missing_ok=True)
@@ -288,7 +426,7 @@ class ProfileStore:
         if backup.parent.parent != self.root / HISTORY_DIR:
             raise ProfileError(f"{backup} is not a saved profile version of this store")
         if not (backup / "profile.json").is_file():
-            raise ProfileError(f"the saved version of profile '{d.name}' is gone (the profile was deleted "
+            raise ProfileError(f"the saved version of profile '{check_name(name)}' is gone (the profile was deleted "
                                "since); nothing to restore")
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         from ..vault import MAGIC, parse_header
@@ -300,6 +438,96 @@ class ProfileStore:
                 blob = self.vault.seal(self.vault.open(blob, parse_header(blob, backup / f)[1], backup / f),
                                        _identity(d.name, what))
             _private_write(d / f, blob)
+
+
+def opaque_name(dirkey: bytes, name: str) -> str:
+    """The directory name of profile ``name`` (already ``check_name``-ed): ``_`` + 128 bits of HMAC-SHA256."""
+    mac = hmac.new(dirkey, _DIR_LABEL + name.encode("utf-8"), hashlib.sha256).hexdigest()
+    return OPAQUE_PREFIX + mac[:32]
+
+
+def _legacy_entries(root: Path) -> list[Path]:
+    """Directories named after a person that an idme before opaque names left: ``profiles/<name>/``,
+    ``profiles/.history/<name>/`` and (a profile named "undo") ``profiles/.history/undo/<time>/``."""
+    out: list[Path] = []
+    try:
+        out += [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", OPAQUE_PREFIX))]
+        hist = root / HISTORY_DIR
+        if hist.is_dir():
+            out += [p for p in hist.iterdir()
+                    if p.is_dir() and not p.name.startswith((".", OPAQUE_PREFIX)) and p.name != UNDO_DIR]
+            if (hist / UNDO_DIR).is_dir():
+                out += [p for p in (hist / UNDO_DIR).iterdir() if p.is_dir()]
+    except FileNotFoundError:
+        pass
+    return sorted(out)
+
+
+def migrate_names(store: "ProfileStore", hook=None) -> int:
+    """Renames the name-named directories of an older idme to their opaque names; returns how many moved.
+
+    Crash-safe and resumable (under the home's inter-process lock, as ``idme.vault.migrate``): first each
+    sealed file inside is re-sealed, atomically, to the identity of its new place (``idme/profile/<dir>/...``),
+    then the directory is moved with one ``os.replace``. ``kill -9`` leaves either the directory under its
+    old name (some files already re-sealed, which a rerun skips) or under its new one, whole.
+    hook(i, path): called after each step (tests kill the process there)."""
+    from .._fs import atomic_write, fsync_dir, process_lock
+    from ..vault import MAGIC, parse_header
+
+    vault = store.vault  # plaintext files are sealed first (idme.vault.migrate), under their old identities
+    moved = step = 0
+    with process_lock(store.root.parent):
+        store._names_checked = True  # this is that check: _dirkey must not start another migration
+        key = store._dirkey(create=True)
+        entries = _legacy_entries(store.root)
+        if entries:
+            log.warning("renaming %d profile director(y/ies) of %s to opaque names", len(entries), store.root)
+        for src in entries:
+            undo_stamp = src.parent.name == UNDO_DIR and src.parent.parent.name == HISTORY_DIR
+            raw = UNDO_DIR if undo_stamp else src.name
+            try:
+                name = check_name(raw)
+            except ProfileError:
+                log.warning("leaving %s as it is: not a profile name", src)
+                continue
+            opaque = opaque_name(key, name)
+            old_prefix, new_prefix = f"idme/profile/{raw}/", f"idme/profile/{opaque}/"
+            for f in sorted(src.rglob("*")):
+                if not f.is_file() or f.name.startswith("."):
+                    continue
+                blob = f.read_bytes()
+                if not blob.startswith(MAGIC):
+                    continue
+                ident = parse_header(blob, f)[1]
+                if ident.startswith(old_prefix):
+                    atomic_write(f, vault.seal(vault.open(blob, ident, f), new_prefix + ident[len(old_prefix):]))
+                    step += 1
+                    if hook is not None:
+                        hook(step, f)
+            if undo_stamp:
+                dst = store.root / HISTORY_DIR / opaque / src.name
+            elif src.parent == store.root:
+                dst = store.root / opaque
+            else:
+                dst = store.root / HISTORY_DIR / opaque
+            dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if dst.exists() and src.parent != store.root:
+                # history already under the opaque name: the saved versions move one by one
+                for child in sorted(src.iterdir()):
+                    os.replace(child, dst / child.name)
+                src.rmdir()
+            elif dst.exists():
+                log.warning("leaving %s as it is: profile %r exists under its opaque name too", src, name)
+                continue
+            else:
+                os.replace(src, dst)
+            fsync_dir(src.parent)
+            fsync_dir(dst.parent)
+            moved += 1
+            step += 1
+            if hook is not None:
+                hook(step, dst)
+    return moved
 
 
 def check_encoder(profile: Profile, encoder: dict) -> None:

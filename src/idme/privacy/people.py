@@ -55,13 +55,13 @@ def export_person(idme, name: str, out: str | os.PathLike[str], passphrase: str)
         prof = store.get(name)
         files["profile/profile.json"] = _json(prof.to_dict())
         files["profile/embeddings.npy"] = _npy(prof.embeddings.astype(np.float32))
-        audio = store._dir(name) / "audio"
+        audio = store.profile_dir(name) / "audio"
         for wav in sorted(audio.glob("*.wav")) if audio.is_dir() else []:
             buf = io.BytesIO()
             sf.write(buf, read_kept_take(store, wav), 16000, format="WAV", subtype="PCM_16")
             files[f"takes/{wav.name}"] = buf.getvalue()
             n_takes += 1
-        fps = FingerprintStore(store._dir(name)).load()
+        fps = FingerprintStore(store.profile_dir(name)).load()
         if fps:
             n_fp = len(fps)
             files["fingerprints/labels.json"] = _json([lab for lab, _ in fps])
@@ -107,7 +107,7 @@ def _overwrite(path: Path) -> None:
 
 def forget_person(idme, name: str, force: bool = False) -> dict[str, Any]:
     """See ``api.Idme.forget_person``."""
-    from ..identity.profiles import HISTORY_DIR, OWNER, check_name
+    from ..identity.profiles import OWNER, check_name
     from ..session.privacy import forget_in_sessions
 
     name = check_name(name)
@@ -122,8 +122,8 @@ def forget_person(idme, name: str, force: bool = False) -> dict[str, Any]:
     for sid in done.relabelled:
         idme.forget_undo(sid)  # its `idme name --undo` record names them
     files = 0
-    if store._dir(name).exists():
-        for d in (store._dir(name), store.root / HISTORY_DIR / store._dir(name).name):
+    if store.profile_dir(name).exists():
+        for d in (store.profile_dir(name), store.history_dir(name)):
             for p in sorted(d.rglob("*")) if d.is_dir() else []:
                 if p.is_file():
                     _overwrite(p)

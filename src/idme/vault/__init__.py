@@ -21,7 +21,7 @@ Encrypted file layout (:func:`seal`)::
     b"IDMEENC1" | key_id (8 bytes) | nonce (12 bytes) | len(identity) (2 bytes, big-endian) | identity
     | AES-256-GCM ciphertext + 16-byte tag, associated data = everything before it
 
-``identity`` names the record (``idme/profile/<name>/embeddings``): a file moved to another record's place
+``identity`` names the record (``idme/profile/<dir>/embeddings``, ``<dir>`` the opaque profile directory): a file moved to another record's place
 fails authentication instead of being read as that record. It is kept in the header so that rotation can
 re-encrypt every file without knowing what each one is.
 """
@@ -532,17 +532,23 @@ class Vault:
 
 def record_identity(rel: Path) -> str | None:
     """The associated-data identity of a file at ``rel`` (relative to the home) that holds voiceprints or
-    personal data, or None for a file that is not sealed. The names are the ones the stores use
+    personal data, or None for a file that is not sealed. ``<dir>`` in ``idme/profile/<dir>/...`` is the
+    profile's directory name (opaque since issue 14: ``identity.profiles.opaque_name``; the person's name
+    before, renamed by ``identity.profiles.migrate_names``), so a file is bound to the directory it sits in
+    and a header never names the person. The names are the ones the stores use
     (``identity.profiles._identity``, ``TAKE_AUDIO_IDENTITY``, ``identity.replay.IDENTITY``,
     ``api.UNDO_IDENTITY``); :func:`migrate` encrypts plaintext files under them."""
     parts = Path(rel).parts
+    if parts == ("manifest_state.json",):  # ``identity.manifest``: it names the people enrolled
+        return "idme/manifest-state"
     if len(parts) < 3 or parts[0] != "profiles":
         return None
     if parts[1] == ".history":
         if len(parts) == 4 and parts[2] == "undo" and rel.suffix == ".json":
             return "idme/undo"
-        if len(parts) == 4 and parts[3] in ("embeddings.npy", "profile.json"):
-            return f"idme/profile/{parts[2]}/{'embeddings' if parts[3] == 'embeddings.npy' else 'meta'}"
+        # a saved version: .history/<dir>/<time>/<file> (``ProfileStore.backup``), bound like the live file
+        if len(parts) in (4, 5) and parts[-1] in ("embeddings.npy", "profile.json"):
+            return f"idme/profile/{parts[2]}/{'embeddings' if parts[-1] == 'embeddings.npy' else 'meta'}"
         return None
     if len(parts) == 3 and parts[2] == "embeddings.npy":
         return f"idme/profile/{parts[1]}/embeddings"
