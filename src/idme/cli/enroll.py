@@ -38,16 +38,9 @@ def _record_take(device: str | None, seconds: float, index: int, total: int) -> 
         err.print(f"  starting in {n}…", markup=False)
         time.sleep(1)
     err.print("  [bold red]● recording[/]", markup=True)
-    parts, need = [], int(seconds * 16000)
-    with mic:
-        got = 0
-        for frame in mic.frames():
-            parts.append(frame.samples)
-            got += len(frame.samples)
-            if got >= need:
-                mic.stop()
+    samples = mic.record(seconds)
     err.print("  done.", markup=False)
-    return (np.concatenate(parts)[:need] if parts else np.zeros(0, np.float32)), mic.native_rate
+    return samples, mic.native_rate
 
 
 def _microphone_takes(device: str | None, takes: int, seconds: float) -> tuple[list, list[int]]:

@@ -100,22 +100,14 @@ def verify(
 def _record_answer(digits: str, seconds: float, device: str | None):
     """Shows ``digits`` on stderr and records ``seconds`` of microphone audio (the time limit for the answer,
     counted in samples): float32 (n,) at 16 kHz."""
-    import numpy as np
-
     from ..audio import sources
 
     mic = sources.MicrophoneSource(device=device)  # a missing microphone is reported before the prompt
     err = Console(stderr=True)
     err.print(f"say these digits now, within {seconds:.0f} s: [bold]{' '.join(digits)}[/]", markup=True)
-    parts, need, got = [], int(seconds * 16000), 0
-    with mic:
-        for frame in mic.frames():
-            parts.append(frame.samples)
-            got += len(frame.samples)
-            if got >= need:
-                mic.stop()
+    samples = mic.record(seconds)
     err.print("recorded.", markup=False)
-    return np.concatenate(parts)[:need] if parts else np.zeros(0, np.float32)
+    return samples
 
 
 def _print_verify(c: Check, name: str) -> None:

@@ -534,3 +534,17 @@ def score_rttm_set(
     pooled = pool_results(results.values()).to_dict()
     pooled["n_files"] = len(results)
     return {"files": {fid: r.to_dict() for fid, r in results.items()}, "pooled": pooled}
+
+
+def pooled_by_collar(ref_rttm: str | os.PathLike[str], uem: Mapping[str, Sequence[tuple[float, float]]],
+                     hyp_by_file: Mapping[str, HypothesisSource], file_ids: Sequence[str], *,
+                     collars_s: Sequence[float] = (DEFAULT_COLLAR_S, 0.0),
+                     overlapping_hyp: bool = True) -> dict[str, dict[str, float]]:
+    """Pooled DER and its parts over ``file_ids``, per collar: ``{"collar_0.25": {"der", "miss", "fa",
+    "confusion"}, ...}`` (fractions). The benchmarks' one summary of a multi-file set (score_rttm_set)."""
+    out = {}
+    for c in collars_s:
+        r = score_rttm_set(ref_rttm, {f: uem[f] for f in file_ids}, {f: hyp_by_file[f] for f in file_ids},
+                           collar_s=c, overlapping_hyp=overlapping_hyp)["pooled"]
+        out[f"collar_{c}"] = {k: r[k] for k in ("der", "miss", "fa", "confusion")}
+    return out
