@@ -90,9 +90,14 @@ def test_unknown_index_matches_the_faiss_index_it_replaces():
         b_new, b_ref = new.best(q), ref.best(q)
         assert (b_new is None) == (b_ref is None)
         if b_new is not None:
-            assert b_new.key == b_ref.key, step
             assert b_new.score == pytest.approx(b_ref.score, abs=1e-6)
-            assert np.allclose(new.get(b_new.key), ref.get(b_ref.key), atol=1e-7)
+            if b_new.key != b_ref.key:
+                # a tie (twins: one vector at two scales) that float32 rounding breaks either way; FAISS's
+                # rounding depends on the CPU's SIMD kernels, so only "same vector, same score" can hold
+                a, b = new.get(b_new.key), new.get(b_ref.key)
+                assert np.allclose(a / np.linalg.norm(a), b / np.linalg.norm(b), atol=1e-6), step
+            else:
+                assert np.allclose(new.get(b_new.key), ref.get(b_ref.key), atol=1e-7)
         k = int(rng.integers(1, 8))
         got, want = new.search(q, k), ref.search(q, k)
         assert [m.score for m in got] == pytest.approx([m.score for m in want], abs=1e-6)

@@ -116,3 +116,37 @@ def test_key_problems_are_one_line_and_change_nothing(tmp_path: Path) -> None:
         if path != victim:
             assert v.read(path, V.identity_for(home, path)) == data
     assert victim.read_bytes() == corrupted[str(victim)]
+
+
+def test_rotate_refuses_while_a_session_records(tmp_path: Path) -> None:
+    """While a session is recording (in this process or another one) `keys rotate` gives one line, exit 1,
+    and changes nothing; once the recording ends it rotates, and the session reads under the new key."""
+    import subprocess
+    import sys
+
+    from idme.session.store import SessionStore
+
+    home, files = _home_with_files(tmp_path)
+    store = SessionStore(home)
+    writer = store.create({}, {})
+    writer.upsert_segment({"seg_id": 0, "start": 0.0, "end": 1.0, "speaker": "Me", "kind": "me", "score": 0.9,
+                           "final": True, "text": "said during the refusal", "words": []})
+    before = _snapshot(home)
+    _one_line_failure(cli("keys", "rotate", "--home", home), "a session is recording")
+    assert _snapshot(home) == before
+    writer.finish()
+    writer.close()
+    store.close()
+    # another process holding the home (a recorder or `idme serve`) is refused just the same
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from idme._fs import SharedHold; "
+                               f"h = SharedHold({str(home)!r}); print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        _one_line_failure(cli("keys", "rotate", "--home", home), "in use")
+    finally:
+        holder.communicate("")
+    new = json.loads(ok(cli("keys", "rotate", "--json", "--home", home)).stdout)
+    assert not new["rotation_pending"]
+    with SessionStore(home) as again:
+        assert again.get("latest").segments[0].text == "said during the refusal"

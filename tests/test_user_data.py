@@ -109,6 +109,29 @@ def test_forget_relabels_scrubs_and_leaves_no_byte_of_the_name(home) -> None:
     refused(cli("forget", NAME, "--yes", "--home", h), contains="nothing")
 
 
+def test_forget_drop_text_empties_their_words_and_keeps_other_namings_undoable(home) -> None:
+    """forget --drop-text empties the text and words of their segments only (everyone else's stay), and
+    an `idme name` of another speaker in the same session can still be undone afterwards."""
+    h, idme = home
+    sess = idme.sessions.get("latest")
+    with idme.sessions.transaction("giving every segment text") as conn:  # the template ran without ASR
+        conn.execute("UPDATE segments SET text = 'words of ' || speaker, words = '[]'")
+    other = next(sp.label for sp in sess.speakers if sp.label.startswith("Speaker ") and sp.n_embeddings)
+    idme.name_speaker(sess.id, other, "carol", force=True)
+    ok(cli("forget", NAME, "--yes", "--drop-text", "--home", h))
+    after = idme.sessions.get(sess.id)
+    ids = {s.seg_id for s in sess.segments if s.speaker == NAME}
+    theirs = [s for s in after.segments if s.seg_id in ids]
+    assert theirs and all(s.text == "" and not s.words and s.speaker.startswith("Speaker ") for s in theirs)
+    assert all(s.text == f"words of {other}" for s in after.segments if s.speaker == "carol")
+    assert any(s.text == "words of Me" for s in after.segments)
+    undone = idme.undo_name(sess.id)
+    assert undone["person"] == "carol" and not idme.profiles.exists("carol")
+    idme.sessions.close()
+    for p in h.glob("sessions.db*"):
+        assert f"words of {NAME}".encode() not in decrypted_pages(p, h), p
+
+
 def test_retention_prunes_only_old_sessions(home, monkeypatch) -> None:
     """prune deletes the sessions created before the cut-off and keeps the newer one; `sessions prune`
     without a retention says how to set one."""
@@ -128,6 +151,22 @@ def test_retention_prunes_only_old_sessions(home, monkeypatch) -> None:
     assert "pruned 0 session(s)" in r.stderr
     r = ok(cli("sessions", "list", "--home", h, env={"IDME_RETENTION_DAYS": "30"}))
     assert "retention: sessions older than 30 days" in r.stderr and "0 due now" in r.stderr
+
+
+def test_listen_retention_days_flag_prunes_before_saving(home, monkeypatch) -> None:
+    """`listen --retention-days 5` deletes a 10-day-old session before saving the new one; with --no-save
+    it is a usage error."""
+    h, idme = home
+    monkeypatch.delenv("IDME_RETENTION_DAYS", raising=False)
+    before = {s.id for s in idme.sessions.list()}
+    with idme.sessions.transaction("backdating") as conn:
+        conn.execute("UPDATE sessions SET created_at = ?",
+                     ((datetime.now().astimezone() - timedelta(days=10)).isoformat(),))
+    assert cli("listen", str(OWNER_TAKES[0]), "--no-save", "--retention-days", "5", "--home", h).exit_code == 2
+    ok(cli("listen", str(OWNER_TAKES[0]), "--asr", "none", "--retention-days", "5", "--home", h))
+    idme.sessions.close()
+    after = [s.id for s in Idme(resolve(h)).sessions.list()]
+    assert len(after) == 1 and after[0] not in before
 
 
 def test_audit_lists_accepts_and_rejects(home) -> None:

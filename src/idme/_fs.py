@@ -139,3 +139,65 @@ def _unlock_fd(fd: int) -> None:
     import fcntl
 
     fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+#: A home's "in use" lock file: every process recording a session (``SessionStore.create``) or serving the
+#: home (``idme serve``) holds a shared lock on it; a key rotation needs it exclusively (issue 14), since a
+#: process that opened sessions.db under the old key cannot write after the database is rekeyed.
+IN_USE_FILE = ".in-use"
+
+
+class HomeInUse(Exception):
+    """Another process holds the home's in-use lock (see :func:`home_exclusive`)."""
+
+
+class SharedHold:
+    """A shared ``flock`` on ``<home>/.in-use``, held until :meth:`release` (idempotent). On Windows
+    (no shared ``msvcrt`` locks) it holds nothing."""
+
+    def __init__(self, home: str | os.PathLike[str]) -> None:
+        self._fd = -1
+        if os.name == "nt":  # pragma: no cover - Windows only
+            return
+        import fcntl
+
+        # Under the home's process lock, so that :func:`home_exclusive` (which runs under it too) may take a
+        # missing file for "nobody holds it" without creating one.
+        with process_lock(home):
+            fd = os.open(os.path.join(home, IN_USE_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except BaseException:
+                os.close(fd)
+                raise
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)  # closing the descriptor drops the lock
+
+
+@contextlib.contextmanager
+def home_exclusive(home: str | os.PathLike[str]) -> Iterator[None]:
+    """Holds ``<home>/.in-use`` exclusively for the block, or raises :class:`HomeInUse` at once when a
+    process (this one included) holds it shared. Never waits: the caller refuses, saying why. Call it
+    under ``process_lock(home)``; it creates no file (a home nobody recorded in has none)."""
+    if os.name == "nt":  # pragma: no cover - Windows only
+        yield
+        return
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(home, IN_USE_FILE), os.O_RDWR)
+    except FileNotFoundError:  # never held: a holder makes it under process_lock, which the caller holds
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HomeInUse(str(home)) from None
+        yield
+    finally:
+        os.close(fd)

@@ -341,9 +341,24 @@ class Idme:
         history = json.loads(vault.read(path, UNDO_IDENTITY)) if path.exists() else []
         atomic_write(path, vault.seal(json.dumps(history + [record], indent=1).encode(), UNDO_IDENTITY), 0o600)
 
-    def forget_undo(self, session_id: str) -> None:
-        """Drops the ``undo_name`` records of a deleted session (they name it)."""
-        self._undo_path(session_id).unlink(missing_ok=True)
+    def forget_undo(self, session_id: str, person: str | None = None) -> None:
+        """Drops the ``undo_name`` records of a deleted session (they name it), or only those that named
+        ``person`` (``forget``: the other people's namings in that session stay undoable)."""
+        import json
+
+        from ._fs import atomic_write
+
+        path = self._undo_path(session_id)
+        if person is None or not path.exists():
+            path.unlink(missing_ok=True)
+            return
+        vault = self.profiles.vault
+        history = json.loads(vault.read(path, UNDO_IDENTITY))
+        kept = [r for r in history if r.get("person") != person]
+        if not kept:
+            path.unlink(missing_ok=True)
+        elif len(kept) != len(history):
+            atomic_write(path, vault.seal(json.dumps(kept, indent=1).encode(), UNDO_IDENTITY), 0o600)
 
     def undo_name(self, session: str) -> dict[str, Any]:
         """Undoes the last ``name_speaker`` on ``session``: the profile is put back as it was (removed if
@@ -508,13 +523,14 @@ class Idme:
 
         return open_archive(archive, to, passphrase)
 
-    def forget_person(self, name: str, force: bool = False) -> dict[str, Any]:
+    def forget_person(self, name: str, force: bool = False, drop_text: bool = False) -> dict[str, Any]:
         """Removes ``name``'s profile, kept takes and replay fingerprints, relabels them "Speaker N" in every
         session (their session embeddings deleted), anonymises their audit rows and scrubs the database.
+        ``drop_text``: their segments' words are deleted too (the segments stay, as untranscribed speech).
         The owner ``me`` only with ``force``. Returns what was done."""
         from .privacy.people import forget_person
 
-        return forget_person(self, name, force)
+        return forget_person(self, name, force, drop_text)
 
     def prune_sessions(self, older_than_days: float | None = None, now=None):
         """Deletes sessions older than ``older_than_days`` (default ``settings.retention_days``; None = keep

@@ -54,9 +54,10 @@ def cli_errors(fn: F) -> F:
 
 
 def make_idme(home: Path | None = None, embedder: str | None = None, compute: str | None = None,
-              asr: str | None = None, asr_model: Path | None = None):
+              asr: str | None = None, asr_model: Path | None = None, retention_days: float | None = None):
     """The library facade with settings from these flags (> IDME_* > config file > defaults)."""
     from ..api import Idme
     from ..settings import resolve
 
-    return Idme(resolve(home, embedder=embedder, compute=compute, asr=asr, asr_model=asr_model))
+    return Idme(resolve(home, embedder=embedder, compute=compute, asr=asr, asr_model=asr_model,
+                        retention_days=retention_days))

@@ -159,6 +159,10 @@ def listen(
     asr_model: Optional[Path] = typer.Option(None, "--asr-model", metavar="DIR",
                                              help="Path of a Vosk or Whisper model directory."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not record the session in the store."),
+    retention_days: Optional[float] = typer.Option(None, "--retention-days", min=0.001, metavar="DAYS",
+                                                   help="Delete saved sessions older than DAYS before this one "
+                                                        "starts (default: $IDME_RETENTION_DAYS or config.toml; "
+                                                        "none: keep all)."),
     segmenter: str = typer.Option("webrtc", "--segmenter", metavar="NAME",
                                   help="webrtc (default) or pyannote (overlapping speakers; live with a "
                                        "rolling buffer, final labels --latency seconds after the speech)."),
@@ -196,7 +200,10 @@ def listen(
         raise typer.BadParameter("--latency applies to --segmenter pyannote (webrtc labels within ~200 ms)",
                                  param_hint="--latency")
     plan = _export_plan(items, out, formats, no_save, as_json)
-    idme = make_idme(home, embedder, compute, asr, asr_model)
+    if retention_days is not None and no_save:
+        raise typer.BadParameter("--retention-days prunes the session store before saving: drop --no-save",
+                                 param_hint="--retention-days")
+    idme = make_idme(home, embedder, compute, asr, asr_model, retention_days)
     if not idme.profiles.exists("me"):
         err.print("note: no owner enrolled, so nobody is labelled Me (speakers are Speaker 1, 2, ...; enrolled "
                   "people by name); run `idme enroll` so idme can tell which voice is yours", markup=False)

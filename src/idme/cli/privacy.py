@@ -59,17 +59,21 @@ def export_data(name: Optional[str] = typer.Argument(None, help="The person (pro
 def forget(name: str = typer.Argument(..., help="The person to forget (profile name)."),
            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (scripts)."),
            force: bool = typer.Option(False, "--force", help="Allow forgetting the owner 'me'."),
+           drop_text: bool = typer.Option(False, "--drop-text",
+                                          help="Delete what they said too (their segments stay, untranscribed)."),
            home: Optional[Path] = HOME_OPT) -> None:
     """Forget NAME: profile, kept takes and fingerprints removed; in every session their segments become a
-    new "Speaker N" and their voice samples are deleted; audit rows anonymised; the database scrubbed."""
+    new "Speaker N" and their voice samples are deleted (their words too with --drop-text); audit rows
+    anonymised; the database scrubbed."""
     if not yes:
         if not sys.stdin.isatty():
             raise fail(f"forgetting {name} cannot be undone: pass --yes to confirm")
         if not typer.confirm(f"Forget {name} everywhere? This cannot be undone"):
             raise typer.Exit(1)
-    done = make_idme(home).forget_person(name, force=force)
+    done = make_idme(home).forget_person(name, force=force, drop_text=drop_text)
     err.print(f"forgot {done['name']}: profile {'removed' if done['profile_removed'] else 'was absent'}, "
-              f"{done['segments']} segment(s) in {len(done['relabelled'])} session(s) relabelled, "
+              f"{done['segments']} segment(s) in {len(done['relabelled'])} session(s) relabelled"
+              + (" and their text deleted, " if drop_text else ", ") +
               f"{done['audit_rows']} audit row(s) anonymised"
               + ("" if done["scrubbed"] else "; a session is recording, so the store is compacted later"),
               markup=False)

@@ -57,6 +57,12 @@ def serve(
     else:
         err.print(f"serving {url} (token in {token_path})", markup=False)
     state.ready_idme()  # load the encoder now, not on the first request
-    uvicorn.run(app, host=host, port=port, log_level="warning",
-                ssl_certfile=None if certfile is None else str(certfile),
-                ssl_keyfile=None if keyfile is None else str(keyfile))
+    from .._fs import SharedHold
+
+    hold = SharedHold(idme.home)  # `idme keys rotate` refuses while the server holds the database open
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning",
+                    ssl_certfile=None if certfile is None else str(certfile),
+                    ssl_keyfile=None if keyfile is None else str(keyfile))
+    finally:
+        hold.release()

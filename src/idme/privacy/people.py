@@ -105,7 +105,7 @@ def _overwrite(path: Path) -> None:
         pass
 
 
-def forget_person(idme, name: str, force: bool = False) -> dict[str, Any]:
+def forget_person(idme, name: str, force: bool = False, drop_text: bool = False) -> dict[str, Any]:
     """See ``api.Idme.forget_person``."""
     from ..identity.profiles import OWNER, check_name
     from ..session.privacy import forget_in_sessions
@@ -116,11 +116,11 @@ def forget_person(idme, name: str, force: bool = False) -> dict[str, Any]:
         raise ProfileError(f"'{OWNER}' is your own voiceprint (the owner); pass --force to forget it")
     has_profile = store.exists(name)
     label = _label(name)
-    done = forget_in_sessions(idme.sessions, label, name)
+    done = forget_in_sessions(idme.sessions, label, name, drop_text=drop_text)
     if not has_profile and not done.relabelled and not done.audit_rows:
         raise ProfileError(f"idme holds nothing about '{name}': no profile, session or audit entry")
     for sid in done.relabelled:
-        idme.forget_undo(sid)  # its `idme name --undo` record names them
+        idme.forget_undo(sid, name)  # the `idme name --undo` records that name them
     files = 0
     if store.profile_dir(name).exists():
         for d in (store.profile_dir(name), store.history_dir(name)):

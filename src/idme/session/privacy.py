@@ -141,10 +141,11 @@ def _next_speaker(conn, sid: str) -> str:
     return f"Speaker {max(nums, default=0) + 1}"
 
 
-def forget_in_sessions(store: SessionStore, label: str, name: str) -> Forgotten:
+def forget_in_sessions(store: SessionStore, label: str, name: str, drop_text: bool = False) -> Forgotten:
     """Relabels ``label``'s segments in every session to a fresh "Speaker N" (kind unknown), deletes the
     session speaker embeddings saved under ``label``, drops ``name`` from each session's recorded profile
-    list and replaces it by "forgotten" in the audit log, in one transaction; then scrubs the file
+    list and replaces it by "forgotten" in the audit log (``drop_text``: their segments' text and words are
+    emptied too), in one transaction; then scrubs the file
     (``secure_delete`` zeroes the old cells, VACUUM drops the free pages, the log is truncated).
 
     Refuses (SessionError, nothing changed) while a session the person appears in is being recorded."""
@@ -165,8 +166,9 @@ def forget_in_sessions(store: SessionStore, label: str, name: str) -> Forgotten:
                             " SELECT 1 FROM speakers WHERE session_id = ? AND label = ?",
                             (sid, label, sid, label)).fetchone():
                 new = _next_speaker(conn, sid)
-                n_seg += conn.execute("UPDATE segments SET speaker = ?, kind = 'unknown' WHERE session_id = ?"
-                                      " AND speaker = ?", (new, sid, label)).rowcount
+                blank = ", text = '', words = '[]'" if drop_text else ""
+                n_seg += conn.execute(f"UPDATE segments SET speaker = ?, kind = 'unknown'{blank} WHERE"
+                                      " session_id = ? AND speaker = ?", (new, sid, label)).rowcount
                 n_emb += conn.execute("DELETE FROM speakers WHERE session_id = ? AND label = ?",
                                       (sid, label)).rowcount
                 relabelled[sid] = new

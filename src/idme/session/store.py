@@ -136,8 +136,17 @@ class SessionStore:
         settings_json = to_json(dict(settings or {}), "settings")
         models_json = to_json(dict(models or {}), "models")
         host, pid, started = this_process()
+        from .._fs import SharedHold
+
+        # Held while the session records: `idme keys rotate` refuses meanwhile (issue 14; the database is
+        # rekeyed under a new key, which this connection would not have).
+        hold = SharedHold(self.home)
         # NORMAL while recording: a commit per event without an fsync per event (review 2026-12-01, §1.8).
-        conn = connect(self.path, self.busy_timeout_s, synchronous="NORMAL", keys=self.db_keys())
+        try:
+            conn = connect(self.path, self.busy_timeout_s, synchronous="NORMAL", keys=self.db_keys())
+        except BaseException:
+            hold.release()
+            raise
         try:
             for _ in range(5):  # the 16-bit random suffix collides only when many start in one second
                 now = datetime.now(timezone.utc)
@@ -156,9 +165,10 @@ class SessionStore:
                 raise StoreError(f"could not pick a free session id in {self.path}; try again")
         except BaseException:
             conn.close()
+            hold.release()
             raise
         logger.info("session %s started in %s", session_id, self.path)
-        return SessionWriter(conn, self.path, session_id)
+        return SessionWriter(conn, self.path, session_id, hold)
 
     # ---- reading ----------------------------------------------------------------------------------
 
@@ -398,8 +408,10 @@ class SessionWriter:
     "interrupted"; otherwise call :meth:`finish` yourself.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, session_id: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, session_id: str, hold: Any = None) -> None:
+        """hold: the home's in-use lock (``idme._fs.SharedHold``), released by :meth:`close`."""
         self._conn: sqlite3.Connection | None = conn
+        self._hold = hold
         self.path = path
         self.session_id = session_id
         self._lock = threading.Lock()
@@ -538,3 +550,6 @@ class SessionWriter:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._hold is not None:
+                self._hold.release()
+                self._hold = None

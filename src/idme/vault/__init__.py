@@ -475,59 +475,68 @@ class Vault:
         atomically, so an interrupted rotation leaves every file readable under one of the two keys; running
         ``rotate`` again finishes it (without making yet another key). hook(i, path): called after each file
         (tests use it to kill the process mid-rotation)."""
-        from .._fs import process_lock
+        from .._fs import HomeInUse, home_exclusive, process_lock
 
-        # One rotation at a time per home, across processes too: two would each make a new key.
-        with self._lock, process_lock(self.home):
-            keys = self.keys()
-            doc = self._read()
-            if not doc.get("previous"):
-                phrase = None
-                if "passphrase" in doc["wrappings"]:
-                    phrase = _passphrase()
-                    # The key may have come from the keyring or the cache: the passphrase given must be the
-                    # one set, or the new key would silently be wrapped under another one.
-                    if not phrase or _unwrap_with_passphrase(doc["wrappings"]["passphrase"], doc["key_id"],
-                                                             phrase) is None:
-                        raise VaultError(f"wrong or no passphrase for {self.home}: set IDME_PASSPHRASE to the "
-                                         "passphrase of this home (nothing was changed)")
-                key = secrets.token_bytes(KEY_BYTES)
-                entry = self._entry(key, phrase, "keyring" in doc["wrappings"] or keyring_backend() is not None)
-                if not entry["wrappings"]:
-                    raise VaultError(_NO_KEY.format(home=self.home))
-                old = {k: doc[k] for k in ("key_id", "check", "wrappings")}
-                doc = {"version": 1, **entry, "previous": old}
-                self._write(doc)
-                with _CACHE_LOCK:
-                    _CACHE[(entry["key_id"], entry["check"])] = key
-                keys[entry["key_id"]] = key
-            new_id = doc["key_id"]
-            sealed, _ = self.encrypted_files()
-            for i, path in enumerate(sealed):
-                blob = path.read_bytes()
-                kid, ident, _ = parse_header(blob, path)
-                if kid != new_id:
-                    if kid not in keys:
-                        raise VaultError(f"{path} is under key {kid}, which the key file does not hold; "
-                                         "restore the key file that goes with it")
-                    from .._fs import atomic_write
+        # One rotation at a time per home, across processes too: two would each make a new key. And none
+        # while a session records or a server runs on this home: their open sessions.db connections are
+        # under the old key and would fail (or be lost) after the rekey.
+        try:
+            with self._lock, process_lock(self.home), home_exclusive(self.home):
+                return self._rotate(hook)
+        except HomeInUse:
+            raise VaultError(f"{self.home} is in use (a session is recording, or `idme serve` runs on it): "
+                             "stop it, then run `idme keys rotate` again (nothing was changed)") from None
 
-                    atomic_write(path, seal(unseal(blob, keys[kid], path), ident, new_id, keys[new_id]), 0o600)
-                if hook is not None:
-                    hook(i, path)
-            # The session database last: until it is rekeyed the key file keeps "previous" (the key it is
-            # under), and PRAGMA rekey is one transaction, so a crash leaves it whole under one of the two.
-            from ..session.sqlite import rekey
-
-            rekey(self.home / DB_FILE, [db_key(k) for kid, k in keys.items() if kid != new_id], db_key(keys[new_id]))
-            old_entry = doc.pop("previous")
+    def _rotate(self, hook: Callable[[int, Path], None] | None) -> KeyStatus:
+        keys = self.keys()
+        doc = self._read()
+        if not doc.get("previous"):
+            phrase = None
+            if "passphrase" in doc["wrappings"]:
+                phrase = _passphrase()
+                # The key may have come from the keyring or the cache: the passphrase given must be the
+                # one set, or the new key would silently be wrapped under another one.
+                if not phrase or _unwrap_with_passphrase(doc["wrappings"]["passphrase"], doc["key_id"],
+                                                         phrase) is None:
+                    raise VaultError(f"wrong or no passphrase for {self.home}: set IDME_PASSPHRASE to the "
+                                     "passphrase of this home (nothing was changed)")
+            key = secrets.token_bytes(KEY_BYTES)
+            entry = self._entry(key, phrase, "keyring" in doc["wrappings"] or keyring_backend() is not None)
+            if not entry["wrappings"]:
+                raise VaultError(_NO_KEY.format(home=self.home))
+            old = {k: doc[k] for k in ("key_id", "check", "wrappings")}
+            doc = {"version": 1, **entry, "previous": old}
             self._write(doc)
-            if "keyring" in old_entry["wrappings"] and keyring_backend() is not None:
-                try:
-                    keyring_backend().delete_password(KEYRING_SERVICE, old_entry["key_id"])
-                except Exception:
-                    pass
-            return self.status()
+            with _CACHE_LOCK:
+                _CACHE[(entry["key_id"], entry["check"])] = key
+            keys[entry["key_id"]] = key
+        new_id = doc["key_id"]
+        sealed, _ = self.encrypted_files()
+        for i, path in enumerate(sealed):
+            blob = path.read_bytes()
+            kid, ident, _ = parse_header(blob, path)
+            if kid != new_id:
+                if kid not in keys:
+                    raise VaultError(f"{path} is under key {kid}, which the key file does not hold; "
+                                     "restore the key file that goes with it")
+                from .._fs import atomic_write
+
+                atomic_write(path, seal(unseal(blob, keys[kid], path), ident, new_id, keys[new_id]), 0o600)
+            if hook is not None:
+                hook(i, path)
+        # The session database last: until it is rekeyed the key file keeps "previous" (the key it is
+        # under), and PRAGMA rekey is one transaction, so a crash leaves it whole under one of the two.
+        from ..session.sqlite import rekey
+
+        rekey(self.home / DB_FILE, [db_key(k) for kid, k in keys.items() if kid != new_id], db_key(keys[new_id]))
+        old_entry = doc.pop("previous")
+        self._write(doc)
+        if "keyring" in old_entry["wrappings"] and keyring_backend() is not None:
+            try:
+                keyring_backend().delete_password(KEYRING_SERVICE, old_entry["key_id"])
+            except Exception:
+                pass
+        return self.status()
 
 
 def record_identity(rel: Path) -> str | None:
