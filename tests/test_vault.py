@@ -478,7 +478,7 @@ def test_named_profile_dirs_become_opaque_and_a_killed_rename_resumes(tmp_path: 
     records stay put, and no enrolled name is left in any path or file under the home."""
     import numpy as np
 
-    from idme.identity.profiles import HISTORY_DIR, ProfileStore
+    from idme.identity.profiles import HISTORY_DIR, ProfileStore, take_identity
 
     home = tmp_path / "home"
     names = ["alice", "José", "undo"]
@@ -507,7 +507,7 @@ def test_named_profile_dirs_become_opaque_and_a_killed_rename_resumes(tmp_path: 
     store.restore("alice", saved[0])
     np.testing.assert_array_equal(store.get("alice").embeddings, embs["alice"])
     take = store.profile_dir("alice") / "audio" / "take_001.wav"
-    assert vault_for(home).read(take, "idme/profile/take-audio") == b"RIFF kept take of alice"
+    assert vault_for(home).read(take, take_identity(take.parent.parent.name)) == b"RIFF kept take of alice"
     assert vault_for(home).read(undo, "idme/undo") == b'{"name": "alice"}'
     store.rename("José", "Zoë")
     assert ProfileStore(home).names() == ["alice", "undo", "Zoë"]
@@ -563,3 +563,54 @@ def test_key_rotation_keeps_profile_directory_names(tmp_path: Path) -> None:
     assert V.parse_header((tmp_path / "profiles" / DIRKEY_FILE).read_bytes())[0] != old_id
     assert fresh.profile_dir("Zoë") == before and fresh.names() == ["Zoë"]
     np.testing.assert_array_equal(fresh.get("Zoë").embeddings, np.eye(1, 4, dtype=np.float32))
+
+
+def test_kept_takes_and_fingerprints_are_bound_to_their_profile(tmp_path: Path) -> None:
+    """Takes and fingerprints sealed by an idme whose identities named no profile are re-bound when the
+    directory gets its opaque name; afterwards a take or fingerprint file copied into another profile is
+    refused (moved or swapped), and a rename keeps both readable under the new name."""
+    import numpy as np
+
+    from idme.errors import IdmeError
+    from idme.identity.enroll import read_kept_take
+    from idme.identity.profiles import LEGACY_TAKE_AUDIO_IDENTITY, ProfileStore
+    from idme.identity.replay import LEGACY_IDENTITY, FingerprintStore, fingerprint
+
+    home = tmp_path / "home"
+    _legacy_home(home, ["alice", "bob"])
+    migrate(home)  # as stop 17's idme left it: sealed, name-named directories ...
+    rng = np.random.default_rng(3)
+    take = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, take, 16000, format="WAV", subtype="PCM_16")
+    v = vault_for(home)
+    for name in ("alice", "bob"):  # ... and takes / fingerprints under identities that named no profile
+        (home / "profiles" / name / "audio").mkdir()
+        v.write(home / "profiles" / name / "audio" / "take_001.wav", buf.getvalue(), LEGACY_TAKE_AUDIO_IDENTITY)
+        fp_buf = io.BytesIO()
+        signs = fingerprint(take).signs
+        np.savez(fp_buf, signs=signs, offsets=np.array([0]), labels=np.array([f"enroll:{name}"]))
+        v.write(home / "profiles" / name / "fingerprints.npz", fp_buf.getvalue(), LEGACY_IDENTITY)
+    V._VAULTS.clear()
+    store = ProfileStore(home)
+    assert store.names() == ["alice", "bob"]
+    a, b = store.profile_dir("alice"), store.profile_dir("bob")
+    np.testing.assert_allclose(read_kept_take(store, a / "audio" / "take_001.wav"), take, atol=1e-4)
+    assert [lab for lab, _ in FingerprintStore(b).load()] == ["enroll:bob"]
+    for f in ("audio/take_001.wav", "fingerprints.npz"):
+        assert V.parse_header((a / f).read_bytes())[1].startswith(f"idme/profile/{a.name}/")
+    (a / "audio" / "take_001.wav").write_bytes((b / "audio" / "take_001.wav").read_bytes())
+    (a / "fingerprints.npz").write_bytes((b / "fingerprints.npz").read_bytes())
+    with pytest.raises(IdmeError, match="moved or swapped"):
+        read_kept_take(store, a / "audio" / "take_001.wav")
+    with pytest.raises(IdmeError, match="moved or swapped"):
+        FingerprintStore(a).load()
+    store.rename("bob", "carol")
+    c = store.profile_dir("carol")
+    np.testing.assert_allclose(read_kept_take(store, c / "audio" / "take_001.wav"), take, atol=1e-4)
+    assert [lab for lab, _ in FingerprintStore(c).load()] == ["enroll:bob"]
+    assert not list(c.rglob(".renaming-*"))

@@ -116,13 +116,13 @@ def check_consistency(embs: np.ndarray, sources: list[str], bar: float, name: st
 
 def keep_audio(store: ProfileStore, name: str, takes: list[tuple[str, np.ndarray]]) -> list[Path]:
     """Saves enrollment takes (16 kHz float32) as 16-bit WAVs, mode 0600, encrypted under the home's data key
-    (``idme.vault``, identity ``TAKE_AUDIO_IDENTITY``), for a later ``reembed``."""
+    (``idme.vault``, identity ``profiles.take_identity`` of the profile's directory), for a later ``reembed``."""
     import io
 
     import soundfile as sf
 
     from .._fs import atomic_write
-    from .profiles import TAKE_AUDIO_IDENTITY
+    from .profiles import take_identity
 
     adir = store.audio_dir(name)
     start = len(list(adir.glob("*.wav")))
@@ -131,7 +131,7 @@ def keep_audio(store: ProfileStore, name: str, takes: list[tuple[str, np.ndarray
         buf = io.BytesIO()
         sf.write(buf, samples, TARGET_RATE_HZ, format="WAV", subtype="PCM_16")
         path = adir / f"take_{start + k + 1:03d}.wav"
-        atomic_write(path, store.vault.seal(buf.getvalue(), TAKE_AUDIO_IDENTITY), mode=0o600)
+        atomic_write(path, store.vault.seal(buf.getvalue(), take_identity(adir.parent.name)), mode=0o600)
         paths.append(path)
     return paths
 
@@ -144,10 +144,11 @@ def read_kept_take(store: ProfileStore, path: Path) -> np.ndarray:
     import soundfile as sf
 
     from ..errors import AudioError
-    from .profiles import TAKE_AUDIO_IDENTITY
+    from .profiles import take_identity
 
     try:
-        samples, rate = sf.read(io.BytesIO(store.vault.read(path, TAKE_AUDIO_IDENTITY)), dtype="float32",
+        samples, rate = sf.read(io.BytesIO(store.vault.read(path, take_identity(Path(path).parent.parent.name))),
+                                dtype="float32",
                                 always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(f"{path}: kept enrollment audio is unreadable ({exc}); enrol again") from None

@@ -21,7 +21,7 @@ Writes go to a temp file then ``os.replace`` so a crash never leaves a half-writ
 
 Encryption at rest (issue 14): profile.json, embeddings.npy, kept audio and saved versions are AES-256-GCM
 files under the home's data key (:mod:`idme.vault`), bound to ``idme/profile/<name>/meta`` and
-``.../embeddings`` (kept takes: ``idme/profile/take-audio``). A plaintext file from an idme before that is read
+``.../embeddings`` (kept takes: ``.../take-audio``, fingerprints: ``.../fingerprints``). A plaintext file from an idme before that is read
 as it is and encrypted when next written (or by ``idme.vault.migrate``). ``<name>`` in those identities
 is the opaque directory name, so no file header names the person either.
 
@@ -155,8 +155,27 @@ def _identity(name: str, what: str) -> str:
     return f"idme/profile/{name}/{what}"
 
 
-#: Associated data of kept enrollment audio (not name-bound: a rename moves the directory as it is).
-TAKE_AUDIO_IDENTITY = "idme/profile/take-audio"
+#: Associated data of kept enrollment audio written before it was bound to its profile (issue 14); such a
+#: file is re-sealed under :func:`take_identity` when its directory gets its opaque name (migrate_names).
+LEGACY_TAKE_AUDIO_IDENTITY = "idme/profile/take-audio"
+
+
+#: The replay fingerprints of a profile (``identity.replay.FingerprintStore``), in its directory.
+FINGERPRINT_FILE = "fingerprints.npz"
+#: ... and their associated data before it was bound to the profile (re-sealed by migrate_names).
+LEGACY_FINGERPRINT_IDENTITY = "idme/profile/fingerprints"
+
+
+def fingerprint_identity(dir_name: str) -> str:
+    """Associated data of the fingerprint file of profile directory ``dir_name`` (a rename re-seals it):
+    another profile's fingerprints copied over this one's do not decrypt."""
+    return _identity(dir_name, "fingerprints")
+
+
+def take_identity(dir_name: str) -> str:
+    """Associated data of a kept enrollment take in profile directory ``dir_name``: a take moved into
+    another profile's ``audio/`` does not decrypt as that profile's."""
+    return _identity(dir_name, "take-audio")
 
 
 def _now() -> str:
@@ -325,18 +344,37 @@ class ProfileStore:
         _private_write(d / (prefix + "embeddings.npy"), emb)
         _private_write(d / (prefix + "profile.json"), meta_blob)
 
+    def _stage_bound(self, src: Path, bound_to: str) -> None:
+        """Re-seals ``src``'s kept takes and fingerprints for directory ``bound_to`` beside them (prefix
+        ``_RENAMING``), for ``rename``; profile.json is staged last by ``_write``, and marks the stage whole."""
+        from ..vault import MAGIC, parse_header
+
+        FINGERPRINTS = FINGERPRINT_FILE
+        vault = self.vault
+        files = sorted((src / "audio").glob("take_*.wav")) + [src / FINGERPRINTS]
+        for f in files:
+            if not f.is_file():
+                continue
+            blob = f.read_bytes()
+            if blob.startswith(MAGIC):
+                what = "fingerprints" if f.name == FINGERPRINTS else "take-audio"
+                blob = vault.seal(vault.open(blob, parse_header(blob, f)[1], f), _identity(bound_to, what))
+            _private_write(f.with_name(_RENAMING + f.name), blob)
+
     def _settle(self, d: Path) -> None:
         """Finishes (or undoes) a rename killed midway in directory ``d`` (see ``rename``)."""
-        staged = [d / (_RENAMING + f) for f in ("embeddings.npy", "profile.json")]
-        if not any(p.exists() for p in staged):
+        staged = [p for p in list(d.glob(_RENAMING + "*")) + list((d / "audio").glob(_RENAMING + "*"))
+                  if p.is_file()]
+        if not staged:
             return
         from ..vault import parse_header
 
-        meta = staged[1]
+        meta = d / (_RENAMING + "profile.json")
         moved = meta.exists() and parse_header(meta.read_bytes(), meta)[1] == _identity(d.name, "meta")
-        for p in staged:
-            if moved and p.exists():  # the directory reached its new place: the new files go over the old
-                os.replace(p, d / p.name[len(_RENAMING):])
+        # profile.json goes over last: while it is staged, a second kill still settles the same way
+        for p in sorted(staged, key=lambda p: p == meta):
+            if moved:  # the directory reached its new place: the new files go over the old
+                os.replace(p, p.with_name(p.name[len(_RENAMING):]))
             else:  # killed before the move: the old profile is whole, the staged copies go
                 p.unlink(missing_ok=True)
 
@@ -372,13 +410,14 @@ class ProfileStore:
             raise ProfileError(f"'{OWNER}' is the owner's profile (you): renaming it to or from '{OWNER}' changes "
                                "who idme labels as Me; pass --force if that is what you want")
         prof = self.get(old)
-        # The directory moves to the new name's opaque name and the profile is re-sealed there (its name
-        # and its files' identities change); kept audio and fingerprints move with it as they are.
+        # The directory moves to the new name's opaque name and every file is re-sealed there (its name
+        # and its files' identities change, kept takes and fingerprints included: they are bound to it).
         # Crash-safe: the re-sealed files are staged beside the old ones, the directory moves with one
         # os.replace, then they go over the old ones. A kill -9 anywhere is settled on the next read
         # (``_settle``: finished when the directory moved, undone when it did not).
         src, dst = self._dir(old), self._dir(new)
         prof.name = new
+        self._stage_bound(src, dst.name)
         self._write(prof, src, dst.name, prefix=_RENAMING)
         os.replace(src, dst)
         self._settle(dst)
@@ -499,8 +538,13 @@ def migrate_names(store: "ProfileStore", hook=None) -> int:
                 if not blob.startswith(MAGIC):
                     continue
                 ident = parse_header(blob, f)[1]
+                bound = None
                 if ident.startswith(old_prefix):
-                    atomic_write(f, vault.seal(vault.open(blob, ident, f), new_prefix + ident[len(old_prefix):]))
+                    bound = new_prefix + ident[len(old_prefix):]
+                elif ident in (LEGACY_TAKE_AUDIO_IDENTITY, LEGACY_FINGERPRINT_IDENTITY) and src.parent == store.root:
+                    bound = new_prefix + ident.rsplit("/", 1)[1]  # bound to the profile from now on
+                if bound is not None:
+                    atomic_write(f, vault.seal(vault.open(blob, ident, f), bound))
                     step += 1
                     if hook is not None:
                         hook(step, f)

@@ -34,6 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StoreError
+# The file (FILE_NAME) is sealed bound to its profile directory (``identity(dir_name)``, issue 14).
+from .profiles import FINGERPRINT_FILE as FILE_NAME
+from .profiles import LEGACY_FINGERPRINT_IDENTITY as LEGACY_IDENTITY
+from .profiles import fingerprint_identity as identity
 from .verify import Check
 
 logger = logging.getLogger(__name__)
@@ -58,10 +62,6 @@ MIN_FRAMES = 30
 #: A score at or above this is a replay. bench/liveness.py: degraded copies >= 0.148, new recordings of
 #: the same speaker <= 0.090 (a later run, other answers: copies >= 0.155, one new answer 0.120: a thin margin).
 REPLAY_THRESHOLD = 0.11
-FILE_NAME = "fingerprints.npz"
-#: Associated data of the encrypted file. It names the kind of record, not the profile, so that renaming a
-#: profile (its directory moves) keeps its fingerprints readable.
-IDENTITY = "idme/profile/fingerprints"
 _EDGES_HZ = np.geomspace(BAND_LO_HZ, BAND_HI_HZ, N_BANDS + 1)
 
 
@@ -158,7 +158,7 @@ class FingerprintStore:
         if not self.path.exists():
             return []
         try:
-            raw = self._vault.read(self.path, IDENTITY)  # a plaintext file from before issue 14 reads as it is
+            raw = self._vault.read(self.path, identity(self.path.parent.name))  # plaintext from before issue 14 reads as it is
             with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 signs, offsets, labels = z["signs"], z["offsets"], z["labels"]
         except (OSError, ValueError, KeyError) as exc:
@@ -177,7 +177,7 @@ class FingerprintStore:
         if not self.path.parent.is_dir():
             raise StoreError(f"no profile directory {self.path.parent}: enrol the profile first")
         try:
-            self._vault.write(self.path, buf.getvalue(), IDENTITY)  # AES-256-GCM, atomic, 0600
+            self._vault.write(self.path, buf.getvalue(), identity(self.path.parent.name))  # AES-256-GCM, atomic, 0600
         except OSError as exc:
             raise StoreError(f"cannot write {self.path} ({exc})") from None
 

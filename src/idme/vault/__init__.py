@@ -545,7 +545,7 @@ def record_identity(rel: Path) -> str | None:
     profile's directory name (opaque since issue 14: ``identity.profiles.opaque_name``; the person's name
     before, renamed by ``identity.profiles.migrate_names``), so a file is bound to the directory it sits in
     and a header never names the person. The names are the ones the stores use
-    (``identity.profiles._identity``, ``TAKE_AUDIO_IDENTITY``, ``identity.replay.IDENTITY``,
+    (``identity.profiles._identity``, ``profiles.take_identity``, ``identity.replay.identity``,
     ``api.UNDO_IDENTITY``); :func:`migrate` encrypts plaintext files under them."""
     parts = Path(rel).parts
     if parts == ("manifest_state.json",):  # ``identity.manifest``: it names the people enrolled
@@ -564,9 +564,9 @@ def record_identity(rel: Path) -> str | None:
     if len(parts) == 3 and parts[2] == "profile.json":
         return f"idme/profile/{parts[1]}/meta"
     if len(parts) == 3 and parts[2] == "fingerprints.npz":
-        return "idme/profile/fingerprints"
+        return f"idme/profile/{parts[1]}/fingerprints"
     if len(parts) == 4 and parts[2] == "audio" and rel.suffix == ".wav":
-        return "idme/profile/take-audio"
+        return f"idme/profile/{parts[1]}/take-audio"
     return None
 
 
