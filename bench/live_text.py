@@ -118,8 +118,9 @@ def _pct(values: list[float]) -> dict:
             "max": round(float(max(values)), 1)}
 
 
-def _voice_onsets(meeting, min_s: float) -> list[float]:
-    """Voice onsets (s) of the meeting's reference turns of at least ``min_s``: the first 10 ms step inside
+def _voice_onsets(meeting, min_s: float) -> list[tuple[float, float]]:
+    """(turn start, voice onset) in s of the meeting's reference turns of at least ``min_s``; the onset is
+    the first 10 ms step inside
     the turn whose 30 ms level comes within 20 dB of the turn's loud level (95th percentile). The reference
     turns start at the LibriSpeech clip boundary, up to ~0.5 s of near-silence before the voice in about a
     quarter of them; this onset is where the person is heard to start, independent of idme's VAD."""
@@ -134,7 +135,7 @@ def _voice_onsets(meeting, min_s: float) -> list[float]:
         if seg.end - seg.start < min_s or b <= a:
             continue
         loud = np.percentile(level[a:b], 95)
-        out.append((a + int(np.argmax(level[a:b] > loud - 20.0))) / 100)
+        out.append((seg.start, (a + int(np.argmax(level[a:b] > loud - 20.0))) / 100))
     return sorted(out)
 
 
@@ -177,12 +178,15 @@ def play(meeting, embedder, profiles, thresholds, transcriber, trace: bool = Fal
             first_text.append((text_at[sid] - (t0 + shown_start[sid])) * 1000.0)
     # The reference definition: from the voice onset of each reference turn of >= min_s (the moment the
     # person is heard to start, independent of idme's VAD and its pre-roll) to the first not-final event with
-    # text that started with that turn (its start within 0.5 s of the onset) and covers the onset; a turn
-    # that never gets partial text counts as "never".
+    # text that started with that turn and covers the onset; a turn that never gets partial text counts as
+    # "never". "Started with that turn": the event starts between 0.5 s before the reference turn's start
+    # (VAD pre-roll) and 0.5 s after the onset. (Until 2026-12-02 only within 0.5 s of the onset, which missed
+    # segments the VAD rightly opened at the turn's start, up to 0.8 s before a quiet onset.)
     onsets = _voice_onsets(meeting, min_s)
     ref_partial, ref_text, ref_missed = [], [], 0
-    for onset in onsets:
-        covers = [(at, ev) for at, ev in sink.got if ev.text and abs(ev.start - onset) <= 0.5 and ev.end > onset]
+    for turn_start, onset in onsets:
+        covers = [(at, ev) for at, ev in sink.got
+                  if ev.text and turn_start - 0.5 <= ev.start <= onset + 0.5 and ev.end > onset]
         hit = next((at for at, ev in covers if not ev.final), None)
         if hit is None:
             ref_missed += 1

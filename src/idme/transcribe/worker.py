@@ -32,9 +32,12 @@ FIRST_PARTIAL_MIN_S = 0.6
 SLOW_FIRST_PARTIAL_MIN_S = 0.9
 #: Partial jobs slower than this (seconds of compute per second of audio, running mean) count as slow.
 SLOW_PARTIAL_RTF = 0.5
-#: A segment's partial jobs go first (before final text) this many times at most while they come back empty
-#: (a cough, laughter, a noise the recogniser writes nothing for); later ones wait like refreshes.
-MAX_FIRST_PARTIAL_TRIES = 3
+#: A segment's partial jobs go first (before final text) while they come back empty and the audio tried is
+#: shorter than this (a cough, laughter, a noise the recogniser writes nothing for ends there); later ones
+#: wait like refreshes. Moonshine base-en on meetings-dev turns (0.3 s before the voice onset on): text for
+#: 45% at 0.6 s, 68% at 0.8 s, 85% at 1.0 s; until 2026-12-02 a cap of 3 tries (about 1.1 s of audio) left
+#: the slowest turns a 0.5 s wait between tries, which set the p95 of first partial text (bench/live_text.py).
+MAX_FIRST_PARTIAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,8 @@ class TranscriptionWorker:
     nice: raise the worker thread's nice value by this much (Linux, best effort: elsewhere, or refused, it
         stays as it is), so that on a busy machine the labelling threads get the CPU before the recogniser.
 
-    Which job runs next: a *first* partial (a segment that has no partial text yet, at most
-    ``MAX_FIRST_PARTIAL_TRIES`` times) before anything else, so that the turn just starting shows text soon
+    Which job runs next: a *first* partial (a segment that has no partial text yet, while the audio tried
+    is under ``MAX_FIRST_PARTIAL_S``) before anything else, so that the turn just starting shows text soon
     and never waits behind the final text of the turn before (a short preview costs that final text ~0.1 s
     on an idle machine); then final jobs in order; then *refresh* partials (the segment transcribed longest
     ago first), only while no final job waits. A first partial needs ``FIRST_PARTIAL_MIN_S`` of audio
@@ -118,8 +121,9 @@ class TranscriptionWorker:
         self._partial_jobs: dict[int, tuple[int, np.ndarray, float]] = {}
         #: seg_id -> when (job counter) its last partial text came back; a segment absent here has none yet.
         self._partial_shown: dict[int, int] = {}
-        #: seg_id -> first-partial jobs run for it (empty results included), bounded by MAX_FIRST_PARTIAL_TRIES.
-        self._partial_tries: dict[int, int] = {}
+        #: seg_id -> audio (s) of the longest first-partial job run for it (empty results included); first
+        #: jobs stop at MAX_FIRST_PARTIAL_S.
+        self._partial_tries: dict[int, float] = {}
         self._jobs_done = 0
         self._partial_order = 0
         self._busy = False
@@ -183,7 +187,7 @@ class TranscriptionWorker:
 
     def _is_first(self, seg_id: int) -> bool:
         """Segment ``seg_id`` has no partial text yet and has not used up its first tries (holds _cv)."""
-        return seg_id not in self._partial_shown and self._partial_tries.get(seg_id, 0) < MAX_FIRST_PARTIAL_TRIES
+        return seg_id not in self._partial_shown and self._partial_tries.get(seg_id, 0.0) < MAX_FIRST_PARTIAL_S
 
     def _first_partial_min_s(self) -> float:
         """Shortest audio worth a first partial: ``FIRST_PARTIAL_MIN_S`` while partial jobs run fast, else
@@ -272,10 +276,10 @@ class TranscriptionWorker:
                 first = [(job[0], sid) for sid, job in self._partial_jobs.items() if self._is_first(sid)]
                 if first:
                     sid = min(first)[1]
-                    self._partial_tries[sid] = self._partial_tries.get(sid, 0) + 1
+                    _, samples, offset_s = self._partial_jobs.pop(sid)
+                    self._partial_tries[sid] = max(self._partial_tries.get(sid, 0.0), len(samples) / SAMPLE_RATE_HZ)
                     while len(self._partial_tries) > 256:  # segments that never reported their end
                         self._partial_tries.pop(next(iter(self._partial_tries)))
-                    _, samples, offset_s = self._partial_jobs.pop(sid)
                     return True, sid, samples, offset_s, True
             if self._finals:
                 seg_id, samples, offset_s = self._finals.popleft()
