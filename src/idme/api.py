@@ -13,6 +13,7 @@ one-line message. The encoder is loaded lazily, once per ``Idme``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -450,13 +451,21 @@ class Idme:
 
     @cached_property
     def _challenge_asr(self):
-        """The recogniser that checks a challenge's digits: Whisper (tiny.en bundled) with the challenge
-        forced through it (``identity.challenge.ChallengeRecogniser``) when installed, else whatever
-        ``--asr auto`` finds (free transcription); ModelMissingError when there is none."""
+        """The recogniser that checks a challenge's digits: an English Vosk model constrained to digit words
+        (``identity.challenge.VoskDigitRecogniser``) when the user chose Vosk; else Whisper (tiny.en bundled)
+        with the challenge forced through it (``identity.challenge.ChallengeRecogniser``) when installed,
+        else whatever ``--asr auto`` finds (free transcription); ModelMissingError when there is none."""
         from .errors import ModelMissingError
-        from .identity.challenge import ChallengeRecogniser
+        from .identity.challenge import ChallengeRecogniser, VoskDigitRecogniser
         from .transcribe.select import make_transcriber
 
+        if self.settings.asr == "vosk":
+            try:
+                vosk_asr, _ = make_transcriber("vosk", self.settings.asr_model)
+                return VoskDigitRecogniser(vosk_asr)
+            except ModelMissingError as exc:
+                logging.getLogger(__name__).warning("digit challenges: %s; checking them with Whisper instead",
+                                                    str(exc).splitlines()[0])
         try:
             return ChallengeRecogniser.bundled()
         except ModelMissingError:

@@ -158,3 +158,55 @@ class ChallengeRecogniser:
         logger.debug("challenge %s: heard %r, %d edit(s), forced %s -> %s", expected, heard, edits, forced, matched)
         return ContentCheck(expected, heard, digits, edits, forced, matched)
 
+
+
+#: What a Vosk digits grammar lets the recogniser hear (English models): the words people say for 0-9, and
+#: "[unk]" so that other speech is not forced onto digits.
+VOSK_DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "[unk]")
+
+
+class VoskDigitRecogniser:
+    """Checks spoken digit answers with an English Vosk model constrained to digit words (a grammar).
+
+    Used when the user chose Vosk (``--asr vosk`` / ``IDME_ASR=vosk``) and the model is English; otherwise
+    idme checks challenges with :class:`ChallengeRecogniser` (Whisper), the route whose tolerance was
+    measured (no English Vosk model can be had offline here, so this one's acceptance rate is not measured:
+    docs/privacy.md). The content rule is the free one: the digits heard within ``max_edits`` of the
+    challenge. A model built without a dynamic graph (the large Vosk models) ignores the grammar and
+    transcribes freely, which the same rule still judges.
+
+    transcriber: the ``VoskTranscriber`` of the model (loaded lazily, shared with transcription)."""
+
+    name = "vosk-digits"
+
+    def __init__(self, transcriber: Any, *, max_edits: int = CONTENT_MAX_EDITS) -> None:
+        language = str(getattr(transcriber, "language", "und") or "und")
+        if not language.startswith("en"):
+            raise ModelMissingError(f"the Vosk model {transcriber.model_path} is for language {language!r}; digit "
+                                    "challenges need an English Vosk model (or Whisper: pip install 'idme[whisper]')")
+        self.transcriber = transcriber
+        self.max_edits = max_edits
+        self._lock = threading.Lock()
+
+    def check(self, samples: np.ndarray, expected: str) -> ContentCheck:
+        """samples: float32 (n,), 16 kHz mono, the answer; expected: the challenge's digits."""
+        import json
+
+        self.transcriber.load()
+        import vosk
+
+        pcm = (np.clip(np.asarray(samples, np.float32).reshape(-1), -1.0, 1.0) * 32767.0).round().astype("<i2")
+        with self._lock:
+            rec = vosk.KaldiRecognizer(self.transcriber._model, 16000.0, json.dumps(list(VOSK_DIGIT_WORDS)))
+            parts = []
+            step = 8000  # 0.25 s of samples per call
+            for i in range(0, len(pcm), step):
+                if rec.AcceptWaveform(pcm[i:i + step].tobytes()):
+                    parts.append(json.loads(rec.Result()).get("text", ""))
+            parts.append(json.loads(rec.FinalResult()).get("text", ""))
+        heard = " ".join(p for p in parts if p).replace("[unk]", "").strip()
+        digits = spoken_digits(heard)
+        edits = edit_distance(digits, expected)
+        matched = edits <= self.max_edits
+        logger.debug("challenge %s (vosk grammar): heard %r, %d edit(s) -> %s", expected, heard, edits, matched)
+        return ContentCheck(expected, " ".join(heard.split()), digits, edits, None, matched)
