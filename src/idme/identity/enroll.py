@@ -125,7 +125,7 @@ def keep_audio(store: ProfileStore, name: str, takes: list[tuple[str, np.ndarray
     from .profiles import take_identity
 
     adir = store.audio_dir(name)
-    start = len(list(adir.glob("*.wav")))
+    start = len(list(adir.glob("take_*.wav")))
     paths = []
     for k, (_, samples) in enumerate(takes):
         buf = io.BytesIO()
@@ -167,7 +167,7 @@ def reembed(store: ProfileStore, embedder: Embedder, name: str, thresholds: Thre
 
     profile = store.get(name)
     adir = store.profile_dir(profile.name) / "audio"
-    wavs = sorted(adir.glob("*.wav")) if adir.is_dir() else []
+    wavs = sorted(adir.glob("take_*.wav")) if adir.is_dir() else []
     n_takes = max(len(profile.takes), len(profile.embeddings))
     enrol_again = f"enrol again with `idme enroll{'' if profile.name == OWNER else ' --name ' + profile.name} --keep-audio`"
     if not wavs:
@@ -319,7 +319,7 @@ def enroll(store: ProfileStore, embedder: Embedder, name: str, takes: list[tuple
     if replace and previous is not None:
         store.backup(name)
         audio = store.profile_dir(previous.name) / "audio"
-        for wav in sorted(audio.glob("*.wav")) if audio.is_dir() else []:
+        for wav in sorted(audio.glob("take_*.wav")) if audio.is_dir() else []:
             wav.unlink()  # takes of the old voiceprint: a later reembed must not mix them in
         profile = Profile(name, encoder, embs_a, takes_meta, previous.created_at)
         store.save(profile)

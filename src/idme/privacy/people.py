@@ -56,7 +56,7 @@ def export_person(idme, name: str, out: str | os.PathLike[str], passphrase: str)
         files["profile/profile.json"] = _json(prof.to_dict())
         files["profile/embeddings.npy"] = _npy(prof.embeddings.astype(np.float32))
         audio = store.profile_dir(name) / "audio"
-        for wav in sorted(audio.glob("*.wav")) if audio.is_dir() else []:
+        for wav in sorted(audio.glob("take_*.wav")) if audio.is_dir() else []:
             buf = io.BytesIO()
             sf.write(buf, read_kept_take(store, wav), 16000, format="WAV", subtype="PCM_16")
             files[f"takes/{wav.name}"] = buf.getvalue()
