@@ -331,35 +331,40 @@ class Idme:
 
         return self.profiles.root / HISTORY_DIR / "undo" / f"{session_id}.json"
 
-    def _save_undo(self, session_id: str, record: dict[str, Any]) -> None:
+    def _undo_history(self, session_id: str) -> list[dict[str, Any]]:
+        """The ``name_speaker`` records of a session, oldest first (decrypted; none when there is no file)."""
+        import json
+
+        path = self._undo_path(session_id)
+        return json.loads(self.profiles.vault.read(path, UNDO_IDENTITY)) if path.exists() else []
+
+    def _write_undo(self, session_id: str, history: list[dict[str, Any]]) -> None:
+        """Replaces a session's undo records (encrypted at rest, issue 14: they name people and sessions);
+        an empty history removes the file."""
         import json
 
         from ._fs import atomic_write
 
         path = self._undo_path(session_id)
+        if not history:
+            path.unlink(missing_ok=True)
+            return
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        vault = self.profiles.vault  # encrypted at rest, issue 14 (the records name people and sessions)
-        history = json.loads(vault.read(path, UNDO_IDENTITY)) if path.exists() else []
-        atomic_write(path, vault.seal(json.dumps(history + [record], indent=1).encode(), UNDO_IDENTITY), 0o600)
+        atomic_write(path, self.profiles.vault.seal(json.dumps(history, indent=1).encode(), UNDO_IDENTITY), 0o600)
+
+    def _save_undo(self, session_id: str, record: dict[str, Any]) -> None:
+        self._write_undo(session_id, self._undo_history(session_id) + [record])
 
     def forget_undo(self, session_id: str, person: str | None = None) -> None:
         """Drops the ``undo_name`` records of a deleted session (they name it), or only those that named
         ``person`` (``forget``: the other people's namings in that session stay undoable)."""
-        import json
-
-        from ._fs import atomic_write
-
-        path = self._undo_path(session_id)
-        if person is None or not path.exists():
-            path.unlink(missing_ok=True)
+        if person is None:
+            self._undo_path(session_id).unlink(missing_ok=True)
             return
-        vault = self.profiles.vault
-        history = json.loads(vault.read(path, UNDO_IDENTITY))
+        history = self._undo_history(session_id)
         kept = [r for r in history if r.get("person") != person]
-        if not kept:
-            path.unlink(missing_ok=True)
-        elif len(kept) != len(history):
-            atomic_write(path, vault.seal(json.dumps(kept, indent=1).encode(), UNDO_IDENTITY), 0o600)
+        if len(kept) != len(history):
+            self._write_undo(session_id, kept)
 
     def undo_name(self, session: str) -> dict[str, Any]:
         """Undoes the last ``name_speaker`` on ``session``: the profile is put back as it was (removed if
@@ -367,21 +372,15 @@ class Idme:
 
         When the named person was already a speaker of that session the two were merged there, and only
         the profile is restored (the session keeps the merged label; ``merged_in_session`` says so)."""
-        import json
-
-        from ._fs import atomic_write
-
         sess = self.sessions.get(session)
-        path = self._undo_path(sess.id)
-        vault = self.profiles.vault
-        history = json.loads(vault.read(path, UNDO_IDENTITY)) if path.exists() else []
+        history = self._undo_history(sess.id)
         if not history:
             raise ProfileError(f"nothing to undo: no speaker of session {sess.id} was named")
         rec = history.pop()
         self.profiles.restore(rec["person"], None if rec["backup"] is None else Path(rec["backup"]))
         if not rec["merged_in_session"]:
             self.sessions.rename_speaker(sess.id, rec["person"], rec["speaker"], kind=rec["speaker_kind"])
-        atomic_write(path, vault.seal(json.dumps(history, indent=1).encode(), UNDO_IDENTITY), 0o600)
+        self._write_undo(sess.id, history)
         return {"session_id": sess.id, **rec}
 
     def export(self, session: str, out: str | os.PathLike[str], fmt: str | None = None) -> Path | None:

@@ -192,12 +192,12 @@ class VoskDigitRecogniser:
         """samples: float32 (n,), 16 kHz mono, the answer; expected: the challenge's digits."""
         import json
 
-        self.transcriber.load()
+        model = self.transcriber.model
         import vosk
 
         pcm = (np.clip(np.asarray(samples, np.float32).reshape(-1), -1.0, 1.0) * 32767.0).round().astype("<i2")
         with self._lock:
-            rec = vosk.KaldiRecognizer(self.transcriber._model, 16000.0, json.dumps(list(VOSK_DIGIT_WORDS)))
+            rec = vosk.KaldiRecognizer(model, 16000.0, json.dumps(list(VOSK_DIGIT_WORDS)))
             parts = []
             step = 8000  # 0.25 s of samples per call
             for i in range(0, len(pcm), step):

@@ -349,15 +349,14 @@ class ProfileStore:
         ``_RENAMING``), for ``rename``; profile.json is staged last by ``_write``, and marks the stage whole."""
         from ..vault import MAGIC, parse_header
 
-        FINGERPRINTS = FINGERPRINT_FILE
         vault = self.vault
-        files = sorted((src / "audio").glob("take_*.wav")) + [src / FINGERPRINTS]
+        files = sorted((src / "audio").glob("take_*.wav")) + [src / FINGERPRINT_FILE]
         for f in files:
             if not f.is_file():
                 continue
             blob = f.read_bytes()
             if blob.startswith(MAGIC):
-                what = "fingerprints" if f.name == FINGERPRINTS else "take-audio"
+                what = "fingerprints" if f.name == FINGERPRINT_FILE else "take-audio"
                 blob = vault.seal(vault.open(blob, parse_header(blob, f)[1], f), _identity(bound_to, what))
             _private_write(f.with_name(_RENAMING + f.name), blob)
 

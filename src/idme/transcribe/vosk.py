@@ -149,6 +149,13 @@ class VoskTranscriber:
                     f"{VOSK_INSTALL_HINT}")
                 raise self._load_error from None
 
+    @property
+    def model(self) -> Any:
+        """The loaded ``vosk.Model`` (loads it first), for other recognisers on the same model (a digits
+        grammar: ``identity.challenge.VoskDigitRecogniser``)."""
+        self.load()
+        return self._model
+
     def transcribe(self, samples: np.ndarray, offset_s: float = 0.0) -> Transcript:
         """samples: float32 (n,), 16 kHz mono; offset_s: session time of samples[0], s. See Transcriber."""
         audio = as_mono_float32(samples)
