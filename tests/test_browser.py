@@ -43,6 +43,15 @@ def _fake_microphone(path: Path) -> Path:
     return path
 
 
+def _session_summary(port: int, token: str, session_id: str) -> str:
+    """The saved session's segments (start, end, label) as one line: what a failed naming step was given."""
+    import httpx
+
+    r = httpx.get(f"http://127.0.0.1:{port}/v1/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"})
+    segs = r.json().get("segments", []) if r.status_code == 200 else []
+    return "; session: " + ", ".join(f"{g['start']:.1f}-{g['end']:.1f} {g['speaker']}" for g in segs)
+
+
 @pytest.fixture
 def served(tmp_path):
     home = tmp_path / "home"
@@ -94,7 +103,8 @@ def test_enrol_listen_export_and_name_from_the_browser(served, tmp_path) -> None
             page.click("#name")
             page.wait_for_function("document.getElementById('name-result').textContent.length > 0",
                                    timeout=30_000)
-            assert page.inner_text("#name-result").startswith("✓"), page.inner_text("#name-result")
+            assert page.inner_text("#name-result").startswith("✓"), \
+                page.inner_text("#name-result") + _session_summary(port, token, page.inner_text("#session-id"))
             assert not errors, errors
         finally:
             browser.close()

@@ -179,8 +179,8 @@ def test_open_live_refuses_without_owner_and_records_the_uri(tmp_path, campplus)
 
 
 def test_naming_a_speaker_weights_by_duration_and_gates():
-    """``idme name`` keeps reliable segments only, makes duration-weighted takes, and refuses a speaker
-    whose segments are two voices."""
+    """``idme name`` keeps reliable segments only, makes duration-weighted takes, leaves out a lone
+    segment of another voice, and refuses a speaker whose segments are two voices."""
     rng = np.random.default_rng(0)
     a, b = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 192)))
 
@@ -195,6 +195,12 @@ def test_naming_a_speaker_weights_by_duration_and_gates():
     assert all(float(t @ a) > 0.95 for t in takes) and all(float(t @ b) < 0.5 for t in takes)
     with pytest.raises(EnrollmentError, match="does not match"):
         profile_from_speaker(np.vstack([noisy(a, 6), noisy(b, 6)]), np.full(12, 2.0, np.float32), "alice", TH)
+    # One turn of someone else filed under the speaker is left out; the rest still makes alice's voiceprint.
+    takes, meta = profile_from_speaker(np.vstack([noisy(b, 1), noisy(a, 4)]), np.full(5, 2.0, np.float32),
+                                       "alice", TH)
+    assert sum(m["segments"] for m in meta) == 4 and all(float(t @ a) > 0.95 for t in takes)
+    with pytest.raises(EnrollmentError, match="more than one voice"):
+        profile_from_speaker(np.vstack([noisy(b, 1), noisy(a, 1)]), np.full(2, 2.0, np.float32), "alice", TH)
     with pytest.raises(EnrollmentError, match="1 s or longer"):
         profile_from_speaker(noisy(a, 4), np.full(4, 0.5, np.float32), "alice", TH)
 

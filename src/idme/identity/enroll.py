@@ -206,6 +206,8 @@ def profile_from_speaker(embeddings: np.ndarray, durations: np.ndarray | None, n
     if not len(embs):
         raise EnrollmentError(f"no segment of {name!r}'s speaker is {min_reliable_s:g} s or longer; "
                               "enrol them from a recording instead (`idme enroll --name NAME --file F`)")
+    bar = acceptance_bar(name, thresholds, False)
+    embs, w = _dominant_voice(embs, w, bar, name)
     k = int(min(n_takes, len(embs)))
     # Consecutive pieces of about equal speech: each is a take recorded at a different time of the session.
     edges = np.searchsorted(np.cumsum(w), np.linspace(0, w.sum(), k + 1)[1:-1], side="left")
@@ -219,8 +221,46 @@ def profile_from_speaker(embeddings: np.ndarray, durations: np.ndarray | None, n
                      "speech_s": round(float(part_w.sum()), 2) if durations is not None else None})
     takes_a = np.stack(takes).astype(np.float32)
     check_consistency(takes_a, [f"part {i + 1} of the speaker's segments" for i in range(len(takes_a))],
-                      acceptance_bar(name, thresholds, False), name)
+                      bar, name)
     return takes_a, meta
+
+
+#: Share of a session speaker's reliable speech that must agree on one voice for ``idme name`` to build a
+#: voiceprint from it after leaving out the segments that do not (``_dominant_voice``).
+DOMINANT_SHARE = 2 / 3
+
+
+def _dominant_voice(embs: np.ndarray, w: np.ndarray, bar: float, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The segments (unit rows of ``embs``, ``w`` seconds each) of a session speaker that agree on one voice.
+
+    Live labelling now and then files a short turn of someone else under a speaker (a turn cut by the end of
+    the stream, a stray folded into its neighbour). One such segment would make ``check_consistency`` refuse
+    the whole speaker, so the segment that scores lowest against the duration-weighted mean of the others is
+    left out while it scores below ``bar`` (ties: the shorter first), as long as the rest keeps
+    ``DOMINANT_SHARE`` of the speech. Two voices in equal measure stay together here (each scores about
+    0.7 against a mean of both) and are refused by ``check_consistency`` on the consecutive parts.
+    """
+    keep = np.ones(len(embs), bool)
+    total = np.einsum("n,nd->d", w, embs)
+    while keep.sum() > 1:
+        idx = np.flatnonzero(keep)
+        rest = total[None, :] - w[idx, None] * embs[idx]
+        scores = np.einsum("nd,nd->n", embs[idx], rest) / np.maximum(np.linalg.norm(rest, axis=1), 1e-12)
+        worst = idx[np.lexsort((w[idx], scores))[0]]
+        if scores[idx == worst][0] >= bar:
+            break
+        keep[worst] = False
+        total = total - w[worst] * embs[worst]
+    kept_s, all_s = float(w[keep].sum()), float(w.sum())
+    if kept_s < DOMINANT_SHARE * all_s:
+        raise EnrollmentError(
+            f"the speaker's segments hold more than one voice (only {kept_s:.1f} s of {all_s:.1f} s agree); "
+            f"name a speaker whose speech is only {name}'s, or enrol {name} from a recording instead "
+            "(`idme enroll --name NAME --file F`)")
+    if not keep.all():
+        log.info("naming %s: left out %d segment(s), %.1f s, that do not match the speaker's main voice",
+                    name, int((~keep).sum()), all_s - kept_s)
+    return embs[keep], w[keep]
 
 
 #: Length of the windows a long take is cut into to check that it holds one voice (issue 10): 4 s of
