@@ -10,7 +10,7 @@ Each AMI excerpt is labelled with nobody enrolled (as ``idme eval meetings`` doe
 
 and scored with idme's scorer (``idme.eval.der``, overlap counted; collar 0.25 s and 0). The pyannote
 settings (window hop, overlap bias, AHC similarity, smallest cluster, region padding, re-segmentation on or
-off) are tuned on the ``trn*`` files only (lowest mean of the pooled DERs at collar 0.25 s and 0, both being
+off, cannot-link floor) are tuned on the ``trn*`` files only (lowest mean of the pooled DERs at collar 0.25 s and 0, both being
 targets); ``dev*`` files are reported separately and never used to choose anything. Segmentation, local-speaker
 embeddings and re-segmentation embeddings are cached in ``$IDME_BENCH_CACHE`` (default /tmp/idme-bench-seg,
 keyed by model versions and settings), so a rerun only re-clusters. The timed run labels each file as
@@ -51,7 +51,8 @@ from idme.segment.pyannote import PyannoteOptions, PyannoteSegmenter, Segmentati
 COLLARS = (0.25, 0.0)
 GRID = {"step_s": (1.0, 2.5), "overlap_bias": (0.0, 1.0),
         "cluster_similarity": (0.30, 0.35, 0.40, 0.45, 0.50), "min_cluster_size": (1, 2, 3),
-        "pad_start_s": (0.0, 0.05, 0.1), "pad_end_s": (0.0, 0.1, 0.15), "resegment_hop_s": (0.0, 0.75)}
+        "pad_start_s": (0.0, 0.05, 0.1), "pad_end_s": (0.0, 0.1, 0.15), "resegment_hop_s": (0.0, 0.75),
+        "cannot_link_s": (0.0, 1.0, 2.0, 3.0)}
 CACHE = Path(os.environ.get("IDME_BENCH_CACHE", "/tmp/idme-bench-seg"))
 
 
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="shared data folder (holds ami-excerpts/)")
     ap.add_argument("--json", type=Path, help="write every number here")
     ap.add_argument("--no-tune", action="store_true", help="only the shipped PyannoteOptions defaults")
+    ap.add_argument("--tune-only", nargs="+", choices=sorted(GRID), metavar="SETTING",
+                    help="tune only these settings over the grid, the others at their shipped defaults")
     ap.add_argument("--live-only", action="store_true", help="only the live rolling-buffer measurement")
     ap.add_argument("--latency", type=float, default=2.0, help="live latency, seconds (default 2)")
     ap.add_argument("--no-live", action="store_true", help="skip the live rolling-buffer measurement")
@@ -196,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     # pyannote: tune on trn* over the grid (analyses and re-segmentation embeddings cached, see CACHE).
     defaults = PyannoteOptions()
     grid = {k: (getattr(defaults, k),) for k in GRID} if args.no_tune else GRID
+    if args.tune_only and not args.no_tune:
+        grid = {k: GRID[k] if k in args.tune_only else (getattr(defaults, k),) for k in GRID}
     model = SegmentationModel()
     blocks = {f: file_blocks(ami / f"{f}.wav") for f in trn}
     resegs = {f: reseg_cache(embedder, f) for f in trn}

@@ -138,6 +138,31 @@ class _SignEmbedder:
         return np.array([[0.0, 1.0] if np.mean(c) > 0 else [1.0, 0.0] for c in clips], np.float32)
 
 
+def test_cannot_link_keeps_two_voices_of_one_window_apart() -> None:
+    """Two similar voices (cosine ~0.6, above the AHC stop) merge into one cluster, unless one window heard
+    both as distinct local speakers: then they stay two, and what joins either keeps the constraint."""
+    from idme.segment.pyannote import _ahc, solo_seconds
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=64)
+    a, b = (base + rng.normal(size=64) * 0.8 for _ in range(2))
+    def rows(v, n):
+        x = v + rng.normal(size=(n, 64)) * 0.1
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+    vecs = np.vstack([rows(a, 4), rows(b, 4)])
+    assert 0.4 < float(vecs[:4].mean(0) @ vecs[4:].mean(0)) / np.linalg.norm(vecs[:4].mean(0)) \
+        / np.linalg.norm(vecs[4:].mean(0)) < 0.8
+    assert len(set(_ahc(vecs, 0.30, 1, 2000).tolist())) == 1
+    cannot = np.zeros((8, 8), bool)
+    cannot[0, 4] = cannot[4, 0] = True  # rows 0 and 4: two local speakers of one window
+    ids = _ahc(vecs, 0.30, 1, 2000, cannot)
+    assert len(set(ids[:4].tolist())) == 1 and len(set(ids[4:].tolist())) == 1 and ids[0] != ids[4]
+    # Seconds alone per local speaker: frames where only that speaker is on.
+    act = np.zeros((1, NUM_FRAMES, 3), bool)
+    act[0, :100, 0] = act[0, 50:150, 1] = True
+    assert np.allclose(solo_seconds(act)[0], [50 * 270 / 16000, 50 * 270 / 16000, 0.0])
+
+
 def test_resegmentation_moves_frames_to_the_voice_the_audio_matches() -> None:
     """Where one unknown label covers two voices (6 s heard as one local speaker), the frames of the
     second voice move to the label whose centroid its 1.5 s windows match; the first voice's frames stay."""

@@ -196,6 +196,7 @@ class PyannoteLabeller:
         self._emb: list[np.ndarray] = []
         self._emb_valid: list[np.ndarray] = []
         self._emb_label: list[np.ndarray] = []
+        self._emb_solo: list[np.ndarray] = []   # seconds each local speaker spoke alone (cannot-link)
         self._open: dict[int, _Open] = {}
         self._segs: dict[int, tuple[int, int, int]] = {}   # id -> (first frame, last frame, online label)
         self._shown: dict[int, tuple[str, str]] = {}       # id -> (label, kind) as last emitted
@@ -311,6 +312,7 @@ class PyannoteLabeller:
         self._emb.append(row)
         self._emb_valid.append(valid)
         self._emb_label.append(labels)
+        self._emb_solo.append(alone.sum(axis=0) * (FRAME_STEP_SAMPLES / SAMPLE_RATE_HZ))
         # Overlap-add into the global frame grid (frames before the stream start are dropped).
         self._grow(g0 + NUM_FRAMES)
         for j0 in range(NUM_FRAMES):
@@ -428,7 +430,7 @@ class PyannoteLabeller:
         if not self._emb or not any(v.any() for v in self._emb_valid):
             return []
         emb, valid, online = np.stack(self._emb), np.stack(self._emb_valid), np.stack(self._emb_label)
-        assign, labels = self.seg.cluster(emb, valid)
+        assign, labels = self.seg.cluster(emb, valid, np.stack(self._emb_solo))
         # Each online cluster takes the new label most of its embeddings got.
         target: dict[int, int] = {}
         for lab in range(len(self._names)):

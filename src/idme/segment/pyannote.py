@@ -86,6 +86,14 @@ class PyannoteOptions:
     #: Clusters with fewer members than this are folded into the most similar larger cluster (when one
     #: exists): a handful of window embeddings is too little to be a speaker of its own.
     min_cluster_size: int = 2
+    #: Cannot-link: two local speakers of one window that each speak at least this long alone in it
+    #: (seconds) are two people, so AHC never puts them (or what they merge into) in one cluster; 0 turns
+    #: it off. Chosen on trn* over {0, 1, 2, 3} s x AHC similarity x smallest cluster, the rest fixed
+    #: (`bench/segmentation.py --tune-only cannot_link_s cluster_similarity min_cluster_size`): trn 13.8% /
+    #: 24.8% (collar 0.25 / 0) at 1 s against 13.7% / 25.2% off; held-out dev 26.9% against 36.5%, where
+    #: AHC had merged the two voices. Every pair with no floor made trn worse (16.4% / 28.9%): a short
+    #: local speaker is often a fragment of the window's other voice.
+    cannot_link_s: float = 1.0
     #: An embedding is labelled as an enrolled person on its own when it beats that person's accept bar
     #: by this margin; otherwise only its cluster's voiceprint can make it that person. Local-speaker
     #: embeddings are short and noisy: on meetings-dev (enrolled Me) 0.1 cut mean false_me 11.1% -> 5.5% and
@@ -399,8 +407,12 @@ class PyannoteSegmenter:
 
     # -- 4: clustering, enrolled people first ---------------------------------------------------
 
-    def cluster(self, emb: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, _Labels]:
-        """Label of every (window, local speaker): int64 (W, 3), -1 where not embedded; and the labels."""
+    def cluster(self, emb: np.ndarray, valid: np.ndarray,
+                solo_s: np.ndarray | None = None) -> tuple[np.ndarray, _Labels]:
+        """Label of every (window, local speaker): int64 (W, 3), -1 where not embedded; and the labels.
+
+        solo_s: float (W, 3), seconds each local speaker speaks alone in its window (``solo_seconds``), for
+        the cannot-link constraint (``PyannoteOptions.cannot_link_s``); None: no constraint."""
         from ..identity.verify import score, threshold
 
         opts = self.options
@@ -423,7 +435,13 @@ class PyannoteSegmenter:
                     prof_index[p.name] = _add_label(labels, p.display, p.kind, p.centroid)
                 assign[i] = prof_index[p.name]
         rest = np.flatnonzero(assign < 0)
-        groups = _ahc(vecs[rest], opts.cluster_similarity, opts.min_cluster_size, opts.max_ahc)
+        cannot = None
+        if solo_s is not None and opts.cannot_link_s > 0 and len(rest) > 1:
+            win = flat[rest] // MAX_LOCAL
+            sure = np.asarray(solo_s, np.float64).ravel()[flat[rest]] >= opts.cannot_link_s
+            cannot = (win[:, None] == win[None, :]) & sure[:, None] & sure[None, :]
+            np.fill_diagonal(cannot, False)
+        groups = _ahc(vecs[rest], opts.cluster_similarity, opts.min_cluster_size, opts.max_ahc, cannot)
         n_unknown = 0
         for g in range(int(groups.max()) + 1 if len(groups) else 0):
             members = rest[groups == g]
@@ -597,7 +615,7 @@ class PyannoteSegmenter:
         """Steps 4-7 on an :class:`Analysis` of ``blocks`` (read again for the re-segmentation)."""
         if an.emb is None or an.valid is None:
             raise ValueError("label_analysis needs an Analysis with embeddings (analyse(..., embed=True))")
-        assign, labels = self.cluster(an.emb, an.valid)
+        assign, labels = self.cluster(an.emb, an.valid, solo_seconds(an.wa.active))
         if not labels.names:
             return []
         on = self.aggregate(an.wa, assign, len(labels.names), an.agg)
@@ -711,11 +729,20 @@ def _add_label(labels: _Labels, name: str, kind: str, centroid: np.ndarray) -> i
     return len(labels.names) - 1
 
 
-def _ahc(vecs: np.ndarray, similarity: float, min_size: int, max_n: int) -> np.ndarray:
+def solo_seconds(active: np.ndarray) -> np.ndarray:
+    """float (W, 3): seconds each local speaker of ``active`` (bool (W, 589, 3)) speaks with nobody else."""
+    alone = active & (active.sum(axis=-1, keepdims=True) == 1)
+    return alone.sum(axis=-2) * (FRAME_STEP_SAMPLES / SAMPLE_RATE_HZ)
+
+
+def _ahc(vecs: np.ndarray, similarity: float, min_size: int, max_n: int,
+         cannot: np.ndarray | None = None) -> np.ndarray:
     """Average-linkage cosine AHC of unit rows ``vecs`` (n, D) -> int64 (n,) cluster ids 0..C-1.
 
-    Clusters smaller than ``min_size`` join the most similar large cluster (when there is one). Above
-    ``max_n`` rows, the first ``max_n`` (evenly spread) are clustered and the others join the nearest
+    cannot: bool (n, n), rows that must stay in different clusters (two people one window told apart);
+    with such pairs the merging is idme's ``Agglomeration`` (unit weights: the same UPGMA linkage), else
+    scipy's. Clusters smaller than ``min_size`` join the most similar large cluster (when there is one).
+    Above ``max_n`` rows, the first ``max_n`` (evenly spread) are clustered and the others join the nearest
     centroid, so memory stays bounded on long recordings.
     """
     n = len(vecs)
@@ -723,11 +750,25 @@ def _ahc(vecs: np.ndarray, similarity: float, min_size: int, max_n: int) -> np.n
         return np.zeros(0, dtype=np.int64)
     if n == 1:
         return np.zeros(1, dtype=np.int64)
-    from scipy.cluster.hierarchy import fcluster, linkage
-
     pick = np.arange(n) if n <= max_n else np.linspace(0, n - 1, max_n).round().astype(np.int64)
-    z = linkage(vecs[pick], method="average", metric="cosine")
-    ids = fcluster(z, t=1.0 - similarity, criterion="distance") - 1
+    if cannot is not None and cannot[np.ix_(pick, pick)].any():
+        from ..identity.agglomeration import Agglomeration
+
+        agg = Agglomeration(vecs[pick].astype(np.float32), np.ones(len(pick)), np.full(len(pick), -1),
+                            cannot[np.ix_(pick, pick)])
+        while True:
+            a, b, sim = agg.best()
+            if not sim >= similarity:
+                break
+            agg.merge(a, b)
+        ids = np.zeros(len(pick), dtype=np.int64)
+        for c, k in enumerate(np.flatnonzero(agg.alive)):
+            ids[agg.members[k]] = c
+    else:
+        from scipy.cluster.hierarchy import fcluster, linkage
+
+        z = linkage(vecs[pick], method="average", metric="cosine")
+        ids = fcluster(z, t=1.0 - similarity, criterion="distance") - 1
     sizes = np.bincount(ids)
     large = np.flatnonzero(sizes >= min_size)
     cents = _unit(np.stack([vecs[pick][ids == c].mean(axis=0) for c in range(len(sizes))]))
