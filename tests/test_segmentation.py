@@ -322,3 +322,28 @@ def test_webrtc_segmenter_regions_match_the_webrtc_path(embedder: CampPlusEmbedd
         assert e["start"] <= r.start_sample / 16000 + 0.03 and not r.overlap
         assert label == e["speaker"]
         prev_end = e["end"]
+
+
+def test_pyannote_file_session_keeps_voices_so_a_speaker_can_be_named(tmp_path: Path) -> None:
+    """A recording labelled with `--segmenter pyannote` keeps each speaker's voice samples, so `idme name`
+    turns its most-heard unknown speaker into a profile that the next labelling of the recording uses."""
+    from clihelp import cli
+    from conftest import EXAMPLES
+
+    home = ["--home", str(tmp_path / "home")]
+    wav = tmp_path / "meeting.wav"
+    x, rate = sf.read(EXAMPLES / "meeting.wav", dtype="float32")
+    sf.write(wav, x[: 30 * rate], rate)
+    res = cli("listen", "--file", wav, "--segmenter", "pyannote", "--json", "--asr", "none", *home)
+    assert res.exit_code == 0, res.output
+    segs = [json.loads(line) for line in res.stdout.splitlines()][:-1]
+    speech: dict[str, float] = {}
+    for o in segs:
+        speech[o["speaker"]] = speech.get(o["speaker"], 0.0) + o["end"] - o["start"]
+    most = max(speech, key=speech.get)
+    named = cli("name", "latest", most, "alice", *home)
+    assert named.exit_code == 0, named.output
+    again = cli("listen", "--file", wav, "--segmenter", "pyannote", "--json", "--asr", "none", *home)
+    labels = {json.loads(line).get("speaker") for line in again.stdout.splitlines()[:-1]}
+    assert again.exit_code == 0, again.output
+    assert "alice" in labels, labels

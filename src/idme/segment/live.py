@@ -600,7 +600,7 @@ class PyannoteFileLabeller:
         self._stream_end = 0
         self._blocks: list[np.ndarray] = []
         self._labels: list[tuple[str, str]] = []
-        self._embs: dict[str, list[np.ndarray]] = {}
+        self._voices: dict[str, dict] = {}
 
     def warm_up(self) -> None:
         load = getattr(self.embedder, "load", None)
@@ -619,7 +619,7 @@ class PyannoteFileLabeller:
         if not len(x):
             return []
         t0 = time.perf_counter()
-        labelled = self.seg.label(x)
+        labelled, self._voices = self.seg.label_voices(lambda: [x])
         self.times.embed += time.perf_counter() - t0
         out = []
         for i, r in enumerate(sorted(labelled, key=lambda r: (r.region.start_sample, r.label))):
@@ -632,5 +632,12 @@ class PyannoteFileLabeller:
         return out
 
     def speakers(self) -> dict[str, dict]:
-        """Final speakers: label -> {"kind", "embeddings": None, "durations": None} (no voiceprints kept)."""
-        return {name: {"kind": kind, "embeddings": None, "durations": None} for name, kind in self._labels}
+        """Final speakers: label -> {"kind", "embeddings" (n, d), "durations" (n,)}: each label's local-speaker
+        embeddings and the seconds each spoke alone in its window (None when it has none)."""
+        out = {}
+        for name, kind in self._labels:
+            v = self._voices.get(name, {})
+            has = v.get("embeddings") is not None and len(v["embeddings"])
+            out[name] = {"kind": kind, "embeddings": v["embeddings"] if has else None,
+                         "durations": v["durations"] if has else None}
+        return out

@@ -613,11 +613,24 @@ class PyannoteSegmenter:
     def label_analysis(self, an: Analysis, blocks: Blocks,
                        cache: dict[int, np.ndarray] | None = None) -> list[LabelledRegion]:
         """Steps 4-7 on an :class:`Analysis` of ``blocks`` (read again for the re-segmentation)."""
+        return self._label_analysis(an, blocks, cache)[0]
+
+    def _label_analysis(self, an: Analysis, blocks: Blocks, cache: dict[int, np.ndarray] | None = None
+                        ) -> tuple[list[LabelledRegion], dict[str, dict[str, Any]]]:
+        """(labelled regions, voices): voices maps each label to {"kind", "embeddings" float32 (n, D),
+        "durations" float32 (n,)}: its local speakers' embeddings and the seconds each spoke alone in its
+        window (what a session keeps so that ``idme name`` can make a profile of the speaker)."""
         if an.emb is None or an.valid is None:
             raise ValueError("label_analysis needs an Analysis with embeddings (analyse(..., embed=True))")
-        assign, labels = self.cluster(an.emb, an.valid, solo_seconds(an.wa.active))
+        solo = solo_seconds(an.wa.active)
+        assign, labels = self.cluster(an.emb, an.valid, solo)
         if not labels.names:
-            return []
+            return [], {}
+        voices = {}
+        for li, (name, kind) in enumerate(zip(labels.names, labels.kinds)):
+            mine = assign == li
+            voices[name] = {"kind": kind, "embeddings": an.emb[mine].astype(np.float32),
+                            "durations": solo[mine].astype(np.float32)}
         on = self.aggregate(an.wa, assign, len(labels.names), an.agg)
         on = self.resegment(on, labels, blocks, an.wa.n_samples, cache)
         # An enrolled person's regions are what the network heard, never widened into a neighbour's turn:
@@ -625,16 +638,22 @@ class PyannoteSegmenter:
         enrolled = [li for li, kind in enumerate(labels.kinds) if kind != "unknown"]
         logger.debug("pyannote segmenter: %d windows, %d local speakers embedded, labels %s", len(an.wa.starts),
                      int(an.valid.sum()), labels.names)
-        return [LabelledRegion(r, labels.names[r.speaker], labels.kinds[r.speaker], labels.scores[r.speaker])
-                for r in self.to_regions(on, an.wa.n_samples, enrolled)]
+        regions = [LabelledRegion(r, labels.names[r.speaker], labels.kinds[r.speaker], labels.scores[r.speaker])
+                   for r in self.to_regions(on, an.wa.n_samples, enrolled)]
+        heard = {r.label for r in regions}
+        return regions, {name: v for name, v in voices.items() if name in heard}
 
     def label_blocks(self, blocks: Blocks) -> list[LabelledRegion]:
         """Labels a signal given as blocks (``blocks()`` gives a fresh iterator; called twice at most):
         labelled regions (may overlap in time); [] for silence or an empty signal."""
+        return self.label_voices(blocks)[0]
+
+    def label_voices(self, blocks: Blocks) -> tuple[list[LabelledRegion], dict[str, dict[str, Any]]]:
+        """:meth:`label_blocks` and each label's voice samples (see ``_label_analysis``)."""
         an = self.analyse(blocks())
         if not an.wa.n_samples:
-            return []
-        return self.label_analysis(an, blocks)
+            return [], {}
+        return self._label_analysis(an, blocks)
 
     def label(self, samples: np.ndarray) -> list[LabelledRegion]:
         """samples: float32 (n,), 16 kHz -> labelled regions (may overlap in time); [] for silence."""
