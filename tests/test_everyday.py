@@ -229,13 +229,15 @@ def test_a_folder_of_recordings_with_nobody_enrolled_gives_one_rttm_each(tmp_pat
         assert not any(line.split()[7] == "Me" for line in lines)
 
 
-def test_speaker_count_bounds_steer_the_final_clustering(owner_home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("segmenter", ["webrtc", "pyannote"])
+def test_speaker_count_bounds_steer_the_final_clustering(owner_home: Path, tmp_path: Path, segmenter: str) -> None:
     """--num-speakers 2 leaves two labels where three voices are heard; --min-speakers 4 leaves at least
-    four; contradictory bounds are a usage error (exit 2)."""
+    four; contradictory bounds are a usage error (exit 2). Both segmenters."""
     home = tmp_path / "h"
 
     def labels(*extra: object) -> set[str]:
-        r = ok(cli("listen", MEETING, "--json", "--asr", "none", "--no-save", "--home", home, *extra))
+        r = ok(cli("listen", MEETING, "--json", "--asr", "none", "--no-save", "--home", home,
+                   "--segmenter", segmenter, *extra))
         return {e["speaker"] for e in final_labels(events_of(r.stdout)).values()}
 
     assert len(labels()) == 3

@@ -140,7 +140,8 @@ class _SignEmbedder:
 
 def test_cannot_link_keeps_two_voices_of_one_window_apart() -> None:
     """Two similar voices (cosine ~0.6, above the AHC stop) merge into one cluster, unless one window heard
-    both as distinct local speakers: then they stay two, and what joins either keeps the constraint."""
+    both as distinct local speakers: then they stay two, and what joins either keeps the constraint. The
+    user's speaker-count bounds steer the same merging."""
     from idme.segment.pyannote import _ahc, solo_seconds
 
     rng = np.random.default_rng(0)
@@ -157,6 +158,10 @@ def test_cannot_link_keeps_two_voices_of_one_window_apart() -> None:
     cannot[0, 4] = cannot[4, 0] = True  # rows 0 and 4: two local speakers of one window
     ids = _ahc(vecs, 0.30, 1, 2000, cannot)
     assert len(set(ids[:4].tolist())) == 1 and len(set(ids[4:].tolist())) == 1 and ids[0] != ids[4]
+    # Speaker-count bounds: at least two keeps the two voices apart; at most one wins over cannot-link.
+    ids = _ahc(vecs, 0.30, 1, 2000, min_clusters=2)
+    assert len(set(ids[:4].tolist())) == 1 and len(set(ids[4:].tolist())) == 1 and ids[0] != ids[4]
+    assert len(set(_ahc(vecs, 0.30, 1, 2000, cannot, max_clusters=1).tolist())) == 1
     # Seconds alone per local speaker: frames where only that speaker is on.
     act = np.zeros((1, NUM_FRAMES, 3), bool)
     act[0, :100, 0] = act[0, 50:150, 1] = True

@@ -127,7 +127,13 @@ class LiveSession:
             from .errors import ConfigError
 
             try:
-                opts = LiveOptions(latency_s=float(latency_s))
+                from dataclasses import replace
+
+                from .segment.pyannote import PyannoteOptions
+
+                counts = replace(PyannoteOptions(), min_speakers=options.min_speakers,
+                                 max_speakers=options.max_speakers)
+                opts = LiveOptions(latency_s=float(latency_s), file=counts)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
             if self.live:

@@ -195,7 +195,7 @@ def listen(
     if items.count("-") and realtime:
         raise AudioError("--realtime cannot play standard input; give a file")
     if segmenter != "webrtc":
-        _check_segmented(segmenter, num_speakers, min_speakers, max_speakers)
+        _check_segmented(segmenter)
     elif latency is not None:
         raise typer.BadParameter("--latency applies to --segmenter pyannote (webrtc labels within ~200 ms)",
                                  param_hint="--latency")
@@ -268,12 +268,10 @@ def _export_plan(items: list[str], out: str | None, formats: list[str], no_save:
     return lambda item: [(str(path / f"{names[item]}.{f}"), f) for f in chosen]
 
 
-def _check_segmented(segmenter: str, *speaker_counts: int | None) -> None:
+def _check_segmented(segmenter: str) -> None:
     """Usage checks for ``--segmenter pyannote``."""
     if segmenter != "pyannote":
         raise fail(f"--segmenter must be webrtc or pyannote, got {segmenter!r}", 2)
-    if any(n is not None for n in speaker_counts):
-        raise fail("--segmenter pyannote does not take speaker counts yet: drop --num/--min/--max-speakers", 2)
 
 
 def _listen_one(idme, item: str | None, realtime: bool, speed: float, device: str | None, as_json: bool,

@@ -118,6 +118,11 @@ class PyannoteOptions:
     resegment_margin: float = 0.1
     #: Re-segmentation: a 1.5 s window is used when at least this share of its frames has one label on.
     resegment_single: float = 0.8
+    #: Bounds on the speakers a recording gets (``--min/--max/--num-speakers``; enrolled people count):
+    #: AHC merges on below ``cluster_similarity`` while more than ``max_speakers`` clusters are left, and
+    #: stops at ``min_speakers``. None: no bound.
+    min_speakers: int | None = None
+    max_speakers: int | None = None
     #: At most this many embeddings enter AHC (its memory is quadratic); the rest join the nearest cluster.
     max_ahc: int = 2000
     #: onnxruntime intra-op threads (0: min(2, cpu count)).
@@ -441,7 +446,11 @@ class PyannoteSegmenter:
             sure = np.asarray(solo_s, np.float64).ravel()[flat[rest]] >= opts.cannot_link_s
             cannot = (win[:, None] == win[None, :]) & sure[:, None] & sure[None, :]
             np.fill_diagonal(cannot, False)
-        groups = _ahc(vecs[rest], opts.cluster_similarity, opts.min_cluster_size, opts.max_ahc, cannot)
+        # Speaker-count bounds apply to everyone heard: enrolled people already found count against them.
+        found = len(prof_index)
+        lo = max(1, opts.min_speakers - found) if opts.min_speakers else None
+        hi = max(1, opts.max_speakers - found) if opts.max_speakers else None
+        groups = _ahc(vecs[rest], opts.cluster_similarity, opts.min_cluster_size, opts.max_ahc, cannot, lo, hi)
         n_unknown = 0
         for g in range(int(groups.max()) + 1 if len(groups) else 0):
             members = rest[groups == g]
@@ -755,12 +764,16 @@ def solo_seconds(active: np.ndarray) -> np.ndarray:
 
 
 def _ahc(vecs: np.ndarray, similarity: float, min_size: int, max_n: int,
-         cannot: np.ndarray | None = None) -> np.ndarray:
+         cannot: np.ndarray | None = None, min_clusters: int | None = None,
+         max_clusters: int | None = None) -> np.ndarray:
     """Average-linkage cosine AHC of unit rows ``vecs`` (n, D) -> int64 (n,) cluster ids 0..C-1.
 
     cannot: bool (n, n), rows that must stay in different clusters (two people one window told apart);
-    with such pairs the merging is idme's ``Agglomeration`` (unit weights: the same UPGMA linkage), else
-    scipy's. Clusters smaller than ``min_size`` join the most similar large cluster (when there is one).
+    with such pairs, or with cluster-count bounds, the merging is idme's ``Agglomeration`` (unit weights:
+    the same UPGMA linkage), else scipy's. min_clusters / max_clusters: merging stops at ``min_clusters``
+    and goes on below ``similarity`` while more than ``max_clusters`` are left (cannot-link pairs still
+    never merge). Clusters smaller than ``min_size`` join the most similar large cluster (when there is one,
+    and never below ``min_clusters``).
     Above ``max_n`` rows, the first ``max_n`` (evenly spread) are clustered and the others join the nearest
     centroid, so memory stays bounded on long recordings.
     """
@@ -770,16 +783,19 @@ def _ahc(vecs: np.ndarray, similarity: float, min_size: int, max_n: int,
     if n == 1:
         return np.zeros(1, dtype=np.int64)
     pick = np.arange(n) if n <= max_n else np.linspace(0, n - 1, max_n).round().astype(np.int64)
-    if cannot is not None and cannot[np.ix_(pick, pick)].any():
+    constrained = cannot is not None and cannot[np.ix_(pick, pick)].any()
+    if constrained or min_clusters or max_clusters:
         from ..identity.agglomeration import Agglomeration
 
         agg = Agglomeration(vecs[pick].astype(np.float32), np.ones(len(pick)), np.full(len(pick), -1),
-                            cannot[np.ix_(pick, pick)])
-        while True:
+                            cannot[np.ix_(pick, pick)] if constrained else None)
+        left = len(pick)
+        while left > (min_clusters or 1):
             a, b, sim = agg.best()
-            if not sim >= similarity:
+            if not np.isfinite(sim) or (sim < similarity and (max_clusters is None or left <= max_clusters)):
                 break
             agg.merge(a, b)
+            left -= 1
         ids = np.zeros(len(pick), dtype=np.int64)
         for c, k in enumerate(np.flatnonzero(agg.alive)):
             ids[agg.members[k]] = c
@@ -792,8 +808,18 @@ def _ahc(vecs: np.ndarray, similarity: float, min_size: int, max_n: int,
     large = np.flatnonzero(sizes >= min_size)
     cents = _unit(np.stack([vecs[pick][ids == c].mean(axis=0) for c in range(len(sizes))]))
     if len(large) and len(large) < len(sizes):
-        for c in np.flatnonzero(sizes < min_size):
+        small = np.flatnonzero(sizes < min_size)
+        # With a lower bound, only as many small clusters fold as keep min_clusters (the smallest first).
+        n_fold = len(small) if not min_clusters else max(0, min(len(small), len(sizes) - min_clusters))
+        for c in small[np.argsort(sizes[small], kind="stable")][:n_fold]:
             ids[ids == c] = large[np.argmax(cents[large] @ cents[c])]
+    # The user's upper bound wins over cannot-link: the smallest clusters fold into their nearest one.
+    while max_clusters and len(np.unique(ids)) > max_clusters:
+        alive = np.unique(ids)
+        sizes = np.bincount(ids, minlength=int(alive.max()) + 1)
+        c = alive[np.argmin(sizes[alive])]
+        others = alive[alive != c]
+        ids[ids == c] = others[np.argmax(cents[others] @ cents[c])]
     keep = np.unique(ids)
     remap = {int(c): i for i, c in enumerate(keep)}
     ids = np.array([remap[int(c)] for c in ids], dtype=np.int64)
