@@ -314,6 +314,14 @@ def _copy_binary(keys: Sequence[str], v: np.ndarray, header: bool, trailer: bool
     return b"".join(parts)
 
 
+#: Rows per IVFFlat list over a trained gallery's leading coordinates (``PgVectorGallery.index(dims=...)``):
+#: at 1M, 4000 lists (250 rows each) scanned at 120 probes reached recall@1 0.9955 / 0.9965 (tuning /
+#: held-out queries) at wall p95 16.5 / 15.5 ms, where 1000 lists needed 80 probes for 0.991 / 0.989 at
+#: 67 / 75 ms on the same machine (fewer rows scanned for the same recall); the build takes 286 s instead
+#: of 40 s (pgvector's k-means over more lists). bench/identify_scale.py, 2026-12-02.
+SUB_ROWS_PER_LIST = 250
+
+
 class PgVectorGallery:
     """Voiceprints in a PostgreSQL table ``table(key text primary key, embedding vector(d))``.
 
@@ -331,10 +339,11 @@ class PgVectorGallery:
     ``index_hnsw(dims=48)`` indexes only the first ``dims`` coordinates (``subvector``), which hold 80% of
     the energy: exact search's best entry ranked <= 8th by them for every one of 220 real queries at 1M.
     A search then takes the ``rerank`` best rows by those coordinates from the index and orders them by
-    the full vectors in SQL. At 1M (bench/identify_scale.py): IVFFlat 1000 lists on 48 coordinates built in
-    62-69 s (210 MB) and reached recall@1 0.991 / 0.993 (tuning / held-out queries) at probes 64 for 21 ms
-    CPU p50, 26-27 ms p95, and 0.9955 / 1.000 at probes 80 for 35-38 / 44-45 ms; HNSW (m 16,
-    ef_construction 64) on them took 1,226 s and reached 0.968-0.993 at ef_search 400-800 for 21-39 ms CPU.
+    the full vectors in SQL. At 1M (bench/identify_scale.py): IVFFlat 4000 lists on 48 coordinates (the
+    default there) built in 286 s and reached recall@1 0.9955 / 0.9965 (tuning / held-out queries) at
+    probes 120 (the default) for wall p95 16.5 / 15.5 ms on an idle machine; 1000 lists built in 40-69 s
+    and needed probes 80 for 0.991 at 67-75 ms; HNSW (m 16, ef_construction 64) on them took 1,226 s and
+    reached 0.968-0.993 at ef_search 400-800 for 21-39 ms CPU.
     Needs psycopg 3 (``pip install 'idme[pg]'``) and a server with the ``vector`` extension (created here
     when the role may).
     """
@@ -460,13 +469,16 @@ class PgVectorGallery:
     def index(self, lists: int | None = None, work_mem_mb: int = 1024, workers: int = 2,
               dims: int | None = None) -> None:
         """Builds (or rebuilds) the IVFFlat index over what the table holds now; ``lists`` defaults to
-        ``IvfPqGallery.default_nlist`` of the row count (at most rows/39, k-means' minimum per list).
+        ``IvfPqGallery.default_nlist`` of the row count (at most rows/39, k-means' minimum per list), or,
+        over a trained gallery's leading ``dims``, to one list per ``SUB_ROWS_PER_LIST`` rows (4000 at 1M).
 
         work_mem_mb: ``maintenance_work_mem`` for this build only: pgvector's k-means holds its sample in it
         (100k 192-d rows with 1024 lists needed 245 MB, over the server's 64 MB default). dims: as for
         ``index_hnsw``, lists over the first ``dims`` coordinates of a trained gallery, then a re-rank."""
         self._check_dims(dims)
         n = len(self)
+        if dims is not None and not lists:
+            lists = max(1, n // SUB_ROWS_PER_LIST)
         lists = int(lists or max(1, min(IvfPqGallery.default_nlist(n), max(1, n // 39))))
         self._conn.execute(f"SET maintenance_work_mem = '{int(work_mem_mb)}MB'")
         self._conn.execute(f"DROP INDEX IF EXISTS {self.table}_ivf")
@@ -516,9 +528,11 @@ class PgVectorGallery:
                                      (f"{self.table}_ivf",)).fetchone()
             opts = dict(o.split("=", 1) for o in (row[0] or [])) if row else {}
             self._lists = int(opts.get("lists", 8))
-        # An index over a trained gallery's leading coordinates: a twelfth (83 of 1000 lists at 1M, where 64,
-        # 80 and 96 probes gave recall@1 0.991-0.993, 0.9955-1.000 and 0.9955-1.000); else an eighth.
-        return max(1, self._lists // (12 if self._sub is not None else 8))
+        # An index over a trained gallery's leading coordinates: 3% of the lists (120 of 4000 at 1M: recall@1
+        # 0.9955 / 0.9965, p95 15-16 ms; 1000 lists needed 80 probes for 0.991 at 67-75 ms); else an eighth.
+        if self._sub is not None:
+            return max(8, self._lists * 3 // 100)
+        return max(1, self._lists // 8)
 
     def search(self, query: np.ndarray, k: int) -> list[Hit]:
         if k < 1:
