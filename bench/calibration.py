@@ -2,6 +2,7 @@
 
     nice -n 10 python bench/calibration.py ../shared/data [--far 0.005] [--cache-dir /tmp/idme-calib]
         [--write src/idme/identity/calibration_campplus.json] [--swap] [--old-pool] [--baseline FILE]
+        [--score-norm]
 
 Speakers, never utterances, are split between fitting and checking (``eval.calibration.fit_on_data``):
 librispeech-test-other speakers 1688, 2033, 2609, 3080, 367 fit and 1998, 2414, 3005, 3331, 533 are held out
@@ -50,17 +51,19 @@ def main() -> None:
     ap.add_argument("--swap", action="store_true", help="the other fold: fit on the held-out speakers")
     ap.add_argument("--old-pool", action="store_true", help="the earlier pool (test-other targets only)")
     ap.add_argument("--baseline", type=Path, default=None, help="a calibration file to report alongside")
+    ap.add_argument("--score-norm", action="store_true",
+                    help="AS-normalise scores against a cohort of the fitting group (kept beside --write)")
     args = ap.parse_args()
     emb = CampPlusEmbedder()
     emb.load()
     base = None
     if args.baseline is not None:
         d = json.loads(args.baseline.read_text())
-        base = QualityCalibration.from_dict(d[0] if isinstance(d, list) else d)
+        base = QualityCalibration.from_dict(d[0] if isinstance(d, list) else d, args.baseline.parent)
     t0 = time.perf_counter()
     cmd = "python bench/calibration.py " + " ".join(sys.argv[1:])
     fit = fit_on_data(args.data, emb, args.cache_dir, args.far, command=cmd, swap=args.swap,
-                      same_session=not args.old_pool, baseline=base,
+                      same_session=not args.old_pool, baseline=base, score_norm=args.score_norm,
                       thresholds=load_thresholds(emb.name, None, version=emb.version))
     cal = fit.calibration
     print(f"fitted in {time.perf_counter() - t0:.0f} s; LLR threshold {cal.threshold:.3f}; weights "
@@ -105,7 +108,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(fit.to_dict(), indent=1))
     if args.write:
-        args.write.write_text(json.dumps(cal.to_dict(), indent=1) + "\n")
+        cal.save(args.write)
         print(f"wrote {args.write}")
 
 

@@ -112,3 +112,46 @@ def test_same_session_trials_pair_halves_of_one_file_and_never_cross_groups() ->
     assert len(non) == 12 and all(e.path != t.path and (e.half, t.half) == (0, 1) for e, t in non)
     assert {C.speaker_of(s) for p in pairs for s in p[:2]} == {"11", "22", "33", "44"}
     assert len([p for p in C.session_pairs(files, lambda f: True, n_nontarget=5) if not p[2]]) == 5
+
+
+def test_score_normalised_calibration_saves_its_cohort_and_decides_on_real_speech(tmp_path, campplus) -> None:
+    """A calibration that AS-normalises scores writes its cohort beside its JSON and loads back with it; its
+    LLR refuses to score without both sides' statistics; the cosine bar the tracker uses gives exactly the
+    LLR threshold; and verify / identify on real speech accept the owner's third take and reject another voice."""
+    from conftest import OWNER_TAKES
+
+    from idme.identity import verify as V
+
+    enc = f"{campplus.name}@{campplus.version}"
+    rng = np.random.default_rng(0)
+    coh = rng.normal(size=(2, 40, campplus.dimension)).astype(np.float32)
+    coh /= np.linalg.norm(coh, axis=2, keepdims=True)
+    norm = C.ScoreNorm(coh, top_k=10, scale=0.05, speakers=tuple(f"s{i}" for i in range(40)),
+                       file="cohort_campplus.npz")
+    cal = C.QualityCalibration(enc, tuple([-1.0, 2.0] + [0.0] * 8), 1.0, provenance={"data": "test"}, norm=norm)
+    home = tmp_path / "home"
+    home.mkdir()
+    cal.save(home / C.HOME_FILE)
+    assert (home / "cohort_campplus.npz").is_file()
+    back = C.load(enc, home)
+    assert back is not None and back.norm is not None and np.array_equal(back.norm.cohort, coh)
+    assert back.to_dict()["score_norm"] == {"method": "as-norm", "top_k": 10, "scale": 0.05,
+                                            "cohort": "cohort_campplus.npz", "cohort_speakers": 40}
+    cond = V.AudioCondition(8000.0, False, 30.0)
+    with pytest.raises(ValueError, match="norm_stats"):
+        V.calibrated_score(back, 0.5, 3.0, cond, False)
+    p_vec, t_vec = coh[0, 0], coh[0, 1]
+    ps, ts = V.norm_stats(back, p_vec, False), V.norm_stats(back, t_vec, False)
+    bar = V.calibrated_bar(back, 3.0, cond, False, profile_stats=ps, test_stats=ts)
+    assert V.calibrated_score(back, bar, 3.0, cond, False, ps, ts) == pytest.approx(back.threshold, abs=1e-9)
+    idme = Idme(resolve(home, asr="none"), embedder=campplus)
+    idme.enroll_files("me", OWNER_TAKES[:2])
+    assert idme.calibration().norm is not None
+    same, other = idme.verify("me", OWNER_TAKES[2]), idme.verify("me", BOB_TAKE)
+    assert same.decision == "accept" and same.calibrated, same
+    assert other.decision == "reject", other
+    found = idme.identify(OWNER_TAKES[2])
+    assert found.decision == "accept" and found.name == "me" and found.calibrated, found
+    (home / "cohort_campplus.npz").unlink()
+    with pytest.raises(IdmeError, match="cohort"):
+        C.load(enc, home)

@@ -64,6 +64,9 @@ def test_flat_gallery_is_exact_and_replaces_keys() -> None:
     g.add(["p0"], -q[None, :])
     assert len(g) == 500 and g.search(-q, 1) == [Hit("p0", pytest.approx(1.0, abs=1e-6))]
     assert "p0" not in [h.key for h in g.search(q, 500)[:-1]]
+    v = g.vectors(["p1", "p0", "nobody"])  # stored voiceprints (AS-norm's profile side): the latest add wins
+    assert set(v) == {"p0", "p1"} and np.allclose(v["p1"], x[1] / np.linalg.norm(x[1]), atol=1e-6)
+    assert np.allclose(v["p0"], -q / np.linalg.norm(q), atol=1e-6)
     with pytest.raises(GalleryError, match="dimension"):
         g.add(["z"], np.ones((1, 10), np.float32))
     with pytest.raises(GalleryError, match="dimension"):
@@ -87,6 +90,7 @@ def test_ivfpq_gallery_finds_the_exact_top1_with_exact_scores() -> None:
         want = x[keys.index(a[0].key)] @ q
         assert a[0].score == pytest.approx(float(want), abs=1e-5)
     assert same >= 196, same
+    assert np.allclose(approx.vectors(["p9"])["p9"], x[9] / np.linalg.norm(x[9]), atol=1e-6)  # the re-rank copy
     import faiss
 
     again = IvfPqGallery.from_index(faiss.deserialize_index(faiss.serialize_index(approx.index)), keys,
@@ -186,6 +190,8 @@ def test_pgvector_trained_gallery_reranks_hnsw_candidates_exactly(postgres) -> N
         assert sum(pg.search(q, 1)[0].key == exact.search(q, 1)[0].key for q in qs) >= 57
         with pytest.raises(GalleryError, match="already holds"):
             pg.train(x)
+        v = pg.vectors(["p3", "p4", "nobody"])  # rotated back out of the gallery's basis
+        assert set(v) == {"p3", "p4"} and np.allclose(v["p3"], x[3] / np.linalg.norm(x[3]), atol=1e-5)
     with PgVectorGallery(postgres, DIM, table="gallery_trained", probes=16) as again:
         assert again._sub == 48 and again.search(qs[0], 1)[0].key == exact.search(qs[0], 1)[0].key
 

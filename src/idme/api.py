@@ -641,7 +641,7 @@ class Idme:
 
     def calibrate_quality(self, data: Path, far: float = 0.005, cache_dir: Path | None = None,
                           dry_run: bool = False, out: Path | None = None, command: str = "", progress=None,
-                          swap: bool = False):
+                          swap: bool = False, score_norm: bool = False):
         """Fits the quality-aware calibration (``eval.calibration``) on degraded trials built from ``data``
         (../shared/data: training and held-out speakers), its LLR threshold at FAR ``far`` in every training
         condition. Writes ``out`` or ``<home>/calibration.json`` (0600) unless ``dry_run``.
@@ -655,11 +655,16 @@ class Idme:
         if not 0.0 < far < 1.0:
             raise IdmeError(f"the target FAR is a fraction strictly between 0 and 1 (0.01 = 1%), got {far:g}")
         result = fit_on_data(Path(data), self.embedder, cache_dir or self.home / "cache" / "calibration", far,
-                             command=command, progress=progress, thresholds=self.thresholds(), swap=swap)
+                             command=command, progress=progress, thresholds=self.thresholds(), swap=swap,
+                             score_norm=score_norm)
         if dry_run:
             return result, None
         path = Path(out) if out is not None else self.home / HOME_FILE
-        atomic_write(path, (json.dumps(result.calibration.to_dict(), indent=1) + "\n").encode(), mode=0o600 if out is None else 0o644)
+        mode = 0o600 if out is None else 0o644
+        norm = result.calibration.norm
+        if norm is not None:  # the cohort first: a calibration naming a missing cohort would not load
+            atomic_write(path.parent / norm.file, norm.to_bytes(), mode=mode)
+        atomic_write(path, (json.dumps(result.calibration.to_dict(), indent=1) + "\n").encode(), mode=mode)
         return result, path
 
 

@@ -49,6 +49,8 @@ def trials_cmd(
                                        "or Kaldi 'a b target|nontarget'; paths relative to the list."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout (rates as fractions)."),
     det: Optional[Path] = typer.Option(None, "--det", help="Write the DET curve + score histogram to this PNG."),
+    score_norm: bool = typer.Option(False, "--score-norm", help="With --quality: AS-normalise scores against a "
+                                    "cohort of the fitting speakers (saved beside the calibration)."),
     test_seconds: Optional[float] = typer.Option(None, "--test-seconds", help="Cut the test side of every trial "
                                                  "to its first S seconds of speech (enrollment side whole)."),
     cache_dir: Optional[Path] = CACHE_OPT,
@@ -164,7 +166,7 @@ def calibrate_cmd(
     """Derive thresholds at a target false-accept rate from trial lists and save them to <home>/thresholds.json;
     with --quality DATA, fit the calibrated-LLR scoring verify and identify use."""
     if quality is not None:
-        _calibrate_quality(quality, condition_far, dry_run, as_json, cache_dir, embedder, compute, home)
+        _calibrate_quality(quality, condition_far, dry_run, as_json, cache_dir, embedder, compute, home, score_norm)
         return
     if not lists:
         raise fail("no trial list given: pass --trials LIST (e.g. --trials "
@@ -204,7 +206,8 @@ def calibrate_cmd(
 
 
 def _calibrate_quality(data: Path, far: float, dry_run: bool, as_json: bool, cache_dir: Optional[Path],
-                       embedder: Optional[str], compute: Optional[str], home: Optional[Path]) -> None:
+                       embedder: Optional[str], compute: Optional[str], home: Optional[Path],
+                       score_norm: bool = False) -> None:
     """``idme eval calibrate --quality DATA``: fit, print the held-out conditions, save."""
     import sys
 
@@ -214,7 +217,7 @@ def _calibrate_quality(data: Path, far: float, dry_run: bool, as_json: bool, cac
     emb = idme.embedder
     with _progress(not as_json, f"degraded trials ({emb.name})") as tick:
         fit, path = idme.calibrate_quality(data, far, cache_dir, dry_run, command="idme " + " ".join(sys.argv[1:]),
-                                           progress=tick)
+                                           progress=tick, score_norm=score_norm)
     if as_json:
         typer.echo(json.dumps({**fit.to_dict(), "written": None if path is None else str(path)}))
         return

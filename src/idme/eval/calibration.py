@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,70 @@ def feature_matrix(cosine: np.ndarray, speech_s: np.ndarray, test_narrowband: np
 
 
 @dataclass(frozen=True)
+class ScoreNorm:
+    """Adaptive s-norm (AS-norm; Matejka et al., Interspeech 2017) against a cohort of voiceprints shipped
+    beside the calibration: s' = scale x ((s - mu_p) / sd_p + (s - mu_t) / sd_t), where mu / sd are the mean
+    and standard deviation of each side's ``top_k`` best cosines against the cohort (the cohort recorded
+    like the profile side: clean, or through the 8 kHz channel for a narrow-band profile). For fixed sides
+    s' is linear and rising in s, so a cosine bar (``verify.calibrated_bar``) stays exact."""
+
+    #: Cohort voiceprints, float32 (2, n, dimension): [0] clean 16 kHz, [1] through the 8 kHz channel.
+    cohort: np.ndarray
+    #: Best cohort scores each side's statistics are taken over.
+    top_k: int = 20
+    #: Scale of the normalised score (0.05 keeps its range near the cosine's).
+    scale: float = 0.05
+    #: Speaker id of each cohort row (a trial's own speakers are left out of the cohort while fitting).
+    speakers: tuple[str, ...] = ()
+    #: File name of the cohort, next to the calibration JSON.
+    file: str = ""
+
+    def stats(self, vectors: np.ndarray, narrowband: bool,
+              exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std), float64 (m,) each, of the ``top_k`` best cohort cosines of unit rows ``vectors``
+        (m, d); ``exclude``: bool (m, n) cohort entries to leave out per row."""
+        sc = np.atleast_2d(np.asarray(vectors, np.float32)) @ self.cohort[int(bool(narrowband))].T
+        sc = sc.astype(np.float64)
+        if exclude is not None:
+            sc[exclude] = -np.inf
+        k = min(self.top_k, sc.shape[1])
+        top = -np.sort(-sc, axis=1)[:, :k]
+        return top.mean(axis=1), np.maximum(top.std(axis=1), 1e-6)
+
+    def apply(self, cosine, p_stats: tuple, t_stats: tuple) -> np.ndarray:
+        """Normalised scores, float64, for cosines (n,) or a scalar and each side's (mean, std)."""
+        s = np.asarray(cosine, np.float64)
+        return self.scale * ((s - p_stats[0]) / p_stats[1] + (s - t_stats[0]) / t_stats[1])
+
+    def to_dict(self) -> dict:
+        return {"method": "as-norm", "top_k": self.top_k, "scale": self.scale, "cohort": self.file,
+                "cohort_speakers": len(self.speakers) or int(self.cohort.shape[1])}
+
+    def to_bytes(self) -> bytes:
+        """The cohort as .npz bytes (float32: float16 would move the statistics by ~1e-3)."""
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, clean=self.cohort[0], narrowband=self.cohort[1],
+                            speakers=np.array(self.speakers, dtype=str))
+        return buf.getvalue()
+
+    @classmethod
+    def from_dict(cls, d: dict, base: Path | None) -> ScoreNorm:
+        if d.get("method") != "as-norm":
+            raise IdmeError(f"unknown score normalisation {d.get('method')!r} in the calibration")
+        path = (base or Path(".")) / str(d["cohort"])
+        try:
+            with np.load(path) as z:
+                cohort = np.stack([z["clean"], z["narrowband"]]).astype(np.float32)
+                speakers = tuple(str(x) for x in z["speakers"]) if "speakers" in z else ()
+        except (OSError, KeyError, ValueError) as exc:
+            raise IdmeError(f"cannot read the score-normalisation cohort {path} ({exc}): reinstall idme or "
+                            "refit the calibration with `idme eval calibrate --quality`") from None
+        return cls(cohort, int(d.get("top_k", 20)), float(d.get("scale", 0.05)), speakers, str(d["cohort"]))
+
+
+@dataclass(frozen=True)
 class QualityCalibration:
     """A fitted QMF for one encoder: LLR = weights . features(cosine, condition), and its operating point."""
 
@@ -76,6 +141,8 @@ class QualityCalibration:
     #: (LLR threshold, FAR) pairs measured on the pooled training non-targets, ascending thresholds, FAR > 0:
     #: what ``far_at`` reads to state the open-set risk of a raised threshold.
     far_curve: tuple[tuple[float, float], ...] = ()
+    #: Score normalisation applied to the cosine before the QMF (None: the raw cosine is the score).
+    norm: ScoreNorm | None = field(default=None, compare=False)
 
     def far_at(self, threshold: float) -> float:
         """Per-comparison FAR at an LLR ``threshold``: ``far_curve`` interpolated in log FAR; past its last
@@ -102,20 +169,31 @@ class QualityCalibration:
                               profile_narrowband)[0])
 
     def to_dict(self) -> dict:
-        return {"encoder": self.encoder, "features": list(FEATURES), "weights": list(self.weights),
-                "threshold": self.threshold, "p_target": self.p_target, "provenance": self.provenance,
-                "far_curve": [list(p) for p in self.far_curve]}
+        d = {"encoder": self.encoder, "features": list(FEATURES), "weights": list(self.weights),
+             "threshold": self.threshold, "p_target": self.p_target, "provenance": self.provenance,
+             "far_curve": [list(p) for p in self.far_curve]}
+        if self.norm is not None:
+            d["score_norm"] = self.norm.to_dict()
+        return d
+
+    def save(self, path: Path) -> None:
+        """Writes the calibration as JSON at ``path`` (and its cohort beside it, when normalised)."""
+        if self.norm is not None:
+            (path.parent / self.norm.file).write_bytes(self.norm.to_bytes())
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
 
     @classmethod
-    def from_dict(cls, d: dict) -> QualityCalibration:
-        """Raises IdmeError when ``d`` is not a calibration of this FEATURES layout."""
+    def from_dict(cls, d: dict, base: Path | None = None) -> QualityCalibration:
+        """Raises IdmeError when ``d`` is not a calibration of this FEATURES layout. base: the folder of the
+        JSON file (where a score-normalisation cohort lies)."""
         try:
             if list(d["features"]) != list(FEATURES):
                 raise IdmeError(f"calibration features {d['features']} are not {list(FEATURES)}: refit it with "
                                 "`idme eval calibrate --quality`")
+            norm = ScoreNorm.from_dict(d["score_norm"], base) if d.get("score_norm") else None
             return cls(str(d["encoder"]), tuple(float(w) for w in d["weights"]), float(d["threshold"]),
                        float(d.get("p_target", 0.5)), dict(d.get("provenance", {})),
-                       tuple((float(a), float(b)) for a, b in d.get("far_curve", ())))
+                       tuple((float(a), float(b)) for a, b in d.get("far_curve", ())), norm)
         except (KeyError, TypeError, ValueError) as exc:
             raise IdmeError(f"not a quality calibration ({exc}): refit it with `idme eval calibrate "
                             "--quality`") from None
@@ -140,7 +218,7 @@ def load(encoder: str, home: Path | None = None, shipped: bool = True) -> Qualit
                             "calibrate --quality`") from None
         for entry in data if isinstance(data, list) else [data]:
             if isinstance(entry, dict) and entry.get("encoder") == encoder:
-                return QualityCalibration.from_dict(entry)
+                return QualityCalibration.from_dict(entry, path.parent)
     return None
 
 
@@ -352,22 +430,32 @@ class TrialSet:
 
 
 def build(pairs: Sequence[tuple[Side, Side, bool]], cond: Condition, cache: FeatureCache,
-          tick: Callable[[], None] | None = None) -> TrialSet:
+          tick: Callable[[], None] | None = None, norm: ScoreNorm | None = None) -> TrialSet:
     """Scores ``pairs`` (enrol side, test side, target) under ``cond`` with the features ``check`` measures.
-    The profile's narrow-band flag is the known enrolment rate (``Profile.narrowband`` reads it from takes)."""
+    The profile's narrow-band flag is the known enrolment rate (``Profile.narrowband`` reads it from takes).
+    norm: score the trials AS-normalised (``TrialSet.cosine`` then holds the normalised score); a trial's own
+    speakers are left out of the cohort."""
     from ..identity.verify import score
 
     enroll_d = Degradation(narrowband=cond.enroll_narrowband)
-    cos, lab, dur, tnb, snr = [], [], [], [], []
+    cos, lab, dur, tnb, snr, ev, tv = [], [], [], [], [], [], []
     for e, t, target in pairs:
         ee = cache.get(e, enroll_d)[0]
         te, d, nb, q = cache.get(t, cond.test)
         cos.append(score(ee, te))
+        ev.append(ee), tv.append(te)
         lab.append(target), dur.append(d), tnb.append(nb), snr.append(q)
         if tick is not None:
             tick()
     n = len(pairs)
-    return TrialSet(cond, np.array(cos), np.array(lab, bool), np.array(dur), np.array(tnb, bool),
+    sc = np.array(cos)
+    if norm is not None and n:
+        spk = np.array(norm.speakers)
+        own = np.array([[sp in (speaker_of(e), speaker_of(t)) for sp in spk] for e, t, _ in pairs]) \
+            if len(spk) else None
+        sc = norm.apply(sc, norm.stats(np.stack(ev), cond.enroll_narrowband, own),
+                        norm.stats(np.stack(tv), cond.enroll_narrowband, own))
+    return TrialSet(cond, sc, np.array(lab, bool), np.array(dur), np.array(tnb, bool),
                     np.array(snr), np.full(n, cond.enroll_narrowband))
 
 
@@ -414,8 +502,9 @@ def pick_threshold(sets: Sequence[TrialSet], llrs: Sequence[np.ndarray], far: fl
 
 
 def fit(sets: Sequence[TrialSet], encoder: str, far: float, provenance: dict,
-        p_target: float = 0.5) -> QualityCalibration:
-    """Fits the QMF on pooled training ``sets`` and sets its threshold at FAR ``far`` in every condition."""
+        p_target: float = 0.5, norm: ScoreNorm | None = None) -> QualityCalibration:
+    """Fits the QMF on pooled training ``sets`` and sets its threshold at FAR ``far`` in every condition.
+    norm: the score normalisation the sets were scored with (kept in the calibration)."""
     x = np.concatenate([ts.x() for ts in sets])
     y = np.concatenate([ts.labels for ts in sets])
     w = fit_weights(x, y, p_target)
@@ -424,7 +513,7 @@ def fit(sets: Sequence[TrialSet], encoder: str, far: float, provenance: dict,
     thr = round(pick_threshold(sets, llrs, far), 3)
     non = np.concatenate([llr[~ts.labels] for ts, llr in zip(sets, llrs)])
     curve = tuple((float(t), float(np.mean(non >= t))) for t in np.arange(-10.0, 20.01, 0.5) if np.any(non >= t))
-    return QualityCalibration(encoder, cal.weights, thr, p_target, provenance, curve)
+    return QualityCalibration(encoder, cal.weights, thr, p_target, provenance, curve, norm)
 
 
 # -- the whole procedure: ``idme eval calibrate --quality`` and bench/calibration.py ----------------------
@@ -504,7 +593,8 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
                 conditions: Sequence[Condition] | None = None, command: str = "",
                 progress: Callable[[int, int], None] | None = None, thresholds=None,
                 swap: bool = False, same_session: bool = True,
-                baseline: QualityCalibration | None = None) -> QualityFit:
+                baseline: QualityCalibration | None = None, score_norm: bool = False,
+                top_k: int = 20) -> QualityFit:
     """Builds degraded trials from ``data``, fits the QMF on the fitting speakers, puts its threshold where
     the most training conditions meet FAR ``far`` and FRR 5%, and reports each condition on both speaker
     groups. ``thresholds``: cosine bars to report alongside (``Thresholds``), or None.
@@ -512,7 +602,9 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
     same_session: the train-clean-100 speakers are split too and give same-session targets and within-group
     non-targets to both sides (False: the earlier pool, all 126 speakers as ``n_nontarget`` fitting
     non-targets and test-other alone held out). baseline: another calibration to report on the held-out
-    trials (e.g. the shipped one), at its own threshold."""
+    trials (e.g. the shipped one), at its own threshold. score_norm: AS-normalise every score against a
+    cohort of the fitting group's train-clean-100 speakers (first half of each utterance, clean and through
+    the 8 kHz channel; ``top_k`` best cohort scores per side), kept in the calibration."""
     from .metrics import rates_at
 
     data = Path(data)
@@ -545,10 +637,21 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
         if progress is not None and done[0] % 500 == 0:
             progress(done[0], total)
 
-    built = {side: {src: [build(p, c, cache, tick) for c in conds] for src, p in lst if p}
+    norm = None
+    if score_norm:
+        coh_files = [f for f in train_files if speaker_of(Side(f)) in tc_fit]
+        cohort = np.stack([np.stack([cache.get(Side(f, 0), Degradation(narrowband=nb))[0] for f in coh_files])
+                           for nb in (False, True)]).astype(np.float32)
+        enc = f"{embedder.name}"
+        norm = ScoreNorm(cohort, top_k, 0.05, tuple(speaker_of(Side(f)) for f in coh_files),
+                         f"cohort_{re.sub(r'[^A-Za-z0-9_.-]', '_', enc)}.npz")
+    built = {side: {src: [build(p, c, cache, tick, norm) for c in conds] for src, p in lst if p}
              for side, lst in sources.items()}
     train = [pooled([built["fit"][s][k] for s in built["fit"]]) for k in range(len(conds))]
     held = [pooled([built["held"][s][k] for s in built["held"]]) for k in range(len(conds))]
+    # The raw-cosine and baseline columns score raw cosines, also when the calibration normalises them.
+    held_raw = held if norm is None else \
+        [pooled([build(p, conds[k], cache) for _, p in sources["held"] if p]) for k in range(len(conds))]
 
     def describe(lst: list) -> str:
         parts = []
@@ -573,7 +676,11 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
             "operating_point": f"the LLR threshold meeting FAR <= {far:g} and FRR <= 0.05 in the most training "
                                "conditions (both sources pooled)",
             "command": command, "encoder": f"{embedder.name}@{embedder.version}"}
-    cal = fit(train, f"{embedder.name}@{embedder.version}", far, prov)
+    if norm is not None:
+        prov["score_norm"] = (f"AS-norm, top {top_k} of a cohort of {len(norm.speakers)} {TRAIN_DIR} speakers "
+                              f"of the fitting group (first half of each utterance; LibriSpeech, CC BY 4.0, "
+                              f"V. Panayotov et al.): {sorted(set(norm.speakers))}")
+    cal = fit(train, f"{embedder.name}@{embedder.version}", far, prov, norm=norm)
 
     def rep(sets: list[TrialSet], c: QualityCalibration = cal) -> dict[str, dict]:
         out = {}
@@ -584,9 +691,9 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
 
     cos = {}
     if thresholds is not None:
-        for ts in held:
+        for ts in held_raw:
             bar = thresholds.accept_for(True, ts.condition.enroll_narrowband, bool(np.mean(ts.test_narrowband) > 0.5))
             fa, fr = rates_at(ts.cosine[ts.labels], ts.cosine[~ts.labels], bar)
             cos[ts.condition.name] = {"threshold": bar, "far": fa, "frr": fr}
     by_source = {src: rep(sets) for src, sets in built["held"].items()}
-    return QualityFit(cal, rep(train), rep(held), cos, by_source, rep(held, baseline) if baseline else {})
+    return QualityFit(cal, rep(train), rep(held), cos, by_source, rep(held_raw, baseline) if baseline else {})

@@ -17,6 +17,7 @@ whose ``score`` is the cosine ``verify.score`` computes. Keys are unique: adding
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import struct
@@ -74,6 +75,11 @@ class Gallery(Protocol):
         """The ``k`` best entries for ``query`` (dimension,), best first, with exact cosine scores."""
         ...
 
+    def vectors(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored unit voiceprints of ``keys`` (float32 (dimension,) each; keys not held are left out):
+        what a score-normalised calibration needs of each candidate (``verify.norm_stats``)."""
+        ...
+
 
 def _check_vectors(keys: Sequence[str], vectors: np.ndarray, dimension: int) -> np.ndarray:
     v = np.atleast_2d(np.asarray(vectors, np.float32))
@@ -123,6 +129,10 @@ class _FaissGallery:
     def _raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         with _single_omp_thread(self.index.ntotal):
             return self.index.search(q[None, :], k)
+
+    def vectors(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        # IndexFlatIP and IndexRefineFlat (the exact re-rank copy) both give back the stored vector.
+        return {k: np.asarray(self.index.reconstruct(self._row[k]), np.float32) for k in keys if k in self._row}
 
     def search(self, query: np.ndarray, k: int) -> list[Hit]:
         if k < 1:
@@ -533,6 +543,17 @@ class PgVectorGallery:
         if self._sub is not None:
             return max(8, self._lists * 3 // 100)
         return max(1, self._lists // 8)
+
+    def vectors(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        if not keys:
+            return {}
+        rows = self._conn.execute(f"SELECT key, embedding::text FROM {self.table} WHERE key = ANY(%s)",
+                                  (list(keys),)).fetchall()
+        out = {}
+        for key, text in rows:
+            v = np.asarray(json.loads(text), np.float32)
+            out[key] = v if self._basis is None else np.ascontiguousarray(v @ self._basis, np.float32)
+        return out
 
     def search(self, query: np.ndarray, k: int) -> list[Hit]:
         if k < 1:

@@ -130,15 +130,26 @@ class SpeakerTracker:
         #: Bounds on the speakers the final re-clustering leaves (``LabelOptions.min/max_speakers``).
         self.min_speakers: int | None = None
         self.max_speakers: int | None = None
+        #: AS-norm statistics of each profile's voiceprint (a score-normalised calibration), by name.
+        self._pstats: dict[str, tuple[float, float] | None] = {}
 
     # -- helpers -------------------------------------------------------------------------------------
     def _accept(self, name: str, speech_s: float | None = None,
-                cond: verify.AudioCondition | None = None) -> float:
+                cond: verify.AudioCondition | None = None, vec: np.ndarray | None = None) -> float:
         """The cosine profile ``name`` needs in this session (narrow-band or not); calibrated: the cosine at
-        which the calibrated LLR of ``speech_s`` seconds under ``cond`` reaches the LLR threshold."""
+        which the calibrated LLR of ``speech_s`` seconds under ``cond`` reaches the LLR threshold. vec: the
+        voice being scored (unit (dimension,)), needed by a calibration that AS-normalises scores (without
+        it such a calibration falls back to the cosine bar)."""
         p = self.enrolled.profiles[name]
-        if self.calibration is None or speech_s is None:
+        norm = getattr(self.calibration, "norm", None)
+        if self.calibration is None or speech_s is None or (norm is not None and vec is None):
             return verify.threshold(self.th, p, self.narrowband)
+        if norm is not None:
+            if name not in self._pstats:
+                self._pstats[name] = verify.norm_stats(self.calibration, p.centroid, p.narrowband)
+            return verify.calibrated_bar(self.calibration, speech_s, cond or self._session_cond, p.narrowband,
+                                         profile_stats=self._pstats[name],
+                                         test_stats=verify.norm_stats(self.calibration, vec, p.narrowband))
         return verify.calibrated_bar(self.calibration, speech_s, cond or self._session_cond, p.narrowband)
 
     def _condition(self, samples: np.ndarray | None) -> verify.AudioCondition | None:
@@ -237,7 +248,7 @@ class SpeakerTracker:
         """(key, score) for a segment; key None means "open a new unknown speaker". cond / speech_s: the
         segment's measured condition and its real duration (default ``duration_s``) for a calibrated bar."""
         best = self.enrolled.best(emb)
-        if best is not None and best.score >= self._accept(str(best.key), speech_s or duration_s, cond):
+        if best is not None and best.score >= self._accept(str(best.key), speech_s or duration_s, cond, emb):
             return best.key, best.score
         if duration_s < self.min_reliable_s and start_s is not None:
             near = self._neighbours(start_s, start_s + duration_s, exclude)
@@ -271,7 +282,7 @@ class SpeakerTracker:
         samples: the 16 kHz audio ``emb`` came from (its condition, for a calibrated tracker)."""
         cond = self._condition(samples)
         key, score = self._choose(emb, duration_s, cond=cond)
-        if isinstance(key, str) and score < self._accept(key, duration_s, cond) + INTERIM_MARGIN:
+        if isinstance(key, str) and score < self._accept(key, duration_s, cond, emb) + INTERIM_MARGIN:
             m = self.unknown.best(emb)
             key, score = (m.key, m.score) if m is not None and m.score >= self.th.same_unknown else (None, score)
         if key is None:
@@ -388,7 +399,7 @@ class SpeakerTracker:
                 c = agg.sums[b] / max(float(np.linalg.norm(agg.sums[b])), 1e-12)
                 sids = [ids[m - len(names)] for m in agg.members[b] if m >= len(names)] \
                     if self.calibration is not None else []
-                bar = self._accept(names[agg.anchor[a]], float(agg.w[b]), self._cluster_cond(sids)) \
+                bar = self._accept(names[agg.anchor[a]], float(agg.w[b]), self._cluster_cond(sids), c) \
                     if sids else self._accept(names[agg.anchor[a]])
                 if verify.score(x[agg.anchor[a]], c) < bar:
                     agg.block(a, b)  # until b grows: a bigger cluster is checked again on its new centroid

@@ -313,21 +313,41 @@ def open_set_threshold(threshold: float, gallery_size: int) -> float:
     return threshold + math.log(max(gallery_size, 1))
 
 
+def norm_stats(calibration, vector: np.ndarray | None, narrowband: bool) -> tuple[float, float] | None:
+    """One side's AS-norm statistics (mean, std of its best cohort cosines) for a calibration that normalises
+    scores (``QualityCalibration.norm``); None when it does not, or when no vector is given. narrowband: the
+    profile side's band (the cohort is recorded like the profile)."""
+    norm = getattr(calibration, "norm", None)
+    if norm is None or vector is None:
+        return None
+    m, sd = norm.stats(_unit(np.asarray(vector, np.float32).reshape(-1))[None, :], narrowband)
+    return float(m[0]), float(sd[0])
+
+
 def calibrated_score(calibration, cosine: float, speech_s: float, condition: AudioCondition,
-                     profile_narrowband: bool) -> float:
+                     profile_narrowband: bool, profile_stats: tuple[float, float] | None = None,
+                     test_stats: tuple[float, float] | None = None) -> float:
     """The calibrated LLR of one cosine under the measured test ``condition`` (``eval.calibration`` QMF):
-    the one function ``check`` and segment-level scoring use."""
+    the one function ``check`` and segment-level scoring use. A calibration with score normalisation needs
+    both sides' ``norm_stats``: without them the LLR of the raw cosine would be meaningless, so that raises."""
+    if getattr(calibration, "norm", None) is not None:
+        if profile_stats is None or test_stats is None:
+            raise ValueError("this calibration AS-normalises scores: pass both sides' norm_stats")
+        cosine = float(calibration.norm.apply(cosine, profile_stats, test_stats))
     return calibration.llr1(cosine, speech_s, condition.narrowband, condition.snr_db, profile_narrowband)
 
 
 def calibrated_bar(calibration, speech_s: float, condition: AudioCondition, profile_narrowband: bool,
-                   threshold: float | None = None) -> float:
+                   threshold: float | None = None, profile_stats: tuple[float, float] | None = None,
+                   test_stats: tuple[float, float] | None = None) -> float:
     """The cosine at which ``calibrated_score`` reaches ``threshold`` (default: the calibration's own) under
-    ``condition``: for fixed quality inputs the LLR is linear and rising in the cosine, so ``cosine >= bar``
-    is exactly ``calibrated_score(...) >= threshold``. The tracker compares cosines with this bar, which keeps
-    its cosine margins (interim labels, re-clustering anchors) meaningful."""
-    lo = calibrated_score(calibration, 0.0, speech_s, condition, profile_narrowband)
-    slope = calibrated_score(calibration, 1.0, speech_s, condition, profile_narrowband) - lo
+    ``condition``: for fixed quality inputs (and fixed sides, under score normalisation) the LLR is linear
+    and rising in the cosine, so ``cosine >= bar`` is exactly ``calibrated_score(...) >= threshold``. The
+    tracker compares cosines with this bar, which keeps its cosine margins (interim labels, re-clustering
+    anchors) meaningful."""
+    lo = calibrated_score(calibration, 0.0, speech_s, condition, profile_narrowband, profile_stats, test_stats)
+    slope = calibrated_score(calibration, 1.0, speech_s, condition, profile_narrowband, profile_stats,
+                             test_stats) - lo
     t = calibration.threshold if threshold is None else threshold
     return float((t - lo) / slope) if slope > 0 else float("inf")
 
@@ -376,7 +396,11 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
         v = verify(profiles[0], emb, thresholds, session_narrowband=cond.narrowband)
         cos, sc, thr, cal = v.score, v.score, v.threshold, calibration is not None
         if cal:
-            sc, thr = calibrated_score(calibration, cos, speech_s, cond, profiles[0].narrowband), calibration.threshold
+            p = profiles[0]
+            sc = calibrated_score(calibration, cos, speech_s, cond, p.narrowband,
+                                  norm_stats(calibration, p.centroid, p.narrowband),
+                                  norm_stats(calibration, emb, p.narrowband))
+            thr = calibration.threshold
         ok = sc >= thr
         what = "calibrated score (LLR)" if cal else "score"
         why = "" if ok else f"{what} {sc:.2f} is below the threshold {thr:.2f}" + (f" (cosine {cos:.3f})" if cal else "")
@@ -391,7 +415,15 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
     if calibration is None:
         return _identified(matches, speech_s, cond, size)
     t_n = open_set_threshold(calibration.threshold, size)
-    llrs = [calibrated_score(calibration, m.score, speech_s, cond, m.name in nb_keys) for m in matches]
+    vecs: dict[str, np.ndarray] = {}
+    if getattr(calibration, "norm", None) is not None:  # each candidate's voiceprint, for its AS-norm side
+        if gallery is not None:
+            vecs = gallery.vectors([m.name for m in matches])
+        else:
+            vecs = {p.name: p.centroid for p in profiles if p.name in {m.name for m in matches}}
+    llrs = [calibrated_score(calibration, m.score, speech_s, cond, m.name in nb_keys,
+                             norm_stats(calibration, vecs.get(m.name), m.name in nb_keys),
+                             norm_stats(calibration, emb, m.name in nb_keys)) for m in matches]
     cal_matches = sorted((Match(m.name, llr, t_n, llr >= t_n, cosine=m.score) for m, llr in zip(matches, llrs)),
                          key=lambda m: -m.score)
     return _identified(cal_matches, speech_s, cond, size, calibration)
