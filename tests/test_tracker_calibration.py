@@ -23,9 +23,12 @@ def shipped(campplus) -> C.QualityCalibration:
     return cal
 
 
-def _at_cosine(p: np.ndarray, c: float, rng: np.random.Generator) -> np.ndarray:
-    """A unit vector whose cosine with unit ``p`` is exactly ``c``."""
+def _at_cosine(p: np.ndarray, c: float, rng: np.random.Generator, toward: np.ndarray | None = None) -> np.ndarray:
+    """A unit vector whose cosine with unit ``p`` is exactly ``c``; its other part points at ``toward`` (a real
+    voice, so AS-norm's cohort statistics stay those of speech) plus a little noise, or at random."""
     r = rng.standard_normal(len(p)).astype(np.float64)
+    if toward is not None:
+        r = toward + 0.02 * r
     r -= (r @ p) * p
     r /= np.linalg.norm(r)
     return (c * p + np.sqrt(1 - c * c) * r).astype(np.float32)
@@ -34,44 +37,63 @@ def _at_cosine(p: np.ndarray, c: float, rng: np.random.Generator) -> np.ndarray:
 def test_the_calibrated_bar_is_where_the_llr_reaches_the_threshold(shipped) -> None:
     """For every band, duration and SNR, the cosine ``calibrated_bar`` gives scores exactly the calibration's
     LLR threshold, so a tracker comparing cosines with it decides as ``verify`` does on LLRs."""
+    rng = np.random.default_rng(3)
+    p_vec, t_vec = rng.standard_normal((2, shipped.norm.cohort.shape[2] if shipped.norm is not None else 192))
     for nb, pnb in ((False, False), (True, True), (True, False)):
+        # AS-normalised calibrations also need each side's cohort statistics (None when not normalised)
+        stats = verify.norm_stats(shipped, p_vec, pnb), verify.norm_stats(shipped, t_vec, pnb)
         for dur in (1.0, 2.5, 6.0, 30.0):
             for snr in (None, 8.0, 25.0):
                 cond = verify.AudioCondition(4000.0 if nb else 8000.0, nb, snr)
-                bar = verify.calibrated_bar(shipped, dur, cond, pnb)
+                bar = verify.calibrated_bar(shipped, dur, cond, pnb, None, *stats)
                 assert -1.0 < bar < 1.0
-                assert verify.calibrated_score(shipped, bar, dur, cond, pnb) == pytest.approx(shipped.threshold,
-                                                                                             abs=1e-9)
+                assert verify.calibrated_score(shipped, bar, dur, cond, pnb, *stats) == \
+                    pytest.approx(shipped.threshold, abs=1e-9)
 
 
 def test_a_calibrated_tracker_judges_the_owner_on_the_segments_own_condition(campplus, shipped) -> None:
-    """Real speech samples give the segment's condition: a cosine between the two bars is the owner for the
-    cosine tracker and an unknown speaker for the calibrated one; well above the bar both say Me; the same
-    cosine on noisy 8 kHz speech meets a lower bar (short, noisy, narrow-band tests score lower for everyone);
-    unknown speakers still cluster on cosines."""
+    """Real speech samples give the segment's condition: on short, noisy 8 kHz speech the calibrated bar is
+    lower than the cosine bar (such tests score lower for everyone), so a cosine between the two is the owner
+    for the calibrated tracker and an unknown speaker for the cosine one; well above the clean bar both say
+    Me; unknown speakers still cluster on cosines."""
+    from conftest import OWNER_TAKES
+
     rng = np.random.default_rng(12)
-    p = rng.standard_normal(campplus.dimension)
+    # Real voices: the owner's voiceprint from a take, test vectors blended from it and bob's voice.
+    p = campplus.embed(speech_only(read_audio(OWNER_TAKES[0]))).astype(np.float64)
     p /= np.linalg.norm(p)
     owner = Profile("me", {}, p.astype(np.float32)[None, :])
     th = thresholds.load("campplus")
     clean = speech_only(read_audio(BOB_TAKE))[: 4 * 16000]
+    bob = campplus.embed(clean).astype(np.float64)
+    at = lambda c: _at_cosine(p, c, rng, bob)  # noqa: E731
     noisy = C.degrade(clean, C.Degradation(snr_db=8.0, narrowband=True, crop_s=2.0), "tracker-test")
     plain = SpeakerTracker([owner], campplus.dimension, th)
     cal = SpeakerTracker([owner], campplus.dimension, th, calibration=shipped)
-    cond = verify.audio_condition(clean)
-    bar = verify.calibrated_bar(shipped, 4.0, cond, False)
-    assert not cond.narrowband and bar > th.me + 0.02  # a clean 4 s test needs more than the cosine bar
-    between = _at_cosine(p, (th.me + bar) / 2, rng)
-    assert plain.decide(0, between, 4.0, 0.0, samples=clean).label == "Me"
-    d = cal.decide(0, between, 4.0, 0.0, samples=clean)
-    assert d.kind == "unknown" and d.score == pytest.approx(0.0)
-    assert cal.segs[0].cond is not None and not cal.segs[0].cond.narrowband
-    high = _at_cosine(p, bar + 0.08, rng)
-    assert cal.decide(1, high, 4.0, 10.0, samples=clean).label == "Me"
+    cond, ncond = verify.audio_condition(clean), verify.audio_condition(noisy)
+
+    def bar_for(v, secs, c):
+        """The calibrated cosine bar for test voice ``v`` (its AS-norm statistics, when normalised)."""
+        return verify.calibrated_bar(shipped, secs, c, False, None, verify.norm_stats(shipped, p, False),
+                                     verify.norm_stats(shipped, v, False))
+
+    assert ncond.narrowband and not cond.narrowband
+    bar_n = bar_for(at(0.4), 2.0, ncond)
+    assert bar_n < th.me - 0.05  # a short, noisy, narrow-band test is held to a lower cosine
+    low = at(bar_n - 0.1)
+    assert plain.decide(0, low, 2.0, 0.0, samples=noisy).kind == "unknown"
+    assert cal.decide(0, low, 2.0, 0.0, samples=noisy).label == "Speaker 1"
+    between = at((th.me + bar_n) / 2)
+    assert bar_for(between, 2.0, ncond) < float(between @ p) < th.me
+    assert plain.decide(1, between, 2.0, 5.0, samples=noisy).kind == "unknown"
+    d = cal.decide(1, between, 2.0, 5.0, samples=noisy)
+    assert d.label == "Me", d
+    assert cal.segs[1].cond is not None and cal.segs[1].cond.narrowband
+    high = at(bar_for(at(0.5), 4.0, cond) + 0.1)
+    assert float(high @ p) > bar_for(high, 4.0, cond) + 0.05
+    assert cal.decide(2, high, 4.0, 10.0, samples=clean).label == "Me"
     assert cal.peek(high, 4.0, samples=clean).label == "Me"  # INTERIM_MARGIN over the calibrated bar
-    ncond = verify.audio_condition(noisy)
-    assert ncond.narrowband and verify.calibrated_bar(shipped, 2.0, ncond, False) < bar
     # the unknown speaker opened by segment 0 takes a close voice, as before (cosine-to-cosine)
-    near = _at_cosine(between.astype(np.float64), th.same_unknown + 0.1, rng)
-    assert float(near @ p) < bar
-    assert cal.decide(2, near, 4.0, 20.0, samples=clean).label == "Speaker 1"
+    near = _at_cosine(low.astype(np.float64), th.same_unknown + 0.1, rng)
+    assert float(near @ p) < bar_for(near, 4.0, cond)
+    assert cal.decide(3, near, 4.0, 20.0, samples=clean).label == "Speaker 1"
