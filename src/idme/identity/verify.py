@@ -418,9 +418,16 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
     vecs: dict[str, np.ndarray] = {}
     if getattr(calibration, "norm", None) is not None:  # each candidate's voiceprint, for its AS-norm side
         if gallery is not None:
+            if not hasattr(gallery, "vectors"):
+                raise IdmeError(f"{type(gallery).__name__} cannot give back its voiceprints (no vectors()), which "
+                                "the AS-normalised calibration needs for each candidate")
             vecs = gallery.vectors([m.name for m in matches])
         else:
             vecs = {p.name: p.centroid for p in profiles if p.name in {m.name for m in matches}}
+        matches = [m for m in matches if m.name in vecs]  # a row removed since the search has no voice
+        if not matches:
+            return Check(REJECT, None, None, None, speech_s, cond, "no candidate's voiceprint could be read back "
+                         "from the gallery (removed meanwhile?): try again", (), size, 0.0)
     llrs = [calibrated_score(calibration, m.score, speech_s, cond, m.name in nb_keys,
                              norm_stats(calibration, vecs.get(m.name), m.name in nb_keys),
                              norm_stats(calibration, emb, m.name in nb_keys)) for m in matches]
