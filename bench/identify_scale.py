@@ -384,7 +384,7 @@ def main() -> None:
     ap.add_argument("--nlist", type=int, default=None, help="IVF lists (default: IvfPqGallery.default_nlist)")
     ap.add_argument("--m", type=int, default=32, help="PQ sub-vectors")
     ap.add_argument("--no-opq", action="store_true", help="no OPQ rotation before the PQ codes")
-    ap.add_argument("--rerank", type=int, default=200)
+    ap.add_argument("--rerank", type=int, default=400)
     ap.add_argument("--pq-bits", type=int, choices=(4, 8), default=4, help="4: fast-scan codes (default); 8: IndexIVFPQ")
     ap.add_argument("--ef-search", type=int, nargs="*", default=[100, 200],
                     help="pgvector HNSW ef_search values")
