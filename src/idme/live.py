@@ -123,16 +123,13 @@ class LiveSession:
         self.segmenter = segmenter
         if segmenter == "pyannote":
             from .segment.live import LiveOptions, PyannoteFileLabeller, PyannoteLabeller
+            from .segment.pyannote import PyannoteOptions
 
             from .errors import ConfigError
 
             try:
-                from dataclasses import replace
-
-                from .segment.pyannote import PyannoteOptions
-
-                counts = replace(PyannoteOptions(), min_speakers=options.min_speakers,
-                                 max_speakers=options.max_speakers)
+                # The user's speaker counts bound the file-mode clustering that (re-)labels the session.
+                counts = PyannoteOptions(min_speakers=options.min_speakers, max_speakers=options.max_speakers)
                 opts = LiveOptions(latency_s=float(latency_s), file=counts)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None

@@ -17,10 +17,10 @@ class Agglomeration:
     with the pairs that may not merge set to -inf: dead clusters, two anchored clusters (cannot-link),
     ``cannot`` pairs (clusters holding two rows the caller said are different people; the constraint is
     inherited by what they merge into) and ``blocked`` pairs (an unanchored cluster that failed an anchor's
-    check). Each row caches its best
-    partner (``rowarg``, the first column holding ``rowmax``), so picking the next merge costs O(n) and a
-    merge rescans only the rows whose best partner changed: ~O(n^2) in all instead of O(n^3). The pick
-    equals ``argmax`` over the whole of ``eff`` (first row, then first column, on ties).
+    check). Each row caches its best partner (``rowarg``, the first column holding ``rowmax``), so picking
+    the next merge costs O(n) and a merge rescans only the rows whose best partner changed: ~O(n^2) in all
+    instead of O(n^3). The pick equals ``argmax`` over the whole of ``eff`` (first row, then first column,
+    on ties).
     """
 
     def __init__(self, x: np.ndarray, w: np.ndarray, anchor: np.ndarray, cannot: np.ndarray | None = None) -> None:
