@@ -66,16 +66,11 @@ def main() -> None:
             out["lab"].append(y), out["dur"].append(d), out["tnb"].append(nb), out["snr"].append(q)
         ev, tv = np.stack(e_v), np.stack(t_v)
         cos = np.einsum("ij,ij->i", ev, tv)
-        se, st = ev @ coh.T, tv @ coh.T
-        own = own_mask[g]
-        se[own], st[own] = -np.inf, -np.inf  # a fitting trial's own speakers never score against themselves
-
-        def stats(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            top = -np.sort(-s, axis=1)[:, :k]
-            return top.mean(1), top.std(1)
-
-        (me, sde), (mt, sdt) = stats(se), stats(st)
-        return {"cosine": cos, "as-norm": 0.05 * ((cos - me) / sde + (cos - mt) / sdt), "t-norm": 0.1 * (cos - mt) / sdt,
+        # The shipped normalisation's own code (eval.calibration.ScoreNorm); a fitting trial's own speakers
+        # never score against themselves.
+        norm = C.ScoreNorm(np.stack([coh, coh]), k, 0.05)
+        es, ts = norm.stats(ev, False, own_mask[g]), norm.stats(tv, False, own_mask[g])
+        return {"cosine": cos, "as-norm": norm.apply(cos, es, ts), "t-norm": 0.1 * (cos - ts[0]) / ts[1],
                 "lab": np.array(out["lab"], bool), "dur": np.array(out["dur"]), "tnb": np.array(out["tnb"], bool),
                 "snr": np.array(out["snr"]), "pnb": np.full(len(cos), cond.enroll_narrowband)}
 

@@ -642,9 +642,8 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
         coh_files = [f for f in train_files if speaker_of(Side(f)) in tc_fit]
         cohort = np.stack([np.stack([cache.get(Side(f, 0), Degradation(narrowband=nb))[0] for f in coh_files])
                            for nb in (False, True)]).astype(np.float32)
-        enc = f"{embedder.name}"
         norm = ScoreNorm(cohort, top_k, 0.05, tuple(speaker_of(Side(f)) for f in coh_files),
-                         f"cohort_{re.sub(r'[^A-Za-z0-9_.-]', '_', enc)}.npz")
+                         f"cohort_{re.sub(r'[^A-Za-z0-9_.-]', '_', embedder.name)}.npz")
     built = {side: {src: [build(p, c, cache, tick, norm) for c in conds] for src, p in lst if p}
              for side, lst in sources.items()}
     train = [pooled([built["fit"][s][k] for s in built["fit"]]) for k in range(len(conds))]
