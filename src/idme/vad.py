@@ -152,15 +152,21 @@ class SpeechChunker:
         self._end_frames = max(1, options.end_pause_ms // options.frame_ms)
 
     # -- frame classification -------------------------------------------------------------------------
-    def _is_speech(self, frame: np.ndarray) -> bool:
-        ac = frame - frame.mean()  # level of the signal, not of a DC offset (a recorder's bias is not speech)
-        rms = float(np.sqrt(np.mean(ac * ac)))
+    @staticmethod
+    def _frame_levels(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RMS, level (dBFS) and 16-bit PCM of frames (k, frame_len) float32, computed for a whole block at
+        once (per frame, the numpy calls cost ~45 us a frame: 4.5 ms of a 3 s verify)."""
+        ac = frames - frames.mean(axis=1, keepdims=True)  # the signal's level, not a DC offset's (a bias is not speech)
+        rms = np.sqrt(np.mean(ac * ac, axis=1))
         level_db = 20 * np.log10(rms + 1e-10)
+        pcm = (np.clip(frames, -1.0, 1.0) * 32767.0).astype("<i2")
+        return rms, level_db, pcm
+
+    def _is_speech(self, pcm: bytes, rms: float, level_db: float) -> bool:
         # Minimum-statistics noise floor: the quietest frame of the last noise_window_s. A window (rather
         # than a floor that only creeps up) forgets a stretch of digital silence within seconds.
         self._levels.append(level_db)
         self._noise_db = min(self._levels)
-        pcm = (np.clip(frame, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         voiced = self._vad.is_speech(pcm, TARGET_RATE_HZ)  # always called: webrtcvad keeps state
         margin = self.opt.continue_margin_db
         self._loud = margin is not None and rms >= self._level_floor and level_db >= self._noise_db + margin
@@ -178,17 +184,18 @@ class SpeechChunker:
         closed: list[SpeechChunk] = []
         fl = self._frame_len
         n_full = len(self._pending) // fl
+        frames = self._pending[:n_full * fl].reshape(n_full, fl)
+        rms, level_db, pcm = self._frame_levels(frames)
         for i in range(n_full):
-            seg = self._pending[i * fl:(i + 1) * fl]
-            out = self._step(self._pending_start + i * fl, seg, self._pending_arrival)
+            voiced = self._is_speech(pcm[i].tobytes(), float(rms[i]), float(level_db[i]))
+            out = self._step(self._pending_start + i * fl, frames[i], voiced, self._pending_arrival)
             if out is not None:
                 closed.append(out)
         self._pending = self._pending[n_full * fl:].copy()
         self._pending_start += n_full * fl
         return closed
 
-    def _step(self, start: int, seg: np.ndarray, arrival: float | None) -> SpeechChunk | None:
-        voiced = self._is_speech(seg)
+    def _step(self, start: int, seg: np.ndarray, voiced: bool, arrival: float | None) -> SpeechChunk | None:
         self._history.append((start, seg, voiced, arrival))
         if self._open is None:
             recent = list(self._history)[-self._window_frames:]
