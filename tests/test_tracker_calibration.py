@@ -13,7 +13,7 @@ from idme.identity.profiles import Profile
 from idme.identity.tracker import SpeakerTracker
 from idme.vad import speech_only
 
-from conftest import BOB_TAKE
+from conftest import BOB_TAKE, OWNER_TAKES
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +97,36 @@ def test_a_calibrated_tracker_judges_the_owner_on_the_segments_own_condition(cam
     near = _at_cosine(low.astype(np.float64), th.same_unknown + 0.1, rng)
     assert float(near @ p) < bar_for(near, 4.0, cond)
     assert cal.decide(3, near, 4.0, 20.0, samples=clean).label == "Speaker 1"
+
+def test_pyannote_segmenter_holds_each_local_voice_to_its_calibrated_bar(campplus, shipped) -> None:
+    """The pyannote segmenter's bars (issue 12: segment-level scoring on the same calibrated LLR): with a
+    calibration each local voice gets ``verify.calibrated_bar`` of its own seconds, band, SNR and cohort
+    statistics (a short noisy 8 kHz clip a lower bar than a long clean one); without a calibration, or with
+    unmeasured voices, every voice gets the profile's cosine bar."""
+    from idme.segment.pyannote import PyannoteSegmenter, clip_quality, group_quality
+
+    p = campplus.embed(speech_only(read_audio(OWNER_TAKES[0]))).astype(np.float64)
+    p /= np.linalg.norm(p)
+    owner = Profile("me", {}, p.astype(np.float32)[None, :])
+    th = thresholds.load("campplus")
+    clean = speech_only(read_audio(OWNER_TAKES[1]))[: 6 * 16000]  # another take of the owner
+    noisy = C.degrade(speech_only(read_audio(BOB_TAKE)), C.Degradation(snr_db=8.0, narrowband=True, crop_s=2.0),
+                      "segmenter-test")
+    vecs = np.stack([campplus.embed(clean), campplus.embed(noisy)]).astype(np.float64)
+    q = np.stack([clip_quality(clean, False), clip_quality(noisy, False)])
+    assert q[0, 0] == pytest.approx(len(clean) / 16000) and q[1, 1] == 1.0 and q[0, 1] == 0.0
+    seg = PyannoteSegmenter(campplus, th, [owner], calibration=shipped)
+    bars = seg.bars(vecs, q)
+    assert bars.shape == (1, 2)
+    for v, row, bar in zip(vecs, q, bars[0]):
+        cond = verify.AudioCondition(4000.0 if row[1] else 8000.0, bool(row[1]), float(row[2]))
+        want = verify.calibrated_bar(shipped, float(row[0]), cond, False, None, verify.norm_stats(shipped, p, False),
+                                     verify.norm_stats(shipped, v, False))
+        assert bar == pytest.approx(want, abs=1e-6)
+    assert bars[0, 1] < bars[0, 0]
+    # a group of voices: seconds add up, the band is the duration-weighted majority
+    g = group_quality(q.astype(np.float64))
+    assert g[0, 0] == pytest.approx(q[0, 0] + q[1, 0]) and g[0, 1] == float(q[1, 0] > q[0, 0])
+    cosine_bar = verify.threshold(th, owner)
+    assert np.all(PyannoteSegmenter(campplus, th, [owner]).bars(vecs, q) == cosine_bar)
+    assert np.all(seg.bars(vecs, None) == cosine_bar)

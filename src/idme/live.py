@@ -135,9 +135,10 @@ class LiveSession:
                 raise ConfigError(str(exc)) from None
             if self.live:
                 self.labeller = PyannoteLabeller(embedder, thresholds, list(profiles), opts, live=True,
-                                                 narrowband=self.narrowband)
+                                                 narrowband=self.narrowband, calibration=calibration)
             else:  # a plain file: labelled whole (more accurate than the rolling buffer)
-                self.labeller = PyannoteFileLabeller(embedder, thresholds, list(profiles), opts)
+                self.labeller = PyannoteFileLabeller(embedder, thresholds, list(profiles), opts,
+                                                     calibration=calibration, narrowband=self.narrowband)
         elif segmenter == "webrtc":
             self.labeller = Labeller(embedder, self.tracker, options, live=self.live)
         else:

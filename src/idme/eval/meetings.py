@@ -52,12 +52,12 @@ def label_file(path: Path, embedder: Embedder, profiles: list[Profile], th: Thre
     """Labels a recording as ``idme listen --file PATH --json`` does; returns its events in emission order.
 
     segmenter: "webrtc" (the live pipeline, one label per instant) or "pyannote" (``idme.segment.pyannote``,
-    file mode; events of different speakers may overlap in time). calibration: the webrtc tracker's Me / named
-    decisions on calibrated LLRs (``Idme.calibration``); None: on cosine thresholds."""
+    file mode; events of different speakers may overlap in time). calibration: the Me / named decisions on
+    calibrated LLRs (``Idme.calibration``), either segmenter; None: on cosine thresholds."""
     if segmenter == "pyannote":
         from ..segment.pyannote import label_file as label_segmented
 
-        return label_segmented(path, embedder, profiles, th)
+        return label_segmented(path, embedder, profiles, th, calibration=calibration)
     from ..audio.sources import open_source
     from ..live import LiveSession
     from ..sinks import ListSink

@@ -352,6 +352,27 @@ def calibrated_bar(calibration, speech_s: float, condition: AudioCondition, prof
     return float((t - lo) / slope) if slope > 0 else float("inf")
 
 
+def calibrated_bars(calibration, speech_s, narrowband, snr_db, profile_narrowband: bool,
+                    profile_stats: tuple[float, float] | None = None,
+                    test_stats: tuple[np.ndarray, np.ndarray] | None = None,
+                    threshold: float | None = None) -> np.ndarray:
+    """``calibrated_bar`` of n test voices against one profile at once, float64 (n,): speech_s, narrowband
+    and snr_db are (n,) (snr NaN: no estimate); under score normalisation ``test_stats`` is (mean (n,),
+    std (n,)) of the test side (``norm.stats``) and ``profile_stats`` the profile's pair. Used where many
+    local voices are held to a profile at once (the pyannote segmenter)."""
+    speech_s = np.atleast_1d(np.asarray(speech_s, np.float64))
+    zero, one = np.zeros_like(speech_s), np.ones_like(speech_s)
+    norm = getattr(calibration, "norm", None)
+    if norm is not None:
+        if profile_stats is None or test_stats is None:
+            raise ValueError("this calibration AS-normalises scores: pass both sides' norm_stats")
+        zero, one = norm.apply(zero, profile_stats, test_stats), norm.apply(one, profile_stats, test_stats)
+    lo = calibration.llr(zero, speech_s, narrowband, snr_db, profile_narrowband)
+    slope = calibration.llr(one, speech_s, narrowband, snr_db, profile_narrowband) - lo
+    t = calibration.threshold if threshold is None else threshold
+    return np.where(slope > 0, (t - lo) / np.where(slope > 0, slope, 1.0), np.inf)
+
+
 def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedder, thresholds: Thresholds, *,
           native_rate: int | None = None, top: int = 5, options: VerifyOptions = VerifyOptions(),
           name: str | None = None, calibration=None) -> Check:

@@ -34,7 +34,8 @@ import numpy as np
 from ..errors import AudioError
 from ..pipeline import SegmentEvent, StageTimes
 from .pyannote import (FRAME_STEP_SAMPLES, MAX_LOCAL, NUM_FRAMES, SAMPLE_RATE_HZ, WINDOW_SAMPLES, PyannoteOptions,
-                       PyannoteSegmenter, SegmentationModel, _unit, decode_powerset, frame_bounds)
+                       PyannoteSegmenter, SegmentationModel, _unit, clip_quality, decode_powerset,
+                       frame_bounds)
 
 if TYPE_CHECKING:
     from ..audio.frames import AudioFrame
@@ -150,9 +151,11 @@ class PyannoteLabeller:
 
     def __init__(self, embedder: Embedder, thresholds: Thresholds, profiles: list[Profile] | None = None,
                  options: LiveOptions | None = None, live: bool = True, model: SegmentationModel | None = None,
-                 clock=time.monotonic, narrowband: bool = False) -> None:
+                 clock=time.monotonic, narrowband: bool = False, calibration=None) -> None:
+        """calibration: Me / named decisions on calibrated LLRs, as ``PyannoteSegmenter`` takes them."""
         self.opt = options or LiveOptions()
-        self.seg = PyannoteSegmenter(embedder, thresholds, profiles, self.opt.file, model)
+        self.seg = PyannoteSegmenter(embedder, thresholds, profiles, self.opt.file, model, calibration=calibration,
+                                     narrowband=narrowband)
         self.embedder = embedder
         self.thresholds = thresholds
         self.profiles = list(profiles or [])
@@ -197,6 +200,7 @@ class PyannoteLabeller:
         self._emb_valid: list[np.ndarray] = []
         self._emb_label: list[np.ndarray] = []
         self._emb_solo: list[np.ndarray] = []   # seconds each local speaker spoke alone (cannot-link)
+        self._emb_quality: list[np.ndarray] = []  # (3, 3) each local speaker's clip_quality (calibrated bars)
         self._open: dict[int, _Open] = {}
         self._segs: dict[int, tuple[int, int, int]] = {}   # id -> (first frame, last frame, online label)
         self._shown: dict[int, tuple[str, str]] = {}       # id -> (label, kind) as last emitted
@@ -290,6 +294,7 @@ class PyannoteLabeller:
         alone = act & (act.sum(axis=1, keepdims=True) == 1) & tail[:, None]
         min_frames = self.opt.min_embed_s * SAMPLE_RATE_HZ / FRAME_STEP_SAMPLES
         ks, clips = [], []
+        quality = np.full((MAX_LOCAL, 3), np.nan, dtype=np.float32)
         for k in range(MAX_LOCAL):
             frames = alone[:, k]
             if frames.sum() < min_frames:
@@ -300,10 +305,12 @@ class PyannoteLabeller:
                 continue  # a tone or a held note: no speaker (its frames stay unlabelled, so never "on")
             ks.append(k)
             clips.append(clip)
+            quality[k] = (clip_quality(clip, self.narrowband) if self.seg.calibration is not None
+                          else (len(clip) / SAMPLE_RATE_HZ, np.nan, np.nan))
         embs = [self.embedder.embed(c) for c in clips]
         self.times.embed += time.perf_counter() - t0
         t0 = time.perf_counter()
-        assign = self._assign(ks, embs)
+        assign = self._assign(ks, embs, quality[ks])
         row = np.zeros((MAX_LOCAL, self.embedder.dimension), dtype=np.float32)
         valid = np.zeros(MAX_LOCAL, dtype=bool)
         labels = np.full(MAX_LOCAL, -1, dtype=np.int64)
@@ -313,6 +320,7 @@ class PyannoteLabeller:
         self._emb_valid.append(valid)
         self._emb_label.append(labels)
         self._emb_solo.append(alone.sum(axis=0) * (FRAME_STEP_SAMPLES / SAMPLE_RATE_HZ))
+        self._emb_quality.append(quality)
         # Overlap-add into the global frame grid (frames before the stream start are dropped).
         self._grow(g0 + NUM_FRAMES)
         for j0 in range(NUM_FRAMES):
@@ -366,20 +374,21 @@ class PyannoteLabeller:
                                                                   - self._score.shape[1]), np.float32)], axis=1)
 
     # -- clustering ------------------------------------------------------------------------------------
-    def _assign(self, ks: list[int], embs: list[np.ndarray]) -> list[int]:
-        """Online cluster of each local speaker: enrolled first, then unknown clusters; distinct per window."""
+    def _assign(self, ks: list[int], embs: list[np.ndarray], quality: np.ndarray | None = None) -> list[int]:
+        """Online cluster of each local speaker: enrolled first, then unknown clusters; distinct per window.
+        quality: (len(ks), 3) their ``clip_quality`` (the calibrated bars)."""
         from scipy.optimize import linear_sum_assignment
 
-        from ..identity.verify import score, threshold
+        from ..identity.verify import score
 
         if not ks:
             return []
         vecs = _unit(np.stack(embs).astype(np.float64))
         cols: list[tuple[str, object]] = []
         rows = []
-        for p in self.profiles:
-            bar = threshold(self.thresholds, p, self.narrowband)
-            rows.append([score(p, v) - bar for v in vecs])
+        bars = self.seg.bars(vecs, quality)
+        for p, bar in zip(self.profiles, bars):
+            rows.append([score(p, v) - b for v, b in zip(vecs, bar)])
             cols.append(("profile", p))
         unknown = [i for i, k in enumerate(self._keys) if k is None]
         for i in unknown:
@@ -430,7 +439,7 @@ class PyannoteLabeller:
         if not self._emb or not any(v.any() for v in self._emb_valid):
             return []
         emb, valid, online = np.stack(self._emb), np.stack(self._emb_valid), np.stack(self._emb_label)
-        assign, labels = self.seg.cluster(emb, valid, np.stack(self._emb_solo))
+        assign, labels = self.seg.cluster(emb, valid, np.stack(self._emb_solo), np.stack(self._emb_quality))
         # Each online cluster takes the new label most of its embeddings got.
         target: dict[int, int] = {}
         for lab in range(len(self._names)):
@@ -588,9 +597,12 @@ class PyannoteFileLabeller:
     live = False
 
     def __init__(self, embedder: Embedder, thresholds: Thresholds, profiles: list[Profile] | None = None,
-                 options: LiveOptions | None = None, model: SegmentationModel | None = None) -> None:
+                 options: LiveOptions | None = None, model: SegmentationModel | None = None,
+                 calibration=None, narrowband: bool = False) -> None:
+        """calibration, narrowband: as ``PyannoteSegmenter`` takes them."""
         self.opt = options or LiveOptions()
-        self.seg = PyannoteSegmenter(embedder, thresholds, profiles, self.opt.file, model)
+        self.seg = PyannoteSegmenter(embedder, thresholds, profiles, self.opt.file, model, calibration=calibration,
+                                     narrowband=narrowband)
         self.embedder = embedder
         self.times = StageTimes()
         self.partial_audio = False

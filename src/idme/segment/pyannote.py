@@ -98,6 +98,7 @@ class PyannoteOptions:
     #: by this margin; otherwise only its cluster's voiceprint can make it that person. Local-speaker
     #: embeddings are short and noisy: on meetings-dev (enrolled Me) 0.1 cut mean false_me 11.1% -> 5.5% and
     #: mean DER 26.1% -> 23.3% (me_recall 87.3% -> 85.6%); ami-excerpts have no profiles, so it is unaffected.
+    #: (Measured on cosine bars; with a calibration the margin is added to the embedding's calibrated bar.)
     embedding_accept_margin: float = 0.1
     #: Added to the log-probabilities of the two-speaker powerset classes when decoding the activity that
     #: is aggregated (not the frames embeddings are taken from): the network under-calls overlap.
@@ -298,6 +299,23 @@ class Analysis:
     agg: np.ndarray
     emb: np.ndarray | None = None
     valid: np.ndarray | None = None
+    #: float32 (W, 3, 3): per local speaker the seconds embedded, narrow-band (1.0 / 0.0) and SNR dB (NaN: no
+    #: estimate), what a calibration needs to score it (None: not measured, see ``clip_quality``).
+    quality: np.ndarray | None = None
+
+
+#: ``clip_quality`` columns.
+Q_SPEECH, Q_NARROW, Q_SNR = 0, 1, 2
+
+
+def clip_quality(clip: np.ndarray, narrowband: bool) -> np.ndarray:
+    """float32 (3,): seconds, narrow-band, SNR dB of one local speaker's 16 kHz clip (``verify.audio_condition``,
+    the condition verify and the tracker measure on a test segment)."""
+    from ..identity.verify import audio_condition
+
+    c = audio_condition(clip, None, 8000 if narrowband else None)
+    return np.array([len(clip) / SAMPLE_RATE_HZ, float(c.narrowband), np.nan if c.snr_db is None else c.snr_db],
+                    np.float32)
 
 
 class PyannoteSegmenter:
@@ -311,12 +329,19 @@ class PyannoteSegmenter:
     sample_rate = SAMPLE_RATE_HZ
 
     def __init__(self, embedder: Embedder, thresholds: Thresholds, profiles: list[Profile] | None = None,
-                 options: PyannoteOptions | None = None, model: SegmentationModel | None = None) -> None:
+                 options: PyannoteOptions | None = None, model: SegmentationModel | None = None,
+                 calibration: Any = None, narrowband: bool = False) -> None:
+        """calibration: an ``eval.calibration.QualityCalibration`` (``Idme.calibration``): a local voice is
+        held to the cosine at which its calibrated LLR (its seconds, bandwidth and SNR) reaches the
+        calibration's threshold, as ``verify`` and the live tracker hold a segment; None: the cosine bars of
+        ``thresholds``. narrowband: telephone-rate audio (narrow-band profiles' own bars)."""
         if embedder.sample_rate != SAMPLE_RATE_HZ:
             raise ValueError(f"the segmenter works at 16 kHz; the encoder expects {embedder.sample_rate} Hz")
         self.embedder = embedder
         self.thresholds = thresholds
         self.profiles = list(profiles or [])
+        self.calibration = calibration
+        self.narrowband = narrowband
         self.options = options or PyannoteOptions()
         if self.options.step_s <= 0 or self.options.step_s > WINDOW_SAMPLES / SAMPLE_RATE_HZ:
             raise ValueError(f"step_s must be in (0, 10], got {self.options.step_s}")
@@ -331,7 +356,7 @@ class PyannoteSegmenter:
         bias = np.zeros(len(POWERSET), np.float32)
         bias[[k for k, members in enumerate(POWERSET) if len(members) == 2]] = opts.overlap_bias
         starts: list[int] = []
-        acts, aggs, embs, valids = [], [], [], []
+        acts, aggs, embs, valids, quals = [], [], [], [], []
         pending: list[tuple[int, np.ndarray, int]] = []
 
         def flush() -> None:
@@ -340,9 +365,10 @@ class PyannoteSegmenter:
             acts.append(act)
             aggs.append(decode_powerset(lp + bias) if opts.overlap_bias else act)
             if embed:
-                e, v = self._embed_windows([(w, nv) for _, w, nv in pending], act)
+                e, v, q = self._embed_windows([(w, nv) for _, w, nv in pending], act)
                 embs.append(e)
                 valids.append(v)
+                quals.append(q)
             starts.extend(s for s, _, _ in pending)
             pending.clear()
 
@@ -359,19 +385,22 @@ class PyannoteSegmenter:
             return Analysis(wa, z, e0, np.zeros((0, MAX_LOCAL), bool) if embed else None)
         wa = WindowActivity(np.asarray(starts, np.int64), np.concatenate(acts), stream.n_samples)
         return Analysis(wa, np.concatenate(aggs), np.concatenate(embs) if embed else None,
-                        np.concatenate(valids) if embed else None)
+                        np.concatenate(valids) if embed else None, np.concatenate(quals) if embed else None)
 
     def segment(self, samples: np.ndarray) -> WindowActivity:
         """samples: float32 (n,), 16 kHz -> local-speaker activity of every window (plain decoding)."""
         return self.analyse([_mono(samples)], embed=False).wa
 
-    def _embed_windows(self, windows: list[tuple[np.ndarray, int]], act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _embed_windows(self, windows: list[tuple[np.ndarray, int]], act: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Embeddings of the local speakers of a batch of windows ((window, n_valid), act (B, 589, 3)):
-        float32 (B, 3, D) and bool (B, 3) (embedded or not)."""
+        float32 (B, 3, D), bool (B, 3) (embedded or not) and their ``clip_quality`` float32 (B, 3, 3) (the
+        condition is measured only for a calibration: NaN otherwise)."""
         min_samples = max(round(self.options.min_embed_s * SAMPLE_RATE_HZ),
                           round(self.embedder.min_input_s * SAMPLE_RATE_HZ * 0.5), 1)
         emb = np.zeros((len(windows), MAX_LOCAL, self.embedder.dimension), dtype=np.float32)
         valid = np.zeros((len(windows), MAX_LOCAL), dtype=bool)
+        quality = np.full((len(windows), MAX_LOCAL, 3), np.nan, dtype=np.float32)
         # Sample span of each local frame (the 270 samples around its centre), relative to the window.
         lo, hi = frame_bounds(np.arange(NUM_FRAMES))
         clips: list[np.ndarray] = []
@@ -388,14 +417,18 @@ class PyannoteSegmenter:
                     if len(idx) >= min_samples:
                         clips.append(window[idx])
                         where.append((w, k))
+                        quality[w, k, Q_SPEECH] = len(idx) / SAMPLE_RATE_HZ
+                        if self.calibration is not None:
+                            quality[w, k] = clip_quality(clips[-1], self.narrowband)
                     break
         if clips:
             for (cw, ck), v in zip(where, _embed_all(self.embedder, clips)):
                 emb[cw, ck], valid[cw, ck] = v, True
-        return emb, valid
+        return emb, valid, quality
 
     def embed_local(self, samples: np.ndarray, wa: WindowActivity) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings of each window's local speakers: float32 (W, 3, D) and bool (W, 3) (embedded or not)."""
+        """Embeddings of each window's local speakers: float32 (W, 3, D) and bool (W, 3) (embedded or not)
+        (their quality: ``analyse``)."""
         samples = _mono(samples)
         emb = np.zeros((len(wa.starts), MAX_LOCAL, self.embedder.dimension), dtype=np.float32)
         valid = np.zeros((len(wa.starts), MAX_LOCAL), dtype=bool)
@@ -406,24 +439,52 @@ class PyannoteSegmenter:
                 chunk = samples[s:s + WINDOW_SAMPLES]
                 window[:len(chunk)] = chunk
                 wins.append((window, min(WINDOW_SAMPLES, wa.n_samples - int(s))))
-            e, v = self._embed_windows(wins, wa.active[b:b + len(wins)])
+            e, v, _ = self._embed_windows(wins, wa.active[b:b + len(wins)])
             emb[b:b + len(wins)], valid[b:b + len(wins)] = e, v
         return emb, valid
 
     # -- 4: clustering, enrolled people first ---------------------------------------------------
 
-    def cluster(self, emb: np.ndarray, valid: np.ndarray,
-                solo_s: np.ndarray | None = None) -> tuple[np.ndarray, _Labels]:
+    def bars(self, vecs: np.ndarray, quality: np.ndarray | None) -> np.ndarray:
+        """float64 (P, n): the cosine each profile needs from each unit voice ``vecs`` (n, D) whose
+        ``clip_quality`` rows are ``quality`` (n, 3). Calibrated (``calibration`` set and the quality measured):
+        the cosine at which the voice's calibrated LLR reaches the threshold (``verify.calibrated_bars``);
+        otherwise the profile's cosine bar."""
+        from ..identity.verify import calibrated_bars, norm_stats, threshold
+
+        n, cal = len(vecs), self.calibration
+        q = None if quality is None else np.asarray(quality, np.float64).reshape(-1, 3)
+        if not self.profiles:
+            return np.zeros((0, n), np.float64)
+        if cal is None or q is None or not np.isfinite(q[:, Q_SPEECH]).all():
+            return np.array([[threshold(self.thresholds, p, self.narrowband)] * n for p in self.profiles],
+                            np.float64).reshape(len(self.profiles), n)
+        narrow = np.where(np.isfinite(q[:, Q_NARROW]), q[:, Q_NARROW], float(self.narrowband))
+        norm = getattr(cal, "norm", None)
+        rows = []
+        for p in self.profiles:
+            ps = ts = None
+            if norm is not None:
+                ps = norm_stats(cal, p.centroid, p.narrowband)
+                ts = norm.stats(np.asarray(vecs, np.float32), p.narrowband)
+            rows.append(calibrated_bars(cal, q[:, Q_SPEECH], narrow, q[:, Q_SNR], p.narrowband, ps, ts))
+        return np.stack(rows)
+
+    def cluster(self, emb: np.ndarray, valid: np.ndarray, solo_s: np.ndarray | None = None,
+                quality: np.ndarray | None = None) -> tuple[np.ndarray, _Labels]:
         """Label of every (window, local speaker): int64 (W, 3), -1 where not embedded; and the labels.
 
         solo_s: float (W, 3), seconds each local speaker speaks alone in its window (``solo_seconds``), for
-        the cannot-link constraint (``PyannoteOptions.cannot_link_s``); None: no constraint."""
-        from ..identity.verify import score, threshold
+        the cannot-link constraint (``PyannoteOptions.cannot_link_s``); None: no constraint.
+        quality: float32 (W, 3, 3), each local speaker's ``clip_quality`` (``Analysis.quality``), for a
+        calibration's bars; None: the cosine bars."""
+        from ..identity.verify import score
 
         opts = self.options
         W = emb.shape[0]
         flat = np.flatnonzero(valid.ravel())
         vecs = _unit(emb.reshape(-1, emb.shape[-1])[flat].astype(np.float64))
+        q = None if quality is None else np.asarray(quality, np.float64).reshape(-1, 3)[flat]
         n = len(flat)
         assign = np.full(n, -1, dtype=np.int64)
         labels = _Labels()
@@ -431,7 +492,7 @@ class PyannoteSegmenter:
         prof_index: dict[str, int] = {}
         if self.profiles and n:
             sims = np.stack([[score(p, v) for v in vecs] for p in self.profiles])      # (P, n)
-            bars = np.array([threshold(self.thresholds, p) for p in self.profiles])[:, None]
+            bars = self.bars(vecs, q)                                                    # (P, n)
             best = np.argmax(sims - bars, axis=0)
             ok = (sims - bars)[best, np.arange(n)] >= opts.embedding_accept_margin
             for i in np.flatnonzero(ok):
@@ -458,7 +519,8 @@ class PyannoteSegmenter:
             # A cluster whose voiceprint reaches a profile's bar is that person after all.
             target = None
             if self.profiles:
-                margins = [score(p, centroid) - threshold(self.thresholds, p) for p in self.profiles]
+                gbar = self.bars(centroid[None, :], None if q is None else group_quality(q[members]))[:, 0]
+                margins = [score(p, centroid) - b for p, b in zip(self.profiles, gbar)]
                 j = int(np.argmax(margins))
                 if margins[j] >= 0:
                     p = self.profiles[j]
@@ -632,7 +694,7 @@ class PyannoteSegmenter:
         if an.emb is None or an.valid is None:
             raise ValueError("label_analysis needs an Analysis with embeddings (analyse(..., embed=True))")
         solo = solo_seconds(an.wa.active)
-        assign, labels = self.cluster(an.emb, an.valid, solo)
+        assign, labels = self.cluster(an.emb, an.valid, solo, an.quality)
         if not labels.names:
             return [], {}
         voices = {}
@@ -755,6 +817,18 @@ def _add_label(labels: _Labels, name: str, kind: str, centroid: np.ndarray) -> i
     labels.scores.append(0.0)
     labels.centroids.append(_unit(np.asarray(centroid, dtype=np.float64)))
     return len(labels.names) - 1
+
+
+def group_quality(q: np.ndarray) -> np.ndarray:
+    """float64 (1, 3): the ``clip_quality`` of a group of local voices q (m, 3) heard as one voiceprint: their
+    seconds summed, narrow-band by duration-weighted majority, the duration-weighted mean SNR (NaN if none)."""
+    w = np.nan_to_num(q[:, Q_SPEECH])
+    total = float(w.sum())
+    nb = np.nan_to_num(q[:, Q_NARROW])
+    snr_ok = np.isfinite(q[:, Q_SNR]) & (w > 0)
+    snr = float(np.average(q[snr_ok, Q_SNR], weights=w[snr_ok])) if snr_ok.any() else np.nan
+    narrow = float(np.dot(w, nb) > 0.5 * total) if np.isfinite(q[:, Q_NARROW]).any() else np.nan
+    return np.array([[total, narrow, snr]])
 
 
 def solo_seconds(active: np.ndarray) -> np.ndarray:
@@ -909,10 +983,12 @@ def file_blocks(path: str | os.PathLike[str]) -> Blocks:
 
 
 def label_file(path: str | os.PathLike[str], embedder: Embedder, profiles: list[Profile], th: Thresholds,
-               options: PyannoteOptions | None = None,
-               model: SegmentationModel | None = None) -> list[dict[str, Any]]:
+               options: PyannoteOptions | None = None, model: SegmentationModel | None = None,
+               calibration: Any = None) -> list[dict[str, Any]]:
     """Labels a recording with the pyannote segmenter: ``listen --json`` events (final, may overlap).
+    calibration: see ``PyannoteSegmenter``.
 
     The file is read in blocks (twice), never whole: the same events as ``events(read_audio(path))``."""
-    labelled = PyannoteSegmenter(embedder, th, profiles, options, model).label_blocks(file_blocks(path))
+    seg = PyannoteSegmenter(embedder, th, profiles, options, model, calibration=calibration)
+    labelled = seg.label_blocks(file_blocks(path))
     return to_events(labelled, SAMPLE_RATE_HZ)
