@@ -133,10 +133,10 @@ class SegmentPlan(NamedTuple):
     """How the trunk's T frames fall into CAM segments, worked out once per forward and shared by all 52 CAM
     layers (the first export recomputed it in every layer: ~500 Shape/Slice/Concat nodes, ~10% of the time)."""
 
-    #: Frames of padding that make T a multiple of SEG_FRAMES.
-    pad: torch.Tensor
-    #: Number of segments, ceil(T / SEG_FRAMES).
-    n_seg: torch.Tensor
+    #: Frames of padding that make T a multiple of SEG_FRAMES (an int; a shape expression while exporting).
+    pad: int
+    #: Number of segments, ceil(T / SEG_FRAMES) (likewise).
+    n_seg: int
     #: float32 (n_seg,): 1 / frames in each segment (the last one may be partial).
     inv_counts: torch.Tensor
     #: int64 (T,): the segment of each frame.
@@ -148,7 +148,7 @@ def segment_plan(x: torch.Tensor) -> SegmentPlan:
     t = x.shape[-1]
     pad = (SEG_FRAMES - t % SEG_FRAMES) % SEG_FRAMES
     ones = F.pad(torch.ones_like(x[0, 0]), (0, pad)).reshape(-1, SEG_FRAMES)     # (n_seg, SEG_FRAMES)
-    frame_seg = torch.div(torch.arange(t), SEG_FRAMES, rounding_mode="floor")
+    frame_seg = torch.div(torch.arange(t, device=x.device), SEG_FRAMES, rounding_mode="floor")
     return SegmentPlan(pad, ones.shape[0], 1.0 / ones.sum(-1), frame_seg)
 
 

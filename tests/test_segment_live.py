@@ -91,3 +91,38 @@ def test_cli_live_pyannote_saves_a_session(tmp_path: Path) -> None:
     tr = cli("transcript", "--session", end["session_id"], "--out", rttm, *home)
     assert tr.exit_code == 0, tr.output
     assert any(ln.startswith("SPEAKER") for ln in rttm.read_text().splitlines())
+
+
+def test_live_labeller_names_the_owner_on_calibrated_bars(tmp_path: Path) -> None:
+    """With the shipped calibration (issue 12), the rolling-buffer labeller measures each local voice (seconds,
+    band, SNR) and labels the enrolled owner's other take Me, and the other voice that follows an unknown
+    speaker, in its final labels."""
+    from idme.audio import read_audio
+    from idme.eval.calibration import load as load_calibration
+    from idme.identity.enroll import enroll
+    from idme.identity.profiles import ProfileStore
+
+    embedder = CampPlusEmbedder()
+    th = load("campplus")
+    store = ProfileStore(tmp_path)
+    enroll(store, embedder, "me", [("take1", read_audio(DATA / "ls_2414_128291-0003.flac"))], th)
+    cal = load_calibration(f"{embedder.name}@{embedder.version}")
+    assert cal is not None
+    owner, other = read_audio(DATA / "ls_2414_128291-0009.flac"), read_audio(DATA / "ls_3005_163389-0007.flac")
+    gap = np.zeros(8000, np.float32)
+    audio = np.concatenate([owner, gap, other, gap])
+    lab = PyannoteLabeller(embedder, th, store.all(), LiveOptions(latency_s=2.0), live=True, calibration=cal)
+    latest = {}
+    for i in range(0, len(audio), BLOCK):
+        for e in lab.push(AudioFrame(audio[i:i + BLOCK], 16000, i, arrived_at=0.0)):
+            latest[e.id] = e
+    for e in lab.finish():
+        latest[e.id] = e
+    q = np.stack(lab._emb_quality)[np.stack(lab._emb_valid)]
+    assert len(q) and np.isfinite(q[:, :2]).all()  # every embedded voice was measured
+    owner_end = len(owner) / 16000
+    finals = [e for e in latest.values() if e.final]
+    me_s = sum(min(e.end, owner_end) - e.start for e in finals if e.kind == "me" and e.start < owner_end)
+    assert me_s >= 0.6 * owner_end, [(e.start, e.end, e.label, e.kind) for e in finals]
+    later = [e for e in finals if e.start >= owner_end + 0.5]
+    assert later and all(e.kind == "unknown" for e in later), [(e.start, e.label, e.kind) for e in later]

@@ -203,9 +203,13 @@ def test_labels_a_real_meeting_with_overlap(clip_labels: list) -> None:
     assert result.der <= 0.25, result.to_dict()
 
 
-def test_enrolled_person_is_named_and_others_stay_unknown(embedder: CampPlusEmbedder, tmp_path: Path) -> None:
+@pytest.mark.parametrize("calibrated", [False, True], ids=["cosine-bars", "calibrated-bars"])
+def test_enrolled_person_is_named_and_others_stay_unknown(embedder: CampPlusEmbedder, tmp_path: Path,
+                                                          calibrated: bool) -> None:
     """With the owner enrolled from one LibriSpeech take, the owner's other take inside a three-voice
-    recording is labelled Me (kind "me") and the two other voices, which overlap, are unknown speakers."""
+    recording is labelled Me (kind "me") and the two other voices, which overlap, are unknown speakers: on the
+    cosine bars and on the shipped calibration's bars (each local voice's own seconds, band and SNR)."""
+    from idme.eval.calibration import load as load_calibration
     from idme.identity.enroll import enroll
 
     th = load("campplus")
@@ -218,7 +222,13 @@ def test_enrolled_person_is_named_and_others_stay_unknown(embedder: CampPlusEmbe
     mix[:len(b)] += b
     mix[16000:16000 + len(c)] += c[: len(mix) - 16000]
     audio = np.concatenate([owner, gap, mix, gap])
-    events = PyannoteSegmenter(embedder, th, store.all()).events(audio)
+    cal = load_calibration(f"{embedder.name}@{embedder.version}") if calibrated else None
+    assert cal is not None or not calibrated
+    seg = PyannoteSegmenter(embedder, th, store.all(), calibration=cal)
+    events = seg.events(audio)
+    if calibrated:  # the voices were measured, so the calibrated bars were the ones used
+        an = seg.analyse([audio])
+        assert np.isfinite(an.quality[an.valid][:, 1]).all()
     owner_end = len(owner) / 16000
     me = [e for e in events if e["kind"] == "me"]
     assert me and all(e["speaker"] == "Me" for e in me)

@@ -63,7 +63,7 @@ class CostResult:
 def measure_costs(embedder: Embedder, encoder_load_s: float, take_paths: list[Path], other_paths: list[Path],
                   verify_path: Path, repeats: int) -> CostResult:
     """Times ``repeats`` calls of ``Idme.enroll`` and of ``Idme.verify`` in a home that holds the owner ("me",
-    from ``take_paths``) and one other person (``other_paths``).
+    from ``take_paths``) and one other person (``other_paths``; none: the owner alone).
 
     Each enrolment re-enrols "me" from scratch with ``replace=True``: VAD trim, quality gate, embedding,
     consistency check, the check that the voice is not the other person's, a backup of the old version,
@@ -76,7 +76,7 @@ def measure_costs(embedder: Embedder, encoder_load_s: float, take_paths: list[Pa
     with tempfile.TemporaryDirectory(prefix="idme-bench-") as home:
         idme = Idme(resolve(home, asr="none"), embedder=embedder)
         t0 = time.perf_counter()
-        idme.enroll("other", others)
+        idme.enroll("other", others) if others else idme.enroll("me", takes)
         first_enrol_ms = 1000 * (time.perf_counter() - t0)
         enrol_ms = timed_ms(lambda: idme.enroll("me", takes, replace=True), repeats)
         verify_ms = timed_ms(lambda: idme.verify("me", test, sample_rate=16000), repeats)

@@ -144,8 +144,7 @@ def run_all(data: Path, scorer: Path, hyp_dir: Path, plan: Plan, repo: Path, com
         take_paths = [path for _, path in first.takes()["me"]]
         other_paths = [path for who, takes in first.takes().items() if who != "me" for _, path in takes]
         verify_path = trial_list_pairs(data / "librispeech-test-other" / "trials.txt")[0].test.path
-        result.costs = measure_costs(embedder, encoder_load_s, take_paths, other_paths or take_paths, verify_path,
-                                     plan.repeats)
+        result.costs = measure_costs(embedder, encoder_load_s, take_paths, other_paths, verify_path, plan.repeats)
 
     with section(result, "file mode, labels only, meetings-dev"):
         labels_only, sessions = measure_file_mode(Recogniser("none"), meetings, embedder, profiles, thresholds)

@@ -157,7 +157,7 @@ class SpeechChunker:
         """RMS, level (dBFS) and 16-bit PCM of frames (k, frame_len) float32, computed for a whole block at
         once (per frame, the numpy calls cost ~45 us a frame: 4.5 ms of a 3 s verify)."""
         ac = frames - frames.mean(axis=1, keepdims=True)  # the signal's level, not a DC offset's (a bias is not speech)
-        rms = np.sqrt(np.mean(ac * ac, axis=1))
+        rms = np.sqrt(np.mean(ac * ac, axis=1)).astype(np.float64)  # float32 sums, float64 levels (as before)
         level_db = 20 * np.log10(rms + 1e-10)
         pcm = (np.clip(frames, -1.0, 1.0) * 32767.0).astype("<i2")
         return rms, level_db, pcm

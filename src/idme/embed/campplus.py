@@ -100,7 +100,10 @@ def _fbank_constants() -> tuple[np.ndarray, np.ndarray]:
         left, centre, right = lo + m * delta, lo + (m + 1) * delta, lo + (m + 2) * delta
         rising, falling = (bin_mel - left) / (centre - left), (right - bin_mel) / (right - centre)
         weights[:n_bins, m] = np.where((bin_mel > left) & (bin_mel < right), np.minimum(rising, falling), 0.0)
-    return window.astype(np.float32), weights.astype(np.float32)
+    window, weights = window.astype(np.float32), weights.astype(np.float32)
+    window.setflags(write=False)  # cached: shared by every call
+    weights.setflags(write=False)
+    return window, weights
 
 
 def _check_samples(samples: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import zlib
 from collections.abc import Callable, Sequence
@@ -117,7 +118,7 @@ class ScoreNorm:
         path = (base or Path(".")) / str(d["cohort"])
         try:
             stat = path.stat()
-            cohort, speakers = _read_cohort(str(path), stat.st_mtime_ns, stat.st_size)
+            cohort, speakers = _read_cohort(str(path), _version(stat))
         except (OSError, KeyError, ValueError) as exc:
             raise IdmeError(f"cannot read the score-normalisation cohort {path} ({exc}): reinstall idme or "
                             "refit the calibration with `idme eval calibrate --quality`") from None
@@ -215,16 +216,22 @@ def load(encoder: str, home: Path | None = None, shipped: bool = True) -> Qualit
             continue
         if not path.is_file():
             continue
-        for entry in _read_json(str(path), stat.st_mtime_ns, stat.st_size):
+        for entry in _read_json(str(path), _version(stat)):
             if isinstance(entry, dict) and entry.get("encoder") == encoder:
                 return QualityCalibration.from_dict(entry, path.parent)
     return None
 
 
+def _version(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one version of a file from the next: an atomic replace gives a new inode, a rewrite in place
+    a new ctime (mtime alone can repeat within a timestamp tick)."""
+    return stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size
+
+
 @lru_cache(maxsize=16)
-def _read_json(path: str, mtime_ns: int, size: int) -> tuple:
-    """The entries of the calibration file at ``path``, parsed once per version of the file (mtime and size
-    are part of the key): verify and identify ask for the calibration on every call."""
+def _read_json(path: str, version: tuple) -> tuple:
+    """The entries of the calibration file at ``path``, parsed once per ``_version`` of the file: verify and
+    identify ask for the calibration on every call."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -234,7 +241,7 @@ def _read_json(path: str, mtime_ns: int, size: int) -> tuple:
 
 
 @lru_cache(maxsize=8)
-def _read_cohort(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, tuple[str, ...]]:
+def _read_cohort(path: str, version: tuple) -> tuple[np.ndarray, tuple[str, ...]]:
     """A score-normalisation cohort file's (read-only float32 (2, n, d) voiceprints, speaker ids), read once
     per version of the file: decompressing it took ~1 ms of a ~40 ms verification."""
     with np.load(path) as z:

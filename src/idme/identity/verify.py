@@ -352,7 +352,7 @@ def calibrated_bar(calibration, speech_s: float, condition: AudioCondition, prof
     return float((t - lo) / slope) if slope > 0 else float("inf")
 
 
-def calibrated_bars(calibration, speech_s, narrowband, snr_db, profile_narrowband: bool,
+def calibrated_bars(calibration, speech_s, narrowband, snr_db, profile_narrowband: bool, *,
                     profile_stats: tuple[float, float] | None = None,
                     test_stats: tuple[np.ndarray, np.ndarray] | None = None,
                     threshold: float | None = None) -> np.ndarray:

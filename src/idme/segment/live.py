@@ -387,7 +387,7 @@ class PyannoteLabeller:
         cols: list[tuple[str, object]] = []
         rows = []
         bars = self.seg.bars(vecs, quality)
-        for p, bar in zip(self.profiles, bars):
+        for p, bar in zip(self.seg.profiles, bars):
             rows.append([score(p, v) - b for v, b in zip(vecs, bar)])
             cols.append(("profile", p))
         unknown = [i for i, k in enumerate(self._keys) if k is None]
@@ -439,7 +439,8 @@ class PyannoteLabeller:
         if not self._emb or not any(v.any() for v in self._emb_valid):
             return []
         emb, valid, online = np.stack(self._emb), np.stack(self._emb_valid), np.stack(self._emb_label)
-        assign, labels = self.seg.cluster(emb, valid, np.stack(self._emb_solo), np.stack(self._emb_quality))
+        assign, labels = self.seg.cluster(emb, valid, np.stack(self._emb_solo), np.stack(self._emb_quality),
+                                          overlap=self.opt.embed_s / self.opt.step_s)
         # Each online cluster takes the new label most of its embeddings got.
         target: dict[int, int] = {}
         for lab in range(len(self._names)):

@@ -300,7 +300,8 @@ class Analysis:
     emb: np.ndarray | None = None
     valid: np.ndarray | None = None
     #: float32 (W, 3, 3): per local speaker the seconds embedded, narrow-band (1.0 / 0.0) and SNR dB (NaN: no
-    #: estimate), what a calibration needs to score it (None: not measured, see ``clip_quality``).
+    #: estimate), what a calibration needs to score it (``clip_quality``). The band and SNR are measured only
+    #: by a segmenter with a calibration (NaN otherwise: such voices get the cosine bars).
     quality: np.ndarray | None = None
 
 
@@ -456,10 +457,10 @@ class PyannoteSegmenter:
         q = None if quality is None else np.asarray(quality, np.float64).reshape(-1, 3)
         if not self.profiles:
             return np.zeros((0, n), np.float64)
-        if cal is None or q is None or not np.isfinite(q[:, Q_SPEECH]).all():
+        if cal is None or q is None or not np.isfinite(q[:, [Q_SPEECH, Q_NARROW]]).all():
             return np.array([[threshold(self.thresholds, p, self.narrowband)] * n for p in self.profiles],
                             np.float64).reshape(len(self.profiles), n)
-        narrow = np.where(np.isfinite(q[:, Q_NARROW]), q[:, Q_NARROW], float(self.narrowband))
+        narrow = q[:, Q_NARROW]
         norm = getattr(cal, "norm", None)
         rows = []
         for p in self.profiles:
@@ -467,17 +468,19 @@ class PyannoteSegmenter:
             if norm is not None:
                 ps = norm_stats(cal, p.centroid, p.narrowband)
                 ts = norm.stats(np.asarray(vecs, np.float32), p.narrowband)
-            rows.append(calibrated_bars(cal, q[:, Q_SPEECH], narrow, q[:, Q_SNR], p.narrowband, ps, ts))
+            rows.append(calibrated_bars(cal, q[:, Q_SPEECH], narrow, q[:, Q_SNR], p.narrowband, profile_stats=ps,
+                                        test_stats=ts))
         return np.stack(rows)
 
     def cluster(self, emb: np.ndarray, valid: np.ndarray, solo_s: np.ndarray | None = None,
-                quality: np.ndarray | None = None) -> tuple[np.ndarray, _Labels]:
+                quality: np.ndarray | None = None, overlap: float | None = None) -> tuple[np.ndarray, _Labels]:
         """Label of every (window, local speaker): int64 (W, 3), -1 where not embedded; and the labels.
 
         solo_s: float (W, 3), seconds each local speaker speaks alone in its window (``solo_seconds``), for
         the cannot-link constraint (``PyannoteOptions.cannot_link_s``); None: no constraint.
         quality: float32 (W, 3, 3), each local speaker's ``clip_quality`` (``Analysis.quality``), for a
-        calibration's bars; None: the cosine bars."""
+        calibration's bars; None: the cosine bars. overlap: how many embeddings hear each moment of speech
+        (a cluster's seconds are its members' seconds over this); None: window over step (file mode)."""
         from ..identity.verify import score
 
         opts = self.options
@@ -519,7 +522,9 @@ class PyannoteSegmenter:
             # A cluster whose voiceprint reaches a profile's bar is that person after all.
             target = None
             if self.profiles:
-                gbar = self.bars(centroid[None, :], None if q is None else group_quality(q[members]))[:, 0]
+                gq = None if q is None else group_quality(q[members], overlap or WINDOW_SAMPLES / SAMPLE_RATE_HZ
+                                                          / opts.step_s)
+                gbar = self.bars(centroid[None, :], gq)[:, 0]
                 margins = [score(p, centroid) - b for p, b in zip(self.profiles, gbar)]
                 j = int(np.argmax(margins))
                 if margins[j] >= 0:
@@ -819,16 +824,19 @@ def _add_label(labels: _Labels, name: str, kind: str, centroid: np.ndarray) -> i
     return len(labels.names) - 1
 
 
-def group_quality(q: np.ndarray) -> np.ndarray:
-    """float64 (1, 3): the ``clip_quality`` of a group of local voices q (m, 3) heard as one voiceprint: their
-    seconds summed, narrow-band by duration-weighted majority, the duration-weighted mean SNR (NaN if none)."""
+def group_quality(q: np.ndarray, overlap: float = 1.0) -> np.ndarray:
+    """float64 (1, 3): the ``clip_quality`` of a group of local voices q (m, 3) heard as one voiceprint. Its
+    seconds: the members' seconds over ``overlap`` (overlapping windows hear the same speech ``overlap`` times),
+    at least the longest member's; narrow-band by duration-weighted majority of the measured members (NaN if
+    none was measured); the duration-weighted mean SNR (NaN if none)."""
     w = np.nan_to_num(q[:, Q_SPEECH])
-    total = float(w.sum())
-    nb = np.nan_to_num(q[:, Q_NARROW])
+    seconds = max(float(w.sum()) / max(overlap, 1.0), float(w.max(initial=0.0)))
+    measured = np.isfinite(q[:, Q_NARROW])
+    narrow = (float(np.dot(w[measured], q[measured, Q_NARROW]) > 0.5 * float(w[measured].sum()))
+              if measured.any() else np.nan)
     snr_ok = np.isfinite(q[:, Q_SNR]) & (w > 0)
     snr = float(np.average(q[snr_ok, Q_SNR], weights=w[snr_ok])) if snr_ok.any() else np.nan
-    narrow = float(np.dot(w, nb) > 0.5 * total) if np.isfinite(q[:, Q_NARROW]).any() else np.nan
-    return np.array([[total, narrow, snr]])
+    return np.array([[seconds, narrow, snr]])
 
 
 def solo_seconds(active: np.ndarray) -> np.ndarray:
@@ -989,6 +997,13 @@ def label_file(path: str | os.PathLike[str], embedder: Embedder, profiles: list[
     calibration: see ``PyannoteSegmenter``.
 
     The file is read in blocks (twice), never whole: the same events as ``events(read_audio(path))``."""
-    seg = PyannoteSegmenter(embedder, th, profiles, options, model, calibration=calibration)
+    from ..audio.file import STDIN, FileSource
+    from ..identity.profiles import NARROWBAND_MAX_HZ
+
+    narrowband = False
+    if str(path) != STDIN:  # telephone-rate files: narrow-band bars, as LiveSession gives them
+        with FileSource(path) as src:
+            narrowband = getattr(src, "native_rate", 16000) <= NARROWBAND_MAX_HZ
+    seg = PyannoteSegmenter(embedder, th, profiles, options, model, calibration=calibration, narrowband=narrowband)
     labelled = seg.label_blocks(file_blocks(path))
     return to_events(labelled, SAMPLE_RATE_HZ)
