@@ -87,9 +87,11 @@ class ScoreNorm:
         (m, d); ``exclude``: bool (m, n) cohort entries to leave out per row."""
         sc = np.atleast_2d(np.asarray(vectors, np.float32)) @ self.cohort[int(bool(narrowband))].T
         sc = sc.astype(np.float64)
+        k = min(self.top_k, sc.shape[1])
         if exclude is not None:
             sc[exclude] = -np.inf
-        k = min(self.top_k, sc.shape[1])
+            # never more than every row has left: an excluded (-inf) entry in the top k would make it NaN
+            k = max(1, min(k, int((~np.asarray(exclude, bool)).sum(axis=1).min(initial=k))))
         top = -np.sort(-sc, axis=1)[:, :k]
         return top.mean(axis=1), np.maximum(top.std(axis=1), 1e-6)
 

@@ -105,8 +105,10 @@ class PyannoteOptions:
     overlap_bias: float = 1.0
     #: Gaps shorter than this (seconds) inside one label's speech are filled (pyannote's min_duration_off).
     min_gap_s: float = 0.0
-    #: Regions shorter than this (seconds) are dropped.
-    min_region_s: float = 0.0
+    #: Regions shorter than this (seconds) are dropped: a lone frame or two (17-34 ms) of an enrolled person, who
+    #: gets no padding, is a blip in a transcript, not a turn. At 0.1 (vs 0): AMI excerpts pooled DER 16.17% ->
+    #: 16.18%, meetings-dev mean 14.68% -> 14.19% (false alarm 1.73% -> 0.90%), me_recall / false_me unchanged.
+    min_region_s: float = 0.1
     #: Each region starts this much (seconds) earlier and ends ``pad_end_s`` later (regions of one label
     #: that then touch are merged): the network's speech lies a little inside the reference's word bounds.
     pad_start_s: float = 0.1

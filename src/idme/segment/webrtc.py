@@ -33,8 +33,11 @@ class WebrtcSegmenter:
     sample_rate = SAMPLE_RATE_HZ
 
     def __init__(self, embedder: Embedder, thresholds: Thresholds, profiles: list[Profile] | None = None,
-                 options: LabelOptions = LabelOptions()) -> None:
+                 options: LabelOptions = LabelOptions(), calibration=None) -> None:
+        """calibration: the tracker's Me / named decisions on calibrated LLRs (``Idme.calibration``), as in
+        ``idme listen``; None: on the cosine thresholds."""
         self.embedder = embedder
+        self.calibration = calibration
         self.thresholds = thresholds
         self.profiles = list(profiles or [])
         self.options = options
@@ -43,7 +46,8 @@ class WebrtcSegmenter:
 
     def labeller(self) -> Labeller:
         """A fresh non-live Labeller with this segmenter's profiles and thresholds."""
-        tracker = SpeakerTracker(self.profiles, self.embedder.dimension, self.thresholds)
+        tracker = SpeakerTracker(self.profiles, self.embedder.dimension, self.thresholds,
+                                 calibration=self.calibration)
         return Labeller(self.embedder, tracker, self.options, live=False)
 
     def regions(self, samples: np.ndarray) -> list[SpeechRegion]:
