@@ -2,7 +2,7 @@
 
     nice -n 10 python bench/calibration.py ../shared/data [--far 0.005] [--cache-dir /tmp/idme-calib]
         [--write src/idme/identity/calibration_campplus.json] [--swap] [--old-pool] [--baseline FILE]
-        [--score-norm]
+        [--score-norm] [--top-k K]
 
 Speakers, never utterances, are split between fitting and checking (``eval.calibration.fit_on_data``):
 librispeech-test-other speakers 1688, 2033, 2609, 3080, 367 fit and 1998, 2414, 3005, 3331, 533 are held out
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from idme.embed.campplus import CampPlusEmbedder
-from idme.eval.calibration import QualityCalibration, fit_on_data
+from idme.eval.calibration import FIT_TOP_K, QualityCalibration, fit_on_data
 from idme.identity.thresholds import load as load_thresholds
 
 CLEAN, HARD = "16k, clean, whole", "8k both, 15 dB, 2 s"
@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, default=None, help="a calibration file to report alongside")
     ap.add_argument("--score-norm", action="store_true",
                     help="AS-normalise scores against a cohort of the fitting group (kept beside --write)")
+    ap.add_argument("--top-k", type=int, default=FIT_TOP_K,
+                    help=f"AS-norm: best cohort scores per side (default {FIT_TOP_K}, the whole cohort)")
     args = ap.parse_args()
     emb = CampPlusEmbedder()
     emb.load()
@@ -63,7 +65,7 @@ def main() -> None:
     t0 = time.perf_counter()
     cmd = "python bench/calibration.py " + " ".join(sys.argv[1:])
     fit = fit_on_data(args.data, emb, args.cache_dir, args.far, command=cmd, swap=args.swap,
-                      same_session=not args.old_pool, baseline=base, score_norm=args.score_norm,
+                      same_session=not args.old_pool, baseline=base, score_norm=args.score_norm, top_k=args.top_k,
                       thresholds=load_thresholds(emb.name, None, version=emb.version))
     cal = fit.calibration
     print(f"fitted in {time.perf_counter() - t0:.0f} s; LLR threshold {cal.threshold:.3f}; weights "

@@ -62,6 +62,14 @@ def feature_matrix(cosine: np.ndarray, speech_s: np.ndarray, test_narrowband: np
     return np.stack([np.ones(n), s, nbb, s * nbb, nbt, s * nbt, dur, s * dur, q, s * q], axis=1)
 
 
+#: AS-norm's top-k when fitting: the whole cohort (the fitting group's 63 speakers; S-norm over all of it).
+#: Chosen on the fitting speakers only (2026-12-03, `bench/calibration.py --score-norm --top-k K`): on both folds
+#: the training conditions' mean EER and Cllr fall as k grows (fold A 1.72 / 1.60 / 1.52 / 1.40% mean EER at
+#: k = 10 / 20 / 40 / 63; fold B 0.73 / 0.67 / 0.63% at 20 / 40 / 63); held out, k = 63 meets both rates in 69 of
+#: 75 conditions on fold A (67 at k = 20) and 39 on fold B (29). docs/thresholds.md.
+FIT_TOP_K = 63
+
+
 @dataclass(frozen=True)
 class ScoreNorm:
     """Adaptive s-norm (AS-norm; Matejka et al., Interspeech 2017) against a cohort of voiceprints shipped
@@ -625,7 +633,7 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
                 progress: Callable[[int, int], None] | None = None, thresholds=None,
                 swap: bool = False, same_session: bool = True,
                 baseline: QualityCalibration | None = None, score_norm: bool = False,
-                top_k: int = 20) -> QualityFit:
+                top_k: int = FIT_TOP_K) -> QualityFit:
     """Builds degraded trials from ``data``, fits the QMF on the fitting speakers, puts its threshold where
     the most training conditions meet FAR ``far`` and FRR 5%, and reports each condition on both speaker
     groups. ``thresholds``: cosine bars to report alongside (``Thresholds``), or None.
