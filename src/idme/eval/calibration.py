@@ -687,7 +687,8 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
              for side, lst in sources.items()}
     train = [pooled([built["fit"][s][k] for s in built["fit"]]) for k in range(len(conds))]
     held = [pooled([built["held"][s][k] for s in built["held"]]) for k in range(len(conds))]
-    # The raw-cosine and baseline columns score raw cosines, also when the calibration normalises them.
+    # The raw-cosine column scores raw cosines, also when the calibration normalises them (the baseline
+    # column scores with the baseline's own normalisation, below).
     held_raw = held if norm is None else \
         [pooled([build(p, conds[k], cache) for _, p in sources["held"] if p]) for k in range(len(conds))]
 
@@ -734,4 +735,8 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
             fa, fr = rates_at(ts.cosine[ts.labels], ts.cosine[~ts.labels], bar)
             cos[ts.condition.name] = {"threshold": bar, "far": fa, "frr": fr}
     by_source = {src: rep(sets) for src, sets in built["held"].items()}
-    return QualityFit(cal, rep(train), rep(held), cos, by_source, rep(held_raw, baseline) if baseline else {})
+    held_base = held_raw
+    if baseline is not None and baseline.norm is not None:  # a baseline scores as it would at run time
+        held_base = [pooled([build(p, conds[k], cache, None, baseline.norm) for _, p in sources["held"] if p])
+                     for k in range(len(conds))]
+    return QualityFit(cal, rep(train), rep(held), cos, by_source, rep(held_base, baseline) if baseline else {})
