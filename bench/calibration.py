@@ -2,7 +2,7 @@
 
     nice -n 10 python bench/calibration.py ../shared/data [--far 0.005] [--cache-dir /tmp/idme-calib]
         [--write src/idme/identity/calibration_campplus.json] [--swap] [--old-pool] [--baseline FILE]
-        [--score-norm] [--top-k K]
+        [--score-norm] [--top-k K] [--far-field-cohort RT60_S]
 
 Speakers, never utterances, are split between fitting and checking (``eval.calibration.fit_on_data``):
 librispeech-test-other speakers 1688, 2033, 2609, 3080, 367 fit and 1998, 2414, 3005, 3331, 533 are held out
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from idme.embed.campplus import CampPlusEmbedder
-from idme.eval.calibration import FIT_TOP_K, QualityCalibration, fit_on_data
+from idme.eval.calibration import FIT_TOP_K, Degradation, QualityCalibration, fit_on_data
 from idme.identity.thresholds import load as load_thresholds
 
 CLEAN, HARD = "16k, clean, whole", "8k both, 15 dB, 2 s"
@@ -54,7 +54,9 @@ def main() -> None:
     ap.add_argument("--score-norm", action="store_true",
                     help="AS-normalise scores against a cohort of the fitting group (kept beside --write)")
     ap.add_argument("--top-k", type=int, default=FIT_TOP_K,
-                    help=f"AS-norm: best cohort scores per side (default {FIT_TOP_K}, the whole cohort)")
+                    help="AS-norm: best cohort scores per side (default: the whole cohort)")
+    ap.add_argument("--far-field-cohort", type=float, default=None, metavar="RT60_S",
+                    help="AS-norm: each cohort voice also through a synthetic far-field room of this rt60")
     args = ap.parse_args()
     emb = CampPlusEmbedder()
     emb.load()
@@ -66,6 +68,8 @@ def main() -> None:
     cmd = "python bench/calibration.py " + " ".join(sys.argv[1:])
     fit = fit_on_data(args.data, emb, args.cache_dir, args.far, command=cmd, swap=args.swap,
                       same_session=not args.old_pool, baseline=base, score_norm=args.score_norm, top_k=args.top_k,
+                      cohort_variants=None if args.far_field_cohort is None else
+                      (Degradation(), Degradation(rt60_s=args.far_field_cohort)),
                       thresholds=load_thresholds(emb.name, None, version=emb.version))
     cal = fit.calibration
     print(f"fitted in {time.perf_counter() - t0:.0f} s; LLR threshold {cal.threshold:.3f}; weights "

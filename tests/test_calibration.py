@@ -155,3 +155,21 @@ def test_score_normalised_calibration_saves_its_cohort_and_decides_on_real_speec
     (home / "cohort_campplus.npz").unlink()
     with pytest.raises(IdmeError, match="cohort"):
         C.load(enc, home)
+
+
+def test_far_field_degradation_reverberates_and_keeps_old_cache_keys() -> None:
+    """The far-field room (the cohort's second recording) smears speech in time at the same peak level and is
+    seeded (the same input gives the same output); a degradation without it keeps the cache key it always had,
+    so embeddings cached before it existed stay valid."""
+    rng = np.random.default_rng(0)
+    x = np.zeros(16000, np.float32)
+    x[8000] = 0.5  # a click: the output is the room's impulse response
+    y = C.degrade(x, C.Degradation(rt60_s=0.5), "click")
+    assert np.array_equal(y, C.degrade(x, C.Degradation(rt60_s=0.5), "click"))
+    assert np.abs(y).max() == pytest.approx(0.5, rel=1e-6)
+    tail = np.abs(y[8000 + 80:8000 + 4000])
+    assert tail.mean() > 1e-3 and np.abs(y[:8000]).max() < 1e-9  # energy after the click, none before (FFT noise)
+    speech = rng.standard_normal(16000).astype(np.float32) * 0.1
+    assert C.degrade(speech, C.Degradation(), "s").tobytes() == speech.tobytes()
+    assert C.Degradation(snr_db=15.0, narrowband=True).key() == "snr=15.0|nb=True|crop=None"
+    assert C.Degradation(rt60_s=0.5).key().endswith("|rt60=0.5")

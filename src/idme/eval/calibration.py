@@ -20,6 +20,7 @@ import os
 import re
 import zlib
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -62,12 +63,11 @@ def feature_matrix(cosine: np.ndarray, speech_s: np.ndarray, test_narrowband: np
     return np.stack([np.ones(n), s, nbb, s * nbb, nbt, s * nbt, dur, s * dur, q, s * q], axis=1)
 
 
-#: AS-norm's top-k when fitting: the whole cohort (the fitting group's 63 speakers; S-norm over all of it).
-#: Chosen on the fitting speakers only (2026-12-03, `bench/calibration.py --score-norm --top-k K`): on both folds
-#: the training conditions' mean EER and Cllr fall as k grows (fold A 1.72 / 1.60 / 1.52 / 1.40% mean EER at
-#: k = 10 / 20 / 40 / 63; fold B 0.73 / 0.67 / 0.63% at 20 / 40 / 63); held out, k = 63 meets both rates in 69 of
-#: 75 conditions on fold A (67 at k = 20) and 39 on fold B (29). docs/thresholds.md.
-FIT_TOP_K = 63
+#: AS-norm's top-k when fitting: None = the whole cohort (S-norm over all of it). Chosen on the fitting speakers
+#: only (2026-12-03, `bench/calibration.py --score-norm --top-k K`): on both folds the training conditions' mean
+#: EER and Cllr fall as k grows (fold A 1.72 / 1.60 / 1.52 / 1.40% mean EER at k = 10 / 20 / 40 / 63 of the
+#: clean 63-voice cohort; fold B 0.73 / 0.67 / 0.63% at 20 / 40 / 63). docs/thresholds.md.
+FIT_TOP_K: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class ScoreNorm:
 
     def to_dict(self) -> dict:
         return {"method": "as-norm", "top_k": self.top_k, "scale": self.scale, "cohort": self.file,
-                "cohort_speakers": len(self.speakers) or int(self.cohort.shape[1])}
+                "cohort_speakers": len(set(self.speakers)) or int(self.cohort.shape[1])}
 
     def to_bytes(self) -> bytes:
         """The cohort as .npz bytes (float32: float16 would move the statistics by ~1e-3)."""
@@ -328,14 +328,48 @@ def min_cllr(tgt: np.ndarray, non: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Degradation:
-    """What is done to one side of a trial: noise (dB), then an 8 kHz channel, then a middle crop (s)."""
+    """What is done to one side of a trial: a room (reverberation time, s), noise (dB), then an 8 kHz channel,
+    then a middle crop (s)."""
 
     snr_db: float | None = None
     narrowband: bool = False
     crop_s: float | None = None
+    #: Reverberation time of a synthetic far-field room (``far_field``); None: none.
+    rt60_s: float | None = None
 
     def key(self) -> str:
-        return f"snr={self.snr_db}|nb={self.narrowband}|crop={self.crop_s}"
+        base = f"snr={self.snr_db}|nb={self.narrowband}|crop={self.crop_s}"
+        return base if self.rt60_s is None else f"{base}|rt60={self.rt60_s}"
+
+
+#: How each cohort voice is recorded, by default: as read (LibriSpeech). Adding a recording through a synthetic
+#: far-field room (``Degradation(rt60_s=0.5)``, `bench/calibration.py --far-field-cohort 0.5`) was measured on
+#: 2026-12-03 and not adopted: held out, mean EER and Cllr improve a little on both folds and unseen AMI talkers'
+#: 2 s FAR falls 1.13% -> 0.75% (one trial of 266), but fewer conditions meet both rates (fold A 69 -> 68,
+#: fold B 39 -> 36). docs/thresholds.md.
+FIT_COHORT_VARIANTS: tuple[Degradation, ...] = (Degradation(),)
+
+
+#: Direct-to-reverberant ratio of the synthetic far-field room (dB): as much reverberant as direct sound, a
+#: talker a few metres from a table microphone.
+FAR_FIELD_DRR_DB = 0.0
+
+
+def far_field(x: np.ndarray, rt60_s: float, seed: int) -> np.ndarray:
+    """``x`` float32 (n,) 16 kHz through a synthetic room impulse response: the direct path, then exponentially
+    decaying noise (60 dB down after ``rt60_s``) from 2.5 ms on, FAR_FIELD_DRR_DB below it; peak level kept."""
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(seed)
+    n = max(2, int(rt60_s * 16000))
+    t = np.arange(n) / 16000
+    h = rng.standard_normal(n) * np.exp(-6.9 * t / rt60_s)
+    h[: int(0.0025 * 16000)] = 0.0
+    h *= math.sqrt(10 ** (-FAR_FIELD_DRR_DB / 10) / float(np.sum(h ** 2)))
+    h[0] = 1.0
+    y = fftconvolve(np.asarray(x, np.float64), h)[: len(x)]
+    peak = float(np.abs(x).max()) if len(x) else 0.0
+    return (y / max(float(np.abs(y).max()), 1e-9) * max(peak, 1e-9)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -375,6 +409,8 @@ def degrade(speech: np.ndarray, d: Degradation, seed_text: str) -> np.ndarray:
     from ..audio import StreamResampler
 
     x = np.asarray(speech, np.float32)
+    if d.rt60_s is not None:
+        x = far_field(x, d.rt60_s, zlib.crc32(f"{seed_text}|rt60".encode()))
     if d.snr_db is not None:
         rng = np.random.default_rng(zlib.crc32(f"{seed_text}|{d.snr_db}".encode()))
         power = float(np.mean(x.astype(np.float64) ** 2))
@@ -443,7 +479,7 @@ class FeatureCache:
             e = np.asarray(self.embedder.embed(x), np.float32)
             snr = np.nan if cond.snr_db is None else cond.snr_db
             out = (e, len(x) / 16000, bool(cond.narrowband), float(snr))
-            tmp = f.with_suffix(".tmp.npz")
+            tmp = f.with_suffix(f".{os.getpid()}.tmp.npz")  # unique: two fits may share a cache
             np.savez(tmp, e=e, dur=out[1], nb=out[2], snr=out[3])
             tmp.replace(f)
             self.computed += 1
@@ -633,7 +669,8 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
                 progress: Callable[[int, int], None] | None = None, thresholds=None,
                 swap: bool = False, same_session: bool = True,
                 baseline: QualityCalibration | None = None, score_norm: bool = False,
-                top_k: int = FIT_TOP_K) -> QualityFit:
+                top_k: int | None = FIT_TOP_K,
+                cohort_variants: Sequence[Degradation] | None = None) -> QualityFit:
     """Builds degraded trials from ``data``, fits the QMF on the fitting speakers, puts its threshold where
     the most training conditions meet FAR ``far`` and FRR 5%, and reports each condition on both speaker
     groups. ``thresholds``: cosine bars to report alongside (``Thresholds``), or None.
@@ -643,7 +680,9 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
     non-targets and test-other alone held out). baseline: another calibration to report on the held-out
     trials (e.g. the shipped one), at its own threshold. score_norm: AS-normalise every score against a
     cohort of the fitting group's train-clean-100 speakers (first half of each utterance, clean and through
-    the 8 kHz channel; ``top_k`` best cohort scores per side), kept in the calibration."""
+    the 8 kHz channel; ``top_k`` best cohort scores per side, None: all), kept in the calibration.
+    cohort_variants: how each cohort voice is recorded (``FIT_COHORT_VARIANTS`` by default; the band is set per
+    cohort half)."""
     from .metrics import rates_at
 
     data = Path(data)
@@ -679,9 +718,11 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
     norm = None
     if score_norm:
         coh_files = [f for f in train_files if speaker_of(Side(f)) in tc_fit]
-        cohort = np.stack([np.stack([cache.get(Side(f, 0), Degradation(narrowband=nb))[0] for f in coh_files])
+        variants = [dataclasses.replace(v, narrowband=False) for v in (cohort_variants or FIT_COHORT_VARIANTS)]
+        cohort = np.stack([np.stack([cache.get(Side(f, 0), dataclasses.replace(v, narrowband=nb))[0]
+                                     for v in variants for f in coh_files])
                            for nb in (False, True)]).astype(np.float32)
-        norm = ScoreNorm(cohort, top_k, 0.05, tuple(speaker_of(Side(f)) for f in coh_files),
+        norm = ScoreNorm(cohort, top_k or cohort.shape[1], 0.05, tuple(speaker_of(Side(f)) for _ in variants for f in coh_files),
                          f"cohort_{re.sub(r'[^A-Za-z0-9_.-]', '_', embedder.name)}.npz")
     built = {side: {src: [build(p, c, cache, tick, norm) for c in conds] for src, p in lst if p}
              for side, lst in sources.items()}
@@ -716,7 +757,8 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
                                "conditions (both sources pooled)",
             "command": command, "encoder": f"{embedder.name}@{embedder.version}"}
     if norm is not None:
-        prov["score_norm"] = (f"AS-norm, top {top_k} of a cohort of {len(norm.speakers)} {TRAIN_DIR} speakers "
+        prov["score_norm"] = (f"AS-norm, top {norm.top_k} of a cohort of {len(set(norm.speakers))} {TRAIN_DIR} speakers "
+                              f"x {len(variants)} recordings ({', '.join(v.key() for v in variants)}) "
                               f"of the fitting group (first half of each utterance; LibriSpeech, CC BY 4.0, "
                               f"V. Panayotov et al.): {sorted(set(norm.speakers))}")
     cal = fit(train, f"{embedder.name}@{embedder.version}", far, prov, norm=norm)
