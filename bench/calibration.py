@@ -114,6 +114,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(fit.to_dict(), indent=1))
     if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
         cal.save(args.write)
         print(f"wrote {args.write}")
 
