@@ -344,12 +344,11 @@ def calibrated_bar(calibration, speech_s: float, condition: AudioCondition, prof
     ``condition``: for fixed quality inputs (and fixed sides, under score normalisation) the LLR is linear
     and rising in the cosine, so ``cosine >= bar`` is exactly ``calibrated_score(...) >= threshold``. The
     tracker compares cosines with this bar, which keeps its cosine margins (interim labels, re-clustering
-    anchors) meaningful."""
-    lo = calibrated_score(calibration, 0.0, speech_s, condition, profile_narrowband, profile_stats, test_stats)
-    slope = calibrated_score(calibration, 1.0, speech_s, condition, profile_narrowband, profile_stats,
-                             test_stats) - lo
-    t = calibration.threshold if threshold is None else threshold
-    return float((t - lo) / slope) if slope > 0 else float("inf")
+    anchors) meaningful. One voice of ``calibrated_bars``."""
+    snr = np.nan if condition.snr_db is None else condition.snr_db
+    ts = None if test_stats is None else (np.array([test_stats[0]]), np.array([test_stats[1]]))
+    return float(calibrated_bars(calibration, speech_s, condition.narrowband, snr, profile_narrowband,
+                                 profile_stats=profile_stats, test_stats=ts, threshold=threshold)[0])
 
 
 def calibrated_bars(calibration, speech_s, narrowband, snr_db, profile_narrowband: bool, *,
@@ -358,8 +357,9 @@ def calibrated_bars(calibration, speech_s, narrowband, snr_db, profile_narrowban
                     threshold: float | None = None) -> np.ndarray:
     """``calibrated_bar`` of n test voices against one profile at once, float64 (n,): speech_s, narrowband
     and snr_db are (n,) (snr NaN: no estimate); under score normalisation ``test_stats`` is (mean (n,),
-    std (n,)) of the test side (``norm.stats``) and ``profile_stats`` the profile's pair. Used where many
-    local voices are held to a profile at once (the pyannote segmenter)."""
+    std (n,)) of the test side (``norm.stats``) and ``profile_stats`` the profile's pair. The LLR is linear
+    in the cosine for fixed quality and sides, so the bar is where the line through cosines 0 and 1 reaches
+    the threshold (inf when it does not rise)."""
     speech_s = np.atleast_1d(np.asarray(speech_s, np.float64))
     zero, one = np.zeros_like(speech_s), np.ones_like(speech_s)
     norm = getattr(calibration, "norm", None)

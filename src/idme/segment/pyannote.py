@@ -465,11 +465,14 @@ class PyannoteSegmenter:
         narrow = q[:, Q_NARROW]
         norm = getattr(cal, "norm", None)
         rows = []
+        test_stats: dict[bool, tuple] = {}  # per cohort band (the profile's), computed once
         for p in self.profiles:
             ps = ts = None
             if norm is not None:
                 ps = norm_stats(cal, p.centroid, p.narrowband)
-                ts = norm.stats(np.asarray(vecs, np.float32), p.narrowband)
+                if p.narrowband not in test_stats:
+                    test_stats[p.narrowband] = norm.stats(np.asarray(vecs, np.float32), p.narrowband)
+                ts = test_stats[p.narrowband]
             rows.append(calibrated_bars(cal, q[:, Q_SPEECH], narrow, q[:, Q_SNR], p.narrowband, profile_stats=ps,
                                         test_stats=ts))
         return np.stack(rows)
