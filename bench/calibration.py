@@ -2,7 +2,7 @@
 
     nice -n 10 python bench/calibration.py ../shared/data [--far 0.005] [--cache-dir /tmp/idme-calib]
         [--write src/idme/identity/calibration_campplus.json] [--swap] [--old-pool] [--baseline FILE]
-        [--score-norm] [--top-k K] [--far-field-cohort RT60_S]
+        [--score-norm] [--top-k K] [--no-centre] [--far-field-cohort RT60_S]
 
 Speakers, never utterances, are split between fitting and checking (``eval.calibration.fit_on_data``):
 librispeech-test-other speakers 1688, 2033, 2609, 3080, 367 fit and 1998, 2414, 3005, 3331, 533 are held out
@@ -55,6 +55,8 @@ def main() -> None:
                     help="AS-normalise scores against a cohort of the fitting group (kept beside --write)")
     ap.add_argument("--top-k", type=int, default=FIT_TOP_K,
                     help="AS-norm: best cohort scores per side (default: the whole cohort)")
+    ap.add_argument("--no-centre", action="store_true",
+                    help="AS-norm: score raw voiceprints (not centred on the cohort's mean)")
     ap.add_argument("--far-field-cohort", type=float, default=None, metavar="RT60_S",
                     help="AS-norm: each cohort voice also through a synthetic far-field room of this rt60")
     args = ap.parse_args()
@@ -68,6 +70,7 @@ def main() -> None:
     cmd = "python bench/calibration.py " + " ".join(sys.argv[1:])
     fit = fit_on_data(args.data, emb, args.cache_dir, args.far, command=cmd, swap=args.swap,
                       same_session=not args.old_pool, baseline=base, score_norm=args.score_norm, top_k=args.top_k,
+                      centre=not args.no_centre,
                       cohort_variants=None if args.far_field_cohort is None else
                       (Degradation(), Degradation(rt60_s=args.far_field_cohort)),
                       thresholds=load_thresholds(emb.name, None, version=emb.version))

@@ -136,7 +136,8 @@ def test_score_normalised_calibration_saves_its_cohort_and_decides_on_real_speec
     back = C.load(enc, home)
     assert back is not None and back.norm is not None and np.array_equal(back.norm.cohort, coh)
     assert back.to_dict()["score_norm"] == {"method": "as-norm", "top_k": 10, "scale": 0.05,
-                                            "cohort": "cohort_campplus.npz", "cohort_speakers": 40}
+                                            "cohort": "cohort_campplus.npz", "cohort_speakers": 40,
+                                            "centre": False}
     cond = V.AudioCondition(8000.0, False, 30.0)
     with pytest.raises(ValueError, match="norm_stats"):
         V.calibrated_score(back, 0.5, 3.0, cond, False)
@@ -155,6 +156,49 @@ def test_score_normalised_calibration_saves_its_cohort_and_decides_on_real_speec
     (home / "cohort_campplus.npz").unlink()
     with pytest.raises(IdmeError, match="cohort"):
         C.load(enc, home)
+
+
+def test_centred_score_norm_is_the_s_norm_of_centred_voiceprints_and_keeps_the_bar_exact(tmp_path) -> None:
+    """With ``centre`` the normalised score of a raw cosine equals AS-norm computed by hand on voiceprints moved
+    by the cohort's mean and length-normalised again (both sides and the cohort); a channel that every voice
+    shares stops counting as likeness; the flag survives a save; the tracker's cosine bar stays exact."""
+    from idme.identity import verify as V
+
+    rng = np.random.default_rng(1)
+    d = 32
+    channel = rng.normal(size=d) * 0.6  # what every recording of one band shares
+
+    def voices(n: int) -> np.ndarray:
+        v = rng.normal(size=(n, d)) * 0.25 + channel
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    coh = np.stack([voices(50), voices(50)])
+    norm = C.ScoreNorm(coh, top_k=12, scale=0.05, file="cohort_x.npz", centre=True)
+    p, t = voices(1)[0], voices(1)[0]  # two new, different voices of the same channel
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    mu = coh[0].astype(np.float64).mean(axis=0)
+    pc, tc, cc = unit(p - mu), unit(t - mu), unit(coh[0] - mu)
+    top = lambda x: np.sort(cc @ x)[::-1][:12]  # noqa: E731
+    want = 0.05 * ((pc @ tc - top(pc).mean()) / top(pc).std() + (pc @ tc - top(tc).mean()) / top(tc).std())
+    ps, ts = norm.stats(p[None], False), norm.stats(t[None], False)
+    assert float(norm.apply(float(p @ t), ps, ts)[0]) == pytest.approx(want, abs=1e-5)
+    assert float(p @ t) > 0.6 and abs(float(pc @ tc)) < 0.4  # the shared channel no longer reads as one voice
+    plain = C.ScoreNorm(coh, top_k=12, scale=0.05)
+    s_plain = plain.stats(p[None], False)
+    assert s_plain[2][0] == 0.0 and s_plain[3][0] == pytest.approx(1.0)  # without centring: the raw cosine
+    enc = "campplus@x"
+    cal = C.QualityCalibration(enc, tuple([-1.0, 2.0] + [0.0] * 8), 1.0, provenance={"data": "test"}, norm=norm)
+    cal.save(tmp_path / C.HOME_FILE)
+    back = C.load(enc, tmp_path, shipped=False)
+    assert back is not None and back.norm.centre and back.to_dict()["score_norm"]["centre"] is True
+    cond = V.AudioCondition(8000.0, False, 30.0)
+    ps1, ts1 = V.norm_stats(back, p, False), V.norm_stats(back, t, False)
+    assert len(ps1) == 4
+    bar = V.calibrated_bar(back, 3.0, cond, False, profile_stats=ps1, test_stats=ts1)
+    assert V.calibrated_score(back, bar, 3.0, cond, False, ps1, ts1) == pytest.approx(back.threshold, abs=1e-9)
 
 
 def test_far_field_degradation_reverberates_and_keeps_old_cache_keys() -> None:

@@ -70,13 +70,24 @@ def feature_matrix(cosine: np.ndarray, speech_s: np.ndarray, test_narrowband: np
 FIT_TOP_K: int | None = None
 
 
+#: Centre voiceprints on the cohort's mean before scoring, when fitting (``ScoreNorm.centre``). Chosen on
+#: 2026-12-03 (`bench/calibration.py --score-norm [--no-centre]`): docs/thresholds.md, "Centring".
+FIT_CENTRE = True
+
+
 @dataclass(frozen=True)
 class ScoreNorm:
     """Adaptive s-norm (AS-norm; Matejka et al., Interspeech 2017) against a cohort of voiceprints shipped
-    beside the calibration: s' = scale x ((s - mu_p) / sd_p + (s - mu_t) / sd_t), where mu / sd are the mean
+    beside the calibration: s' = scale x ((c - mu_p) / sd_p + (c - mu_t) / sd_t), where mu / sd are the mean
     and standard deviation of each side's ``top_k`` best cosines against the cohort (the cohort recorded
-    like the profile side: clean, or through the 8 kHz channel for a narrow-band profile). For fixed sides
-    s' is linear and rising in s, so a cosine bar (``verify.calibrated_bar``) stays exact."""
+    like the profile side: clean, or through the 8 kHz channel for a narrow-band profile).
+
+    ``centre``: c is the cosine of the two voiceprints after each is moved by the cohort's mean voiceprint m
+    of that band and length-normalised again (the global-mean subtraction of Kaldi / WeSpeaker back ends; the
+    cohort is centred the same way), which removes what every voice of a channel shares. For unit x, y:
+    c = (x.y - o_x - o_y) / (n_x n_y) with o = x.m - |m|^2 / 2 and n = |x - m|, one side's numbers each, so
+    the statistics of a side are (mu, sd, o, n) and for fixed sides s' stays linear and rising in the raw
+    cosine x.y: a cosine bar (``verify.calibrated_bar``) stays exact. Without centring o = 0, n = 1."""
 
     #: Cohort voiceprints, float32 (2, n, dimension): [0] clean 16 kHz, [1] through the 8 kHz channel.
     cohort: np.ndarray
@@ -88,29 +99,48 @@ class ScoreNorm:
     speakers: tuple[str, ...] = ()
     #: File name of the cohort, next to the calibration JSON.
     file: str = ""
+    #: Centre every voiceprint (both sides and the cohort) on the cohort's mean of its band first.
+    centre: bool = False
+
+    def __post_init__(self) -> None:
+        coh = np.asarray(self.cohort, np.float64)
+        mean = coh.mean(axis=1) if self.centre else np.zeros((coh.shape[0], coh.shape[2]))
+        cc = coh - mean[:, None, :]
+        cc /= np.maximum(np.linalg.norm(cc, axis=-1, keepdims=True), 1e-12)
+        object.__setattr__(self, "_mean", mean)
+        object.__setattr__(self, "_centred", cc.astype(np.float32))
 
     def stats(self, vectors: np.ndarray, narrowband: bool,
-              exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std), float64 (m,) each, of the ``top_k`` best cohort cosines of unit rows ``vectors``
-        (m, d); ``exclude``: bool (m, n) cohort entries to leave out per row."""
-        sc = np.atleast_2d(np.asarray(vectors, np.float32)) @ self.cohort[int(bool(narrowband))].T
-        sc = sc.astype(np.float64)
+              exclude: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """(mean, std, o, n), float64 (m,) each (see the class doc), of unit rows ``vectors`` (m, d): mean and
+        std of their ``top_k`` best (centred) cohort cosines; ``exclude``: bool (m, n) cohort entries to leave
+        out per row."""
+        b = int(bool(narrowband))
+        x = np.atleast_2d(np.asarray(vectors, np.float64))
+        m = self._mean[b]
+        dot = x @ m
+        n = np.sqrt(np.maximum(1.0 - 2.0 * dot + m @ m, 1e-12))
+        off = dot - 0.5 * float(m @ m)
+        xc = ((x - m) / n[:, None]).astype(np.float32)
+        sc = (xc @ self._centred[b].T).astype(np.float64)
         k = min(self.top_k, sc.shape[1])
         if exclude is not None:
             sc[exclude] = -np.inf
             # never more than every row has left: an excluded (-inf) entry in the top k would make it NaN
             k = max(1, min(k, int((~np.asarray(exclude, bool)).sum(axis=1).min(initial=k))))
         top = -np.sort(-sc, axis=1)[:, :k]
-        return top.mean(axis=1), np.maximum(top.std(axis=1), 1e-6)
+        return top.mean(axis=1), np.maximum(top.std(axis=1), 1e-6), off, n
 
     def apply(self, cosine, p_stats: tuple, t_stats: tuple) -> np.ndarray:
-        """Normalised scores, float64, for cosines (n,) or a scalar and each side's (mean, std)."""
+        """Normalised scores, float64, for raw cosines (n,) or a scalar and each side's ``stats``."""
         s = np.asarray(cosine, np.float64)
+        if len(p_stats) > 2:  # centred cosine (o = 0, n = 1 without centring)
+            s = (s - p_stats[2] - t_stats[2]) / (p_stats[3] * t_stats[3])
         return self.scale * ((s - p_stats[0]) / p_stats[1] + (s - t_stats[0]) / t_stats[1])
 
     def to_dict(self) -> dict:
         return {"method": "as-norm", "top_k": self.top_k, "scale": self.scale, "cohort": self.file,
-                "cohort_speakers": len(set(self.speakers)) or int(self.cohort.shape[1])}
+                "cohort_speakers": len(set(self.speakers)) or int(self.cohort.shape[1]), "centre": self.centre}
 
     def to_bytes(self) -> bytes:
         """The cohort as .npz bytes (float32: float16 would move the statistics by ~1e-3)."""
@@ -132,7 +162,8 @@ class ScoreNorm:
         except (OSError, KeyError, ValueError) as exc:
             raise IdmeError(f"cannot read the score-normalisation cohort {path} ({exc}): reinstall idme or "
                             "refit the calibration with `idme eval calibrate --quality`") from None
-        return cls(cohort, int(d.get("top_k", 20)), float(d.get("scale", 0.05)), speakers, str(d["cohort"]))
+        return cls(cohort, int(d.get("top_k", 20)), float(d.get("scale", 0.05)), speakers, str(d["cohort"]),
+                   bool(d.get("centre", False)))
 
 
 @dataclass(frozen=True)
@@ -669,7 +700,7 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
                 progress: Callable[[int, int], None] | None = None, thresholds=None,
                 swap: bool = False, same_session: bool = True,
                 baseline: QualityCalibration | None = None, score_norm: bool = False,
-                top_k: int | None = FIT_TOP_K,
+                top_k: int | None = FIT_TOP_K, centre: bool = FIT_CENTRE,
                 cohort_variants: Sequence[Degradation] | None = None) -> QualityFit:
     """Builds degraded trials from ``data``, fits the QMF on the fitting speakers, puts its threshold where
     the most training conditions meet FAR ``far`` and FRR 5%, and reports each condition on both speaker
@@ -682,7 +713,7 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
     cohort of the fitting group's train-clean-100 speakers (first half of each utterance, clean and through
     the 8 kHz channel; ``top_k`` best cohort scores per side, None: all), kept in the calibration.
     cohort_variants: how each cohort voice is recorded (``FIT_COHORT_VARIANTS`` by default; the band is set per
-    cohort half)."""
+    cohort half). centre: centre every voiceprint on the cohort's mean first (``ScoreNorm.centre``)."""
     from .metrics import rates_at
 
     data = Path(data)
@@ -723,7 +754,7 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
                                      for v in variants for f in coh_files])
                            for nb in (False, True)]).astype(np.float32)
         norm = ScoreNorm(cohort, top_k or cohort.shape[1], 0.05, tuple(speaker_of(Side(f)) for _ in variants for f in coh_files),
-                         f"cohort_{re.sub(r'[^A-Za-z0-9_.-]', '_', embedder.name)}.npz")
+                         f"cohort_{re.sub(r'[^A-Za-z0-9_.-]', '_', embedder.name)}.npz", centre)
     built = {side: {src: [build(p, c, cache, tick, norm) for c in conds] for src, p in lst if p}
              for side, lst in sources.items()}
     train = [pooled([built["fit"][s][k] for s in built["fit"]]) for k in range(len(conds))]
@@ -760,7 +791,8 @@ def fit_on_data(data: Path, embedder, cache_dir: Path, far: float = 0.005, n_non
         prov["score_norm"] = (f"AS-norm, top {norm.top_k} of a cohort of {len(set(norm.speakers))} {TRAIN_DIR} speakers "
                               f"x {len(variants)} recordings ({', '.join(v.key() for v in variants)}) "
                               f"of the fitting group (first half of each utterance; LibriSpeech, CC BY 4.0, "
-                              f"V. Panayotov et al.): {sorted(set(norm.speakers))}")
+                              f"V. Panayotov et al.): {sorted(set(norm.speakers))}"
+                              + ("; every voiceprint centred on the cohort's mean of its band first" if centre else ""))
     cal = fit(train, f"{embedder.name}@{embedder.version}", far, prov, norm=norm)
 
     def rep(sets: list[TrialSet], c: QualityCalibration = cal) -> dict[str, dict]:

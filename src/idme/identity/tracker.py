@@ -131,7 +131,7 @@ class SpeakerTracker:
         self.min_speakers: int | None = None
         self.max_speakers: int | None = None
         #: AS-norm statistics of each profile's voiceprint (a score-normalised calibration), by name.
-        self._pstats: dict[str, tuple[float, float] | None] = {}
+        self._pstats: dict[str, tuple[float, ...] | None] = {}
 
     # -- helpers -------------------------------------------------------------------------------------
     def _accept(self, name: str, speech_s: float | None = None,

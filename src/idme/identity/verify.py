@@ -313,20 +313,21 @@ def open_set_threshold(threshold: float, gallery_size: int) -> float:
     return threshold + math.log(max(gallery_size, 1))
 
 
-def norm_stats(calibration, vector: np.ndarray | None, narrowband: bool) -> tuple[float, float] | None:
-    """One side's AS-norm statistics (mean, std of its best cohort cosines) for a calibration that normalises
+def norm_stats(calibration, vector: np.ndarray | None, narrowband: bool) -> tuple[float, ...] | None:
+    """One side's AS-norm statistics (mean, std of its best cohort cosines, and its centring terms:
+    ``ScoreNorm.stats``) for a calibration that normalises
     scores (``QualityCalibration.norm``); None when it does not, or when no vector is given. narrowband: the
     profile side's band (the cohort is recorded like the profile)."""
     norm = getattr(calibration, "norm", None)
     if norm is None or vector is None:
         return None
-    m, sd = norm.stats(_unit(np.asarray(vector, np.float32).reshape(-1))[None, :], narrowband)
-    return float(m[0]), float(sd[0])
+    return tuple(float(v[0]) for v in norm.stats(_unit(np.asarray(vector, np.float32).reshape(-1))[None, :],
+                                                 narrowband))
 
 
 def calibrated_score(calibration, cosine: float, speech_s: float, condition: AudioCondition,
-                     profile_narrowband: bool, profile_stats: tuple[float, float] | None = None,
-                     test_stats: tuple[float, float] | None = None) -> float:
+                     profile_narrowband: bool, profile_stats: tuple[float, ...] | None = None,
+                     test_stats: tuple[float, ...] | None = None) -> float:
     """The calibrated LLR of one cosine under the measured test ``condition`` (``eval.calibration`` QMF):
     the one function ``check`` and segment-level scoring use. A calibration with score normalisation needs
     both sides' ``norm_stats``: without them the LLR of the raw cosine would be meaningless, so that raises."""
@@ -338,26 +339,26 @@ def calibrated_score(calibration, cosine: float, speech_s: float, condition: Aud
 
 
 def calibrated_bar(calibration, speech_s: float, condition: AudioCondition, profile_narrowband: bool,
-                   threshold: float | None = None, profile_stats: tuple[float, float] | None = None,
-                   test_stats: tuple[float, float] | None = None) -> float:
+                   threshold: float | None = None, profile_stats: tuple[float, ...] | None = None,
+                   test_stats: tuple[float, ...] | None = None) -> float:
     """The cosine at which ``calibrated_score`` reaches ``threshold`` (default: the calibration's own) under
     ``condition``: for fixed quality inputs (and fixed sides, under score normalisation) the LLR is linear
     and rising in the cosine, so ``cosine >= bar`` is exactly ``calibrated_score(...) >= threshold``. The
     tracker compares cosines with this bar, which keeps its cosine margins (interim labels, re-clustering
     anchors) meaningful. One voice of ``calibrated_bars``."""
     snr = np.nan if condition.snr_db is None else condition.snr_db
-    ts = None if test_stats is None else (np.array([test_stats[0]]), np.array([test_stats[1]]))
+    ts = None if test_stats is None else tuple(np.array([v]) for v in test_stats)
     return float(calibrated_bars(calibration, speech_s, condition.narrowband, snr, profile_narrowband,
                                  profile_stats=profile_stats, test_stats=ts, threshold=threshold)[0])
 
 
 def calibrated_bars(calibration, speech_s, narrowband, snr_db, profile_narrowband: bool, *,
-                    profile_stats: tuple[float, float] | None = None,
-                    test_stats: tuple[np.ndarray, np.ndarray] | None = None,
+                    profile_stats: tuple[float, ...] | None = None,
+                    test_stats: tuple[np.ndarray, ...] | None = None,
                     threshold: float | None = None) -> np.ndarray:
     """``calibrated_bar`` of n test voices against one profile at once, float64 (n,): speech_s, narrowband
-    and snr_db are (n,) (snr NaN: no estimate); under score normalisation ``test_stats`` is (mean (n,),
-    std (n,)) of the test side (``norm.stats``) and ``profile_stats`` the profile's pair. The LLR is linear
+    and snr_db are (n,) (snr NaN: no estimate); under score normalisation ``test_stats`` is the test side's
+    ``norm.stats`` (arrays (n,)) and ``profile_stats`` the profile's (``norm_stats``). The LLR is linear
     in the cosine for fixed quality and sides, so the bar is where the line through cosines 0 and 1 reaches
     the threshold (inf when it does not rise)."""
     speech_s = np.atleast_1d(np.asarray(speech_s, np.float64))
