@@ -133,9 +133,8 @@ class ScoreNorm:
 
     def apply(self, cosine, p_stats: tuple, t_stats: tuple) -> np.ndarray:
         """Normalised scores, float64, for raw cosines (n,) or a scalar and each side's ``stats``."""
-        s = np.asarray(cosine, np.float64)
-        if len(p_stats) > 2:  # centred cosine (o = 0, n = 1 without centring)
-            s = (s - p_stats[2] - t_stats[2]) / (p_stats[3] * t_stats[3])
+        # the centred cosine (o = 0, n = 1 without centring)
+        s = (np.asarray(cosine, np.float64) - p_stats[2] - t_stats[2]) / (p_stats[3] * t_stats[3])
         return self.scale * ((s - p_stats[0]) / p_stats[1] + (s - t_stats[0]) / t_stats[1])
 
     def to_dict(self) -> dict:
