@@ -8,7 +8,11 @@ cross-recording trials can be built from the reference RTTM:
 
 - each talker's *solo* speech in an excerpt: their reference segments minus every other talker's;
 - a profile per (talker, excerpt) with at least ``--min-enrol-s`` of solo speech, enrolled through
-  ``Idme.enroll`` from that speech (one take, at most 30 s; ``force``: a talker may have two profiles);
+  ``Idme.enroll`` from that speech (one take, at most 30 s);
+- stores of one profile per talker, as a deployment enrols people (a talker's two profiles never share a
+  store: the store's other voices are where the calibration centres a trial, ``verify.Domain``): store k holds
+  each talker's k-th profile (their last when they have fewer), and a profile is tested in the first store
+  holding it;
 - tests: every ``--test-s`` crop of a solo stretch (and every solo stretch of 3 s or more, whole);
 - trials through ``Idme.verify`` (the shipped calibration, AS-norm): a test against every profile of *another*
   excerpt of the same talker (target), and against every profile of another talker (non-target, the same
@@ -96,34 +100,42 @@ def main() -> None:
     results: dict[str, list] = defaultdict(list)
     refused = []
     with tempfile.TemporaryDirectory(prefix="idme-ami-") as home:
-        if args.calibration is not None:  # the home's own calibration file wins over the shipped one
-            import shutil
-
-            from idme.eval.calibration import HOME_FILE
-
-            shutil.copy(args.calibration, Path(home) / HOME_FILE)
-            for cohort in args.calibration.parent.glob("cohort_*.npz"):
-                shutil.copy(cohort, Path(home) / cohort.name)
-        idme = Idme(resolve(home, asr="none"))
-        profiles = {}
+        by_talker: dict[str, list[str]] = defaultdict(list)
         for (spk, fid), spans in sorted(solo.items()):
-            total = sum(b - a for a, b in spans)
-            if total < args.min_enrol_s:
-                continue
-            name = f"{spk}-{fid}".lower().replace("é", "e")
-            try:
-                idme.enroll(name, [(f"{fid} solo", clip(fid, spans)[: int(MAX_ENROL_S * SR)])], force=True)
-            except Exception as exc:  # noqa: BLE001 - a refused enrolment is a result, reported below
-                refused.append(f"{name}: {exc}")
-                continue
-            profiles[name] = (spk, fid)
-        idme_bar = idme.thresholds().accept_for(False, False, False)  # a named (not owner) profile's cosine bar
+            if sum(b - a for a, b in spans) >= args.min_enrol_s:
+                by_talker[spk].append(fid)
+        layers = [{spk: fids[min(k, len(fids) - 1)] for spk, fids in by_talker.items()}
+                  for k in range(max((len(f) for f in by_talker.values()), default=0))]
+        stores, profiles = [], {}  # profiles: name -> (talker, excerpt, the store it is tested in)
+        for k, layer in enumerate(layers):
+            store = Path(home) / f"store{k}"
+            store.mkdir()
+            if args.calibration is not None:  # the home's own calibration file wins over the shipped one
+                import shutil
+
+                from idme.eval.calibration import HOME_FILE
+
+                shutil.copy(args.calibration, store / HOME_FILE)
+                for cohort in args.calibration.parent.glob("cohort_*.npz"):
+                    shutil.copy(cohort, store / cohort.name)
+            idme = Idme(resolve(store, asr="none"))
+            for spk, fid in sorted(layer.items()):
+                name = f"{spk}-{fid}".lower().replace("é", "e")
+                try:
+                    idme.enroll(name, [(f"{fid} solo", clip(fid, solo[(spk, fid)])[: int(MAX_ENROL_S * SR)])],
+                                force=True)
+                except Exception as exc:  # noqa: BLE001 - a refused enrolment is a result, reported below
+                    refused.append(f"{name}: {exc}")
+                    continue
+                profiles.setdefault(name, (spk, fid, k))
+            stores.append(idme)
+        idme_bar = stores[0].thresholds().accept_for(False, False, False) if stores else float("nan")
         for spk, fid, x, kind in tests:
-            for name, (pspk, pfid) in profiles.items():
+            for name, (pspk, pfid, k) in profiles.items():
                 if pspk == spk and pfid == fid:
                     continue  # same recording, same talker: a same-session target, not asked here
                 target = pspk == spk
-                r = idme.verify(name, x, sample_rate=SR, remember=False)
+                r = stores[k].verify(name, x, sample_rate=SR, remember=False)
                 if r.decision not in ("accept", "reject"):
                     results["skipped"].append(r.decision)
                     continue
@@ -131,7 +143,8 @@ def main() -> None:
                                       float(getattr(r, "cosine", np.nan)), pfid == fid))
     report = {"profiles": sorted(profiles), "refused": refused, "skipped": len(results.pop("skipped", [])),
               "by_test": {}}
-    print(f"{len(profiles)} profiles from AMI solo speech (>= {args.min_enrol_s:g} s): {', '.join(sorted(profiles))}")
+    print(f"{len(profiles)} profiles from AMI solo speech (>= {args.min_enrol_s:g} s) in {len(layers)} store(s) of "
+          f"one per talker: {', '.join(f'{n} (store {v[2]})' for n, v in sorted(profiles.items()))}")
     for line in refused:
         print("  refused:", line)
     for kind, rows in results.items():

@@ -137,7 +137,7 @@ def test_score_normalised_calibration_saves_its_cohort_and_decides_on_real_speec
     assert back is not None and back.norm is not None and np.array_equal(back.norm.cohort, coh)
     assert back.to_dict()["score_norm"] == {"method": "as-norm", "top_k": 10, "scale": 0.05,
                                             "cohort": "cohort_campplus.npz", "cohort_speakers": 40,
-                                            "centre": False}
+                                            "centre": False, "domain": False}
     cond = V.AudioCondition(8000.0, False, 30.0)
     with pytest.raises(ValueError, match="norm_stats"):
         V.calibrated_score(back, 0.5, 3.0, cond, False)
@@ -199,6 +199,58 @@ def test_centred_score_norm_is_the_s_norm_of_centred_voiceprints_and_keeps_the_b
     assert len(ps1) == 4
     bar = V.calibrated_bar(back, 3.0, cond, False, profile_stats=ps1, test_stats=ts1)
     assert V.calibrated_score(back, bar, 3.0, cond, False, ps1, ts1) == pytest.approx(back.threshold, abs=1e-9)
+
+
+def test_domain_centre_follows_a_shared_channel_and_leaves_cohort_like_voices_alone(tmp_path) -> None:
+    """``ScoreNorm.domain_centre``: enrolled voices that share a channel the cohort lacks move the centre to
+    their mean (James-Stein weight near 1) and two of them stop reading as one voice; voices recorded like the
+    cohort leave the cohort's mean (w = 0, None); too few voices, or a calibration without the flag, never
+    move it. ``verify.Domain`` leaves the scored profile out, and with the same centre on both sides the
+    calibrated cosine bar stays exact."""
+    from idme.identity import verify as V
+    from idme.identity.profiles import Profile
+
+    rng = np.random.default_rng(3)
+    d = 32
+    base = rng.normal(size=d) * 0.6
+    phone = rng.normal(size=d) * 0.6  # a line every deployment voice shares, none of the cohort
+
+    def voices(n: int, extra=0.0) -> np.ndarray:
+        v = rng.normal(size=(n, d)) * 0.25 + base + extra
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    coh = np.stack([voices(60), voices(60)])
+    norm = C.ScoreNorm(coh, top_k=60, scale=0.05, file="cohort_x.npz", centre=True, domain=True)
+    dep = voices(8, phone)
+    at = norm.domain_centre(dep[1:].astype(np.float64).sum(axis=0), 7, False)
+    assert at is not None
+    w = float((at - norm._mean[0]) @ (dep[1:].mean(axis=0) - norm._mean[0])) / float(
+        np.sum((dep[1:].mean(axis=0) - norm._mean[0]) ** 2))
+    assert 0.8 < w <= 1.0
+    p, t = dep[0], voices(1, phone)[0]  # two different voices on the same line
+    plain = lambda x: norm.stats(x[None], False)  # noqa: E731
+    dom = lambda x: norm.stats(x[None], False, centre_on=at)  # noqa: E731
+    s_plain = float(norm.apply(float(p @ t), plain(p), plain(t))[0])
+    s_dom = float(norm.apply(float(p @ t), dom(p), dom(t))[0])
+    assert s_dom < s_plain - 0.05  # the line no longer counts as likeness
+    like = voices(8)  # recorded like the cohort
+    assert norm.domain_centre(like[1:].astype(np.float64).sum(axis=0), 7, False) is None
+    assert norm.domain_centre(dep[1:3].astype(np.float64).sum(axis=0), 2, False) is None  # too few
+    off = C.ScoreNorm(coh, top_k=60, scale=0.05, centre=True)
+    assert off.domain_centre(dep[1:].astype(np.float64).sum(axis=0), 7, False) is None
+    enc = "campplus@x"
+    cal = C.QualityCalibration(enc, tuple([-1.0, 2.0] + [0.0] * 8), 1.0, provenance={"data": "test"}, norm=norm)
+    cal.save(tmp_path / C.HOME_FILE)
+    back = C.load(enc, tmp_path, shipped=False)
+    assert back is not None and back.norm.domain and back.to_dict()["score_norm"]["domain"] is True
+    profiles = [Profile(f"p{i}", {"name": "campplus", "version": "x"}, v[None]) for i, v in enumerate(dep)]
+    domain = V.Domain(profiles)
+    got = domain.centre_for(back, "p0", dep[0], False)
+    assert got is not None and np.allclose(got, at)  # p0 itself left out
+    cond = V.AudioCondition(8000.0, False, 30.0)
+    ps, ts = V.norm_stats(back, p, False, got), V.norm_stats(back, t, False, got)
+    bar = V.calibrated_bar(back, 3.0, cond, False, profile_stats=ps, test_stats=ts)
+    assert V.calibrated_score(back, bar, 3.0, cond, False, ps, ts) == pytest.approx(back.threshold, abs=1e-9)
 
 
 def test_far_field_degradation_reverberates_and_keeps_old_cache_keys() -> None:

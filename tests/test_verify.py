@@ -15,6 +15,7 @@ from idme.api import Idme
 from idme.audio import AudioFrame, read_audio
 from idme.errors import AudioError, IdmeError, ProfileError
 from idme.identity import verify as V
+from idme.eval.calibration import SHIPPED as C_SHIPPED
 from idme.identity.thresholds import DEFAULTS
 from idme.settings import resolve
 from idme.vad import speech_only
@@ -154,6 +155,48 @@ def test_narrowband_profile_and_test_use_the_narrowband_bar(tmp_path, campplus) 
     wide = V.check(idme.profiles.get("bob"), read_audio(BOB_TEST), campplus, TH, native_rate=16000)
     assert raw.threshold == TH.narrowband and not raw.calibrated and raw.score == raw.cosine
     assert not wide.condition.narrowband and wide.threshold == TH.enrolled
+
+
+def _digits(talker: str, take: int, digits) -> np.ndarray:
+    """FSDD clips of one talker and take joined by 0.1 s of silence, float32 at 8 kHz."""
+    gap = np.zeros(800, np.float32)
+    parts = [sf.read(DATA / f"fsdd_{d}_{talker}_{take}.wav", dtype="float32")[0] for d in digits]
+    return np.concatenate([x for part in parts for x in (part, gap)][:-1])
+
+
+def test_a_channel_all_enrolled_voices_share_does_not_let_one_pass_for_another(tmp_path, campplus) -> None:
+    """Four real telephone-rate (8 kHz FSDD) talkers enrolled in one store, each tested on six digits of a take
+    never enrolled: the shared line and wording make george and yweweler score like one voice against the
+    read-speech cohort (both impostor trials pass with the store's centring turned off), but centred on the
+    store's other voices (``verify.Domain``) both are rejected while both still pass as themselves."""
+    files = {}
+    for talker in ("george", "jackson", "nicolas", "yweweler"):
+        files[talker] = tmp_path / f"{talker}.wav"
+        sf.write(files[talker], _digits(talker, 0, range(10)), 8000, subtype="PCM_16")
+    tests = {t: (_digits(t, 3, range(1, 7)), 8000) for t in ("george", "yweweler")}
+    homes = {}
+    for how in ("store", "cohort"):
+        h = tmp_path / how
+        h.mkdir()
+        idme = Idme(resolve(h, asr="none"), embedder=campplus)
+        if how == "cohort":  # the shipped calibration with the store's centring turned off
+            cal = json.loads(C_SHIPPED.read_text())
+            cal["score_norm"]["domain"] = False
+            (h / "calibration.json").write_text(json.dumps(cal))
+            shutil.copy(C_SHIPPED.parent / cal["score_norm"]["cohort"], h)
+        for talker, f in files.items():
+            idme.enroll_files(talker, [f], force=True)
+        homes[how] = idme
+    assert homes["store"].calibration().norm.domain and not homes["cohort"].calibration().norm.domain
+    for test, claim in (("george", "yweweler"), ("yweweler", "george")):
+        x, rate = tests[test]
+        assert homes["cohort"].verify(claim, x, sample_rate=rate, remember=False).decision == V.ACCEPT
+        r = homes["store"].verify(claim, x, sample_rate=rate, remember=False)
+        assert r.decision == V.REJECT and r.condition.narrowband and r.calibrated, r
+        own = homes["store"].verify(test, x, sample_rate=rate, remember=False)
+        assert own.decision == V.ACCEPT and own.score > r.score + 10.0
+    who = homes["store"].identify(tests["george"][0], sample_rate=8000)
+    assert who.decision == V.ACCEPT and who.name == "george"
 
 
 def test_a_profile_of_another_encoder_is_refused(tmp_path, home, campplus) -> None:

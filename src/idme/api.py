@@ -411,15 +411,20 @@ class Idme:
         forced through the decoder: ``identity.challenge``) are not ``expect``.
         remember: an accepted liveness attempt's fingerprint is kept, so its replay is refused later."""
         from .identity.profiles import check_encoder, check_name
-        from .identity.verify import check
+        from .identity.verify import Domain, check
 
         name = check_name(name)
         samples, native = _test_audio(file_or_samples, sample_rate)
         profile = self.profiles.get(name) if self.profiles.exists(name) else None
         if profile is not None:
             check_encoder(profile, self.encoder_info)
+        cal = self.calibration()
+        # the store's other voices: where a score-normalised calibration centres the trial (Domain)
+        enc = (self.encoder_info.get("name"), self.encoder_info.get("version"))
+        domain = Domain(p for p in self.profiles.all() if (p.encoder.get("name"), p.encoder.get("version")) == enc) \
+            if profile is not None and getattr(cal, "norm", None) is not None else None
         result = check(profile, samples, self.embedder, self.thresholds(), native_rate=native, name=name,
-                       calibration=self.calibration())
+                       calibration=cal, domain=domain)
         if not (liveness or (liveness is None and expect is not None)):
             return self._audit("verify", result)
         return self._audit("verify", self._live(result, samples, expect, remember))

@@ -132,6 +132,9 @@ class SpeakerTracker:
         self.max_speakers: int | None = None
         #: AS-norm statistics of each profile's voiceprint (a score-normalised calibration), by name.
         self._pstats: dict[str, tuple[float, ...] | None] = {}
+        #: Where each profile's trials are centred (``verify.Domain``: the other enrolled voices), by name.
+        self._domain = verify.Domain(profiles)
+        self._centre: dict[str, np.ndarray | None] = {}
 
     # -- helpers -------------------------------------------------------------------------------------
     def _accept(self, name: str, speech_s: float | None = None,
@@ -146,10 +149,13 @@ class SpeakerTracker:
             return verify.threshold(self.th, p, self.narrowband)
         if norm is not None:
             if name not in self._pstats:
-                self._pstats[name] = verify.norm_stats(self.calibration, p.centroid, p.narrowband)
+                self._centre[name] = self._domain.centre_for(self.calibration, name, p.centroid, p.narrowband)
+                self._pstats[name] = verify.norm_stats(self.calibration, p.centroid, p.narrowband,
+                                                       self._centre[name])
             return verify.calibrated_bar(self.calibration, speech_s, cond or self._session_cond, p.narrowband,
                                          profile_stats=self._pstats[name],
-                                         test_stats=verify.norm_stats(self.calibration, vec, p.narrowband))
+                                         test_stats=verify.norm_stats(self.calibration, vec, p.narrowband,
+                                                                      self._centre[name]))
         return verify.calibrated_bar(self.calibration, speech_s, cond or self._session_cond, p.narrowband)
 
     def _condition(self, samples: np.ndarray | None) -> verify.AudioCondition | None:

@@ -313,16 +313,48 @@ def open_set_threshold(threshold: float, gallery_size: int) -> float:
     return threshold + math.log(max(gallery_size, 1))
 
 
-def norm_stats(calibration, vector: np.ndarray | None, narrowband: bool) -> tuple[float, ...] | None:
+class Domain:
+    """The enrolled voices a decision is made among (one store's profiles), as a sum and a count of unit
+    voiceprints per band: where a score-normalised calibration centres both sides of a trial
+    (``ScoreNorm.domain_centre``), the scored profile itself left out. ``verify``, ``identify``, the live
+    tracker and the pyannote segmenter all take their centre from here."""
+
+    def __init__(self, profiles: Iterable[Profile] = ()) -> None:
+        self._sum: dict[bool, np.ndarray] = {}
+        self._count: dict[bool, int] = {}
+        self._names: set[str] = set()
+        for p in profiles:
+            nb = bool(p.narrowband)
+            v = _unit(np.asarray(p.centroid, np.float64).reshape(-1))
+            self._sum[nb] = self._sum.get(nb, 0.0) + v
+            self._count[nb] = self._count.get(nb, 0) + 1
+            self._names.add(p.name)
+
+    def centre_for(self, calibration, name: str, voiceprint: np.ndarray, narrowband: bool) -> np.ndarray | None:
+        """The centre for trials against profile ``name`` (its ``voiceprint``, left out when it is one of the
+        domain's) of that band. None: the cohort's mean, or no score normalisation."""
+        norm = getattr(calibration, "norm", None)
+        nb = bool(narrowband)
+        if norm is None or nb not in self._sum:
+            return None
+        total, count = self._sum[nb], self._count[nb]
+        if name in self._names:
+            total, count = total - _unit(np.asarray(voiceprint, np.float64).reshape(-1)), count - 1
+        return norm.domain_centre(total, count, nb)
+
+
+def norm_stats(calibration, vector: np.ndarray | None, narrowband: bool,
+               centre_on: np.ndarray | None = None) -> tuple[float, ...] | None:
     """One side's AS-norm statistics (mean, std of its best cohort cosines, and its centring terms:
     ``ScoreNorm.stats``) for a calibration that normalises
     scores (``QualityCalibration.norm``); None when it does not, or when no vector is given. narrowband: the
-    profile side's band (the cohort is recorded like the profile)."""
+    profile side's band (the cohort is recorded like the profile). centre_on: both sides' centre
+    (``Domain.centre_for``; None: the cohort's mean)."""
     norm = getattr(calibration, "norm", None)
     if norm is None or vector is None:
         return None
     return tuple(float(v[0]) for v in norm.stats(_unit(np.asarray(vector, np.float32).reshape(-1))[None, :],
-                                                 narrowband))
+                                                 narrowband, centre_on=centre_on))
 
 
 def calibrated_score(calibration, cosine: float, speech_s: float, condition: AudioCondition,
@@ -376,7 +408,7 @@ def calibrated_bars(calibration, speech_s, narrowband, snr_db, profile_narrowban
 
 def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedder, thresholds: Thresholds, *,
           native_rate: int | None = None, top: int = 5, options: VerifyOptions = VerifyOptions(),
-          name: str | None = None, calibration=None) -> Check:
+          name: str | None = None, calibration=None, domain: Domain | None = None) -> Check:
     """Verifies (``voice`` a Profile) or identifies (``voice`` several profiles, or a ``gallery.Gallery``
     keyed by profile name) 16 kHz ``samples``.
 
@@ -387,6 +419,9 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
     name: verify only, the claimed name to report when ``voice`` is None (not enrolled).
     calibration: an ``eval.calibration.QualityCalibration`` for this encoder: scores become calibrated LLRs
         held to its threshold (raised by ln N for N profiles in identify); None: cosines held to ``thresholds``.
+    domain: the enrolled voices the profile is scored among (``Domain`` of the whole store), for a
+        score-normalised calibration's centre; identify among profiles defaults to those profiles, verify and
+        a gallery to none (the cohort's mean).
     Raises IdmeError for ``top`` outside 1..MAX_TOP; every other outcome is a ``Check`` with its reason.
     """
     from ..errors import IdmeError
@@ -419,9 +454,10 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
         cos, sc, thr, cal = v.score, v.score, v.threshold, calibration is not None
         if cal:
             p = profiles[0]
+            at = None if domain is None else domain.centre_for(calibration, p.name, p.centroid, p.narrowband)
             sc = calibrated_score(calibration, cos, speech_s, cond, p.narrowband,
-                                  norm_stats(calibration, p.centroid, p.narrowband),
-                                  norm_stats(calibration, emb, p.narrowband))
+                                  norm_stats(calibration, p.centroid, p.narrowband, at),
+                                  norm_stats(calibration, emb, p.narrowband, at))
             thr = calibration.threshold
         ok = sc >= thr
         what = "calibrated score (LLR)" if cal else "score"
@@ -450,9 +486,13 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
         if not matches:
             return Check(REJECT, None, None, None, speech_s, cond, "no candidate's voiceprint could be read back "
                          "from the gallery (removed meanwhile?): try again", (), size, 0.0)
+    if domain is None and gallery is None:
+        domain = Domain(profiles)
+    at = {m.name: None if domain is None or m.name not in vecs else
+          domain.centre_for(calibration, m.name, vecs[m.name], m.name in nb_keys) for m in matches}
     llrs = [calibrated_score(calibration, m.score, speech_s, cond, m.name in nb_keys,
-                             norm_stats(calibration, vecs.get(m.name), m.name in nb_keys),
-                             norm_stats(calibration, emb, m.name in nb_keys)) for m in matches]
+                             norm_stats(calibration, vecs.get(m.name), m.name in nb_keys, at[m.name]),
+                             norm_stats(calibration, emb, m.name in nb_keys, at[m.name])) for m in matches]
     cal_matches = sorted((Match(m.name, llr, t_n, llr >= t_n, cosine=m.score) for m, llr in zip(matches, llrs)),
                          key=lambda m: -m.score)
     return _identified(cal_matches, speech_s, cond, size, calibration)

@@ -453,7 +453,7 @@ class PyannoteSegmenter:
         ``clip_quality`` rows are ``quality`` (n, 3). Calibrated (``calibration`` set and the quality measured):
         the cosine at which the voice's calibrated LLR reaches the threshold (``verify.calibrated_bars``);
         otherwise the profile's cosine bar."""
-        from ..identity.verify import calibrated_bars, norm_stats, threshold
+        from ..identity.verify import Domain, calibrated_bars, norm_stats, threshold
 
         n, cal = len(vecs), self.calibration
         q = None if quality is None else np.asarray(quality, np.float64).reshape(-1, 3)
@@ -465,14 +465,17 @@ class PyannoteSegmenter:
         narrow = q[:, Q_NARROW]
         norm = getattr(cal, "norm", None)
         rows = []
-        test_stats: dict[bool, tuple] = {}  # per cohort band (the profile's), computed once
+        domain = Domain(self.profiles)
+        test_stats: dict[tuple, tuple] = {}  # per cohort band (the profile's) and centre, computed once
         for p in self.profiles:
             ps = ts = None
             if norm is not None:
-                ps = norm_stats(cal, p.centroid, p.narrowband)
-                if p.narrowband not in test_stats:
-                    test_stats[p.narrowband] = norm.stats(np.asarray(vecs, np.float32), p.narrowband)
-                ts = test_stats[p.narrowband]
+                at = domain.centre_for(cal, p.name, p.centroid, p.narrowband)
+                ps = norm_stats(cal, p.centroid, p.narrowband, at)
+                key = (p.narrowband, None if at is None else p.name)
+                if key not in test_stats:
+                    test_stats[key] = norm.stats(np.asarray(vecs, np.float32), p.narrowband, centre_on=at)
+                ts = test_stats[key]
             rows.append(calibrated_bars(cal, q[:, Q_SPEECH], narrow, q[:, Q_SNR], p.narrowband, profile_stats=ps,
                                         test_stats=ts))
         return np.stack(rows)
