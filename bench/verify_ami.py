@@ -37,12 +37,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from _store import open_store
 
-from idme.api import Idme
 from idme.audio import read_audio
 from idme.eval.der import read_rttm
 from idme.eval.metrics import eer, rates_at
-from idme.settings import resolve
 
 SR = 16000
 MAX_ENROL_S = 30.0
@@ -108,17 +107,7 @@ def main() -> None:
                   for k in range(max((len(f) for f in by_talker.values()), default=0))]
         stores, profiles = [], {}  # profiles: name -> (talker, excerpt, the store it is tested in)
         for k, layer in enumerate(layers):
-            store = Path(home) / f"store{k}"
-            store.mkdir()
-            if args.calibration is not None:  # the home's own calibration file wins over the shipped one
-                import shutil
-
-                from idme.eval.calibration import HOME_FILE
-
-                shutil.copy(args.calibration, store / HOME_FILE)
-                for cohort in args.calibration.parent.glob("cohort_*.npz"):
-                    shutil.copy(cohort, store / cohort.name)
-            idme = Idme(resolve(store, asr="none"))
+            idme = open_store(Path(home) / f"store{k}", args.calibration)
             for spk, fid in sorted(layer.items()):
                 name = f"{spk}-{fid}".lower().replace("é", "e")
                 try:

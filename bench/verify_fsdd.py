@@ -28,7 +28,6 @@ os.environ.setdefault("IDME_PASSPHRASE", "idme-bench-throwaway-home")
 import argparse
 import json
 import random
-import shutil
 import sys
 import tempfile
 from collections import defaultdict
@@ -36,10 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _store import open_store
 
-from idme.api import Idme
 from idme.eval.metrics import eer, rates_at
-from idme.settings import resolve
 
 RATE = 8000
 GAP = np.zeros(int(0.1 * RATE), np.float32)
@@ -78,15 +76,7 @@ def main() -> None:
         wavs = Path(tmp) / "wav"
         wavs.mkdir()
         for split, (enrol_takes, test_takes) in SPLITS.items():
-            home = Path(tmp) / f"home-{split}"  # one store per split: one profile per talker
-            home.mkdir()
-            if args.calibration is not None:  # the home's own calibration file wins over the shipped one
-                from idme.eval.calibration import HOME_FILE
-
-                shutil.copy(args.calibration, home / HOME_FILE)
-                for cohort in args.calibration.parent.glob("cohort_*.npz"):
-                    shutil.copy(cohort, home / cohort.name)
-            idme = Idme(resolve(home, asr="none"))
+            idme = open_store(Path(tmp) / f"home-{split}", args.calibration)  # one store per split
             bar = idme.thresholds().accept_for(False, True, True)  # a named profile's bar, 8 kHz on both sides
             for talker in sorted(clips):
                 takes = []
