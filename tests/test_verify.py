@@ -199,6 +199,29 @@ def test_a_channel_all_enrolled_voices_share_does_not_let_one_pass_for_another(t
     assert who.decision == V.ACCEPT and who.name == "george"
 
 
+def test_the_store_domain_is_read_once_and_follows_changes(tmp_path, campplus) -> None:
+    """``Idme.verify`` centres on the store's voices without reading every profile per call: the same Domain
+    while the store's files are unchanged, a new one (with the new voice's sum) after an enrolment or removal."""
+    from idme.identity.profiles import Profile
+
+    idme = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
+    rng = np.random.default_rng(0)
+
+    def add(name: str) -> None:
+        v = rng.normal(size=(1, campplus.dimension)).astype(np.float32)
+        idme.profiles.save(Profile(name, dict(idme.encoder_info), v / np.linalg.norm(v), [{"native_rate": 16000}]))
+
+    for n in ("a", "b", "c"):
+        add(n)
+    first = idme._domain(V.Domain)
+    assert idme._domain(V.Domain) is first and first._count == {False: 3}
+    add("d")
+    second = idme._domain(V.Domain)
+    assert second is not first and second._count == {False: 4}
+    idme.profiles.remove("d", force=True)
+    assert idme._domain(V.Domain)._count == {False: 3}
+
+
 def test_a_profile_of_another_encoder_is_refused(tmp_path, home, campplus) -> None:
     """A profile whose encoder version differs from the running encoder's is refused with a ProfileError
     saying how to re-enrol, for verify and identify alike."""

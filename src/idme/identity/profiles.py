@@ -329,6 +329,24 @@ class ProfileStore:
     def all(self) -> list[Profile]:
         return [self._load(n, d, meta) for n, meta, d in self._scan()]
 
+    def state(self) -> tuple:
+        """A cheap fingerprint of every profile on disk (directory, size and change time of its two files):
+        equal fingerprints mean ``all()`` would read the same profiles, so a caller may keep what it derived
+        from them. Reads no file (stat only)."""
+        out = []
+        try:
+            dirs = sorted(p for p in self.root.iterdir() if p.name.startswith(OPAQUE_PREFIX))
+        except OSError:
+            return ()
+        for d in dirs:
+            for f in ("profile.json", "embeddings.npy"):
+                try:
+                    st = (d / f).stat()
+                except OSError:
+                    continue
+                out.append((d.name, f, st.st_size, st.st_mtime_ns, st.st_ino))
+        return tuple(out)
+
     def save(self, profile: Profile) -> None:
         d = self._dir(profile.name, create=True)
         self._write(profile, d, d.name)
