@@ -251,3 +251,127 @@ def test_profiles_migrate_copies_every_voiceprint_and_refuses_bad_servers(postgr
     refused(cli("profiles", "migrate", "--to", f"postgresql://postgres@/postgres?host={tmp_path}",
                 "--home", tmp_path), "cannot connect to PostgreSQL")
     refused(cli("profiles", "migrate", "--to", "mysql://db/idme", "--home", tmp_path), "not a PostgreSQL URL")
+
+
+def _band_sums(x: np.ndarray, bands) -> dict:
+    b = np.asarray(bands, bool)
+    return {nb: (x[b == nb].astype(np.float64).sum(axis=0), int((b == nb).sum())) for nb in (False, True)
+            if (b == nb).any()}
+
+
+def _same_domain(got: dict, want: dict, atol: float = 1e-6) -> None:
+    assert got.keys() == want.keys()
+    for nb in want:
+        assert got[nb][1] == want[nb][1]
+        np.testing.assert_allclose(got[nb][0], want[nb][0], atol=atol)
+
+
+def test_faiss_galleries_keep_each_band_and_the_band_sums() -> None:
+    """A FAISS gallery hands back each hit's band and keeps per-band sums of exactly the voiceprints it holds:
+    a replaced key's old vector leaves its band's sum (even when the band changes), and an IVF-PQ gallery
+    rebuilt from its saved index with the same keys and bands has the same sums."""
+    x = _clustered(3000, seed=7)
+    keys = [f"p{i}" for i in range(len(x))]
+    bands = [i % 3 == 0 for i in range(len(x))]
+    g = FlatGallery(DIM, encoder={"name": "campplus", "version": "v1"})
+    g.add(keys, x, bands)
+    _same_domain(g.domain(), _band_sums(x, bands))
+    assert g.search(x[3], 1) == [Hit("p3", pytest.approx(1.0, abs=1e-5), True)]
+    assert g.search(x[4], 1)[0].narrowband is False
+    y = x.copy()
+    y[4] = -x[4]
+    g.add(["p4"], y[4:5], [True])  # p4 replaced and now narrow-band
+    bands[4] = True
+    _same_domain(g.domain(), _band_sums(y, bands))
+    assert g.search(y[4], 1) == [Hit("p4", pytest.approx(1.0, abs=1e-5), True)] and len(g) == 3000
+    ivf = IvfPqGallery.build(keys, x, nlist=16, opq=False, narrowband=bands)
+    again = IvfPqGallery.from_index(ivf.index, keys, narrowband=bands)
+    _same_domain(again.domain(), ivf.domain(), atol=1e-9)
+    _same_domain(ivf.domain(), _band_sums(x, bands), atol=1e-4)
+    with pytest.raises(GalleryError, match="band flags"):
+        g.add(["q"], x[:1], [True, False])
+
+
+def test_pgvector_keeps_bands_and_sums_and_brings_old_tables_up_to_date(postgres) -> None:
+    """On a real server a pgvector gallery stores each voiceprint's band and keeps its per-band sums in step
+    with upserts (also when trained, i.e. stored rotated); a table an earlier idme made (no band column, no
+    sums) is brought up to date when opened, every row wideband; opening a missing table without ``create``
+    refuses and creates nothing."""
+    import psycopg
+
+    x = _clustered(1200, seed=8)
+    keys = [f"p{i}" for i in range(len(x))]
+    bands = [i % 4 == 0 for i in range(len(x))]
+    for table, trained in (("gallery_bands", False), ("gallery_bands_trained", True)):
+        with PgVectorGallery(postgres, DIM, table=table) as pg:
+            if trained:
+                pg.train(x)
+            pg.add(keys[:1000], x[:1000], bands[:1000])
+            y = x.copy()
+            y[:10] = -x[:10]
+            pg.add(keys[:10] + keys[1000:], y[list(range(10)) + list(range(1000, 1200))],
+                   [not b for b in bands[:10]] + bands[1000:])
+            want_bands = [not b for b in bands[:10]] + bands[10:]
+            _same_domain(pg.domain(), _band_sums(y, want_bands), atol=1e-3)
+            assert pg.search(y[0], 1) == [Hit("p0", pytest.approx(1.0, abs=1e-5), want_bands[0])]
+            assert pg.search(y[1], 1)[0].narrowband == want_bands[1]
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE gallery_old (key text PRIMARY KEY, embedding vector({DIM}) NOT NULL)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO gallery_old VALUES (%s, %s::vector)",
+                            [(k, "[" + ",".join(f"{v:.9g}" for v in row) + "]") for k, row in zip(keys[:50], x[:50])])
+    with PgVectorGallery(postgres, DIM, table="gallery_old", create=False) as old:
+        _same_domain(old.domain(), _band_sums(x[:50], [False] * 50), atol=1e-4)
+        assert old.encoder is None and old.search(x[7], 1) == [Hit("p7", pytest.approx(1.0, abs=1e-5), False)]
+        old.add(["new"], x[50:51], [True])
+        _same_domain(old.domain(), _band_sums(x[:51], [False] * 50 + [True]), atol=1e-4)
+    with pytest.raises(GalleryError, match="no table gallery_missing"):
+        PgVectorGallery(postgres, DIM, table="gallery_missing", create=False)
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('gallery_missing')").fetchone()[0] is None
+
+
+def test_identify_through_a_migrated_gallery_scores_as_the_local_store(postgres, tmp_path, campplus) -> None:
+    """Four real telephone-rate (8 kHz FSDD) talkers migrated into pgvector: `idme identify --gallery` names
+    george with every candidate's calibrated score equal to identifying among the local profiles (the gallery
+    keeps their narrow band and centres on its own voices, as the store does); a table that records another
+    encoder, one that records none and one that does not exist are each one error line, exit 1."""
+    import json
+
+    import psycopg
+    import soundfile as sf
+
+    from clihelp import cli, ok, refused
+
+    def digits(talker: str, take: int, which) -> np.ndarray:
+        gap = np.zeros(800, np.float32)
+        parts = [sf.read(DATA / f"fsdd_{d}_{talker}_{take}.wav", dtype="float32")[0] for d in which]
+        return np.concatenate([x for part in parts for x in (part, gap)][:-1])
+
+    idme = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
+    for talker in ("george", "jackson", "nicolas", "yweweler"):
+        f = tmp_path / f"{talker}.wav"
+        sf.write(f, digits(talker, 0, range(10)), 8000, subtype="PCM_16")
+        idme.enroll_files(talker, [f], force=True)
+    assert all(p.narrowband for p in idme.profiles.all())
+    test = tmp_path / "test.wav"
+    sf.write(test, digits("george", 3, range(1, 7)), 8000, subtype="PCM_16")
+    ok(cli("profiles", "migrate", "--to", postgres, "--table", "fsdd", "--home", tmp_path))
+    local = json.loads(ok(cli("identify", test, "--json", "--home", tmp_path)).stdout)
+    remote = json.loads(ok(cli("identify", test, "--json", "--gallery", postgres, "--table", "fsdd",
+                               "--home", tmp_path)).stdout)
+    assert local["decision"] == remote["decision"] == "accept" and local["name"] == remote["name"] == "george"
+    assert [c["name"] for c in remote["candidates"]] == [c["name"] for c in local["candidates"]]
+    for a, b in zip(remote["candidates"], local["candidates"]):
+        assert a["score"] == pytest.approx(b["score"], abs=0.01) and a["threshold"] == pytest.approx(b["threshold"])
+    assert remote["gallery_size"] == 4
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute("UPDATE fsdd_meta SET value = '{\"name\": \"ecapa\", \"version\": \"x\"}' WHERE name = 'encoder'")
+    refused(cli("identify", test, "--gallery", postgres, "--table", "fsdd", "--home", tmp_path), "encoder ecapa")
+    refused(cli("profiles", "migrate", "--to", postgres, "--table", "fsdd", "--home", tmp_path), "encoder ecapa")
+    with PgVectorGallery(postgres, campplus.dimension, table="unrecorded") as pg:
+        pg.add(["george"], idme.profiles.get("george").centroid[None, :])
+    refused(cli("identify", test, "--gallery", postgres, "--table", "unrecorded", "--home", tmp_path),
+            "does not record")
+    refused(cli("identify", test, "--gallery", postgres, "--table", "nothing_here", "--home", tmp_path), "no table")
+    refused(cli("identify", test, "--gallery", "mysql://db/idme", "--home", tmp_path), "not a PostgreSQL URL")

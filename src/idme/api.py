@@ -498,12 +498,19 @@ class Idme:
         gallery size and the expected false-positive identification rate (about gallery size x FAR).
 
         gallery: an ``identity.gallery`` backend keyed by profile name (e.g. ``PgVectorGallery``) to search
-        instead of this store's profiles (it must hold this encoder's voiceprints)."""
-        from .identity.profiles import check_encoder
+        instead of this store's profiles. It must hold this encoder's voiceprints: one that records another
+        encoder (``Gallery.encoder``) raises ProfileError; one that records none is taken on trust."""
+        from .identity.profiles import check_encoder, same_encoder
         from .identity.verify import check
 
         samples, native = _test_audio(file_or_samples, sample_rate)
         if gallery is not None:
+            made_by = getattr(gallery, "encoder", None)
+            if made_by is not None and not same_encoder(made_by, self.encoder_info):
+                raise ProfileError(
+                    f"the gallery holds voiceprints of encoder {made_by.get('name')} {made_by.get('version')}, "
+                    f"not {self.encoder_info.get('name')} {self.encoder_info.get('version')}: identify with "
+                    f"--embedder {made_by.get('name')}, or migrate this store's profiles into another table")
             return self._audit("identify", check(gallery, samples, self.embedder, self.thresholds(),
                                                  native_rate=native, top=top, calibration=self.calibration()))
         profiles = self.profiles.all()
@@ -652,7 +659,22 @@ class Idme:
         profiles = self.profiles.all()
         for p in profiles:
             check_encoder(p, self.encoder_info)
-        return migrate(profiles, url, self.embedder.dimension, table)
+        return migrate(profiles, url, self.embedder.dimension, table, encoder=self.encoder_info)
+
+    def open_gallery(self, url: str, table: str = "idme_voiceprints"):
+        """The PostgreSQL + pgvector gallery ``migrate_profiles`` filled (``identity.gallery.PgVectorGallery``,
+        to pass to ``identify(gallery=...)`` and close after). Nothing is created: raises GalleryError for a bad
+        URL, a server that does not answer or lacks pgvector, or a table that is not there, and ProfileError
+        for a table that records another encoder or none (made before galleries recorded it: migrate again)."""
+        from .identity.gallery import PgVectorGallery, check_url
+
+        check_url(url)
+        pg = PgVectorGallery(url, self.embedder.dimension, table=table, create=False)
+        if pg.encoder is None:
+            pg.close()
+            raise ProfileError(f"table {table} does not record which encoder made its voiceprints: run `idme "
+                               f"profiles migrate --to URL --table {table}` again to record it")
+        return pg
 
     def calibrate_quality(self, data: Path, far: float = 0.005, cache_dir: Path | None = None,
                           dry_run: bool = False, out: Path | None = None, command: str = "", progress=None,

@@ -135,13 +135,22 @@ def _print_verify(c: Check, name: str) -> None:
 def identify(
     file: Path = _FILE_ARG,
     top: int = typer.Option(5, "--top", "-k", min=1, max=MAX_TOP, help=f"Candidates to list (at most {MAX_TOP})."),
+    gallery: Optional[str] = typer.Option(None, "--gallery", help="Search the PostgreSQL + pgvector gallery at "
+                                          "this URL (filled by `idme profiles migrate --to URL`) instead of "
+                                          "the local profiles."),
+    table: str = typer.Option("idme_voiceprints", "--table", help="The gallery's table (with --gallery)."),
     as_json: bool = _JSON_OPT,
     embedder: Optional[str] = EMBEDDER_OPT,
     compute: Optional[str] = COMPUTE_OPT,
     home: Optional[Path] = HOME_OPT,
 ) -> None:
     """Identify (1:N, open set) who among the enrolled profiles speaks in FILE, or nobody."""
-    result = make_idme(home, embedder, compute).identify(file, top=top)
+    idme = make_idme(home, embedder, compute)
+    if gallery is None:
+        result = idme.identify(file, top=top)
+    else:
+        with idme.open_gallery(gallery, table) as pg:
+            result = idme.identify(file, top=top, gallery=pg)
 
     def human(c: Check) -> None:
         con = Console()

@@ -13,6 +13,13 @@
 
 Every backend stores unit vectors under string keys (profile names) and returns ``Hit``s, best first,
 whose ``score`` is the cosine ``verify.score`` computes. Keys are unique: adding a key again replaces it.
+
+A gallery also keeps what a calibrated decision needs besides the vectors, so that identifying through it
+gives the scores identifying among the local profiles gives: each voiceprint's band (``narrowband``: enrolled
+from telephone-rate audio, held to the narrow-band bar and cohort), the per-band sum and count of its unit
+voiceprints (``domain``: where a score-normalised calibration centres trials, ``verify.Domain``), and the
+encoder that made them (``encoder``: a voiceprint of another encoder, even of the same dimension, scores
+as nothing meaningful).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import numpy as np
 
 from ..errors import IdmeError
 from .indices import _single_omp_thread, _unit
+from .profiles import same_encoder
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,8 @@ class Hit:
 
     key: str
     score: float
+    #: The voiceprint was enrolled from telephone-band audio (``Profile.narrowband``).
+    narrowband: bool = False
 
 
 class Gallery(Protocol):
@@ -67,8 +77,17 @@ class Gallery(Protocol):
         """Number of voiceprints held."""
         ...
 
-    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
-        """Adds (or replaces) voiceprints: ``vectors`` float32 (n, dimension), normalised here."""
+    #: The encoder that made the voiceprints (``Embedder.info()``: name, version, ...), None when not recorded.
+    encoder: dict | None
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray, narrowband: Sequence[bool] | None = None) -> None:
+        """Adds (or replaces) voiceprints: ``vectors`` float32 (n, dimension), normalised here; ``narrowband``
+        (n,) each one's band (default: all wideband)."""
+        ...
+
+    def domain(self) -> dict[bool, tuple[np.ndarray, int]]:
+        """Per band (narrowband: True / False), the float64 (dimension,) sum of the held unit voiceprints and
+        their count; bands with none are left out."""
         ...
 
     def search(self, query: np.ndarray, k: int) -> list[Hit]:
@@ -92,17 +111,37 @@ def _check_vectors(keys: Sequence[str], vectors: np.ndarray, dimension: int) -> 
     return _unit(v)
 
 
+def _check_bands(keys: Sequence[str], narrowband: Sequence[bool] | None) -> list[bool]:
+    if narrowband is None:
+        return [False] * len(keys)
+    bands = [bool(b) for b in narrowband]
+    if len(bands) != len(keys):
+        raise GalleryError(f"expected {len(keys)} band flags, got {len(bands)}")
+    return bands
+
+
+def _sums(v: np.ndarray, bands: Sequence[bool]) -> dict[bool, tuple[np.ndarray, int]]:
+    """``Gallery.domain`` of unit rows ``v`` (n, d) with their ``bands``."""
+    b = np.asarray(bands, bool)
+    return {nb: (v[b == nb].astype(np.float64).sum(axis=0), int((b == nb).sum())) for nb in (False, True)
+            if (b == nb).any()}
+
+
 class _FaissGallery:
     """Shared key bookkeeping of the FAISS backends: row ids are positions in ``_keys``; a replaced key's
     old row is masked out of results (the FAISS indices here cannot remove rows cheaply)."""
 
     kind = "faiss"
 
-    def __init__(self, dimension: int) -> None:
+    def __init__(self, dimension: int, encoder: dict | None = None) -> None:
         self.dimension = int(dimension)
+        self.encoder = None if encoder is None else dict(encoder)
         self._keys: list[str] = []
+        self._nb: list[bool] = []  # each row's band
         self._row: dict[str, int] = {}
         self._dead: set[int] = set()
+        self._sum: dict[bool, np.ndarray] = {}  # live rows' unit vectors, per band (domain())
+        self._count: dict[bool, int] = {}
         self.index: faiss.Index
 
     def __len__(self) -> int:
@@ -111,17 +150,37 @@ class _FaissGallery:
     def keys(self) -> list[str]:
         return list(self._row)
 
-    def _register(self, keys: Sequence[str]) -> None:
+    def _register(self, keys: Sequence[str], bands: Sequence[bool], v: np.ndarray | None = None) -> None:
+        """The index's last len(keys) rows (unit vectors ``v``; None: read back from the index) under ``keys``
+        with their ``bands``; a replaced key's old row is masked out and leaves the band sums."""
+        first = self.index.ntotal - len(keys)
         for k in keys:
             if k in self._row:
-                self._dead.add(self._row[k])
+                old = self._row[k]
+                self._dead.add(old)
+                if old < first:  # counted already (a row of this batch is never counted once masked)
+                    nb = self._nb[old]
+                    self._sum[nb] = self._sum[nb] - self.index.reconstruct(old).astype(np.float64)
+                    self._count[nb] -= 1
             self._row[k] = len(self._keys)
             self._keys.append(k)
+        self._nb.extend(bands)
+        for s in range(0, len(keys), 100_000):  # bounded temporaries when read back (1M rows: 768 MB)
+            e = min(len(keys), s + 100_000)
+            rows = v[s:e] if v is not None else self.index.reconstruct_n(first + s, e - s)
+            live = [first + i not in self._dead for i in range(s, e)]
+            for nb, (total, n) in _sums(rows[live], [b for b, ok in zip(bands[s:e], live) if ok]).items():
+                self._sum[nb] = self._sum.get(nb, 0.0) + total
+                self._count[nb] = self._count.get(nb, 0) + n
 
-    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+    def add(self, keys: Sequence[str], vectors: np.ndarray, narrowband: Sequence[bool] | None = None) -> None:
         v = _check_vectors(keys, vectors, self.dimension)
+        bands = _check_bands(keys, narrowband)
         self._add(v)
-        self._register(list(keys))
+        self._register(list(keys), bands, v)
+
+    def domain(self) -> dict[bool, tuple[np.ndarray, int]]:
+        return {nb: (self._sum[nb].copy(), n) for nb, n in self._count.items() if n > 0}
 
     def _add(self, v: np.ndarray) -> None:
         self.index.add(v)
@@ -143,7 +202,8 @@ class _FaissGallery:
         if q.shape != (self.dimension,):
             raise GalleryError(f"query has dimension {q.shape[0]}, the gallery {self.dimension}")
         d, i = self._raw_search(q, min(k + len(self._dead), self.index.ntotal))
-        hits = [Hit(self._keys[j], float(s)) for s, j in zip(d[0], i[0]) if j >= 0 and j not in self._dead]
+        hits = [Hit(self._keys[j], float(s), self._nb[j]) for s, j in zip(d[0], i[0])
+                if j >= 0 and j not in self._dead]
         return hits[:k]
 
 
@@ -152,8 +212,8 @@ class FlatGallery(_FaissGallery):
 
     kind = "faiss-flat"
 
-    def __init__(self, dimension: int) -> None:
-        super().__init__(dimension)
+    def __init__(self, dimension: int, encoder: dict | None = None) -> None:
+        super().__init__(dimension, encoder)
         self.index = faiss.IndexFlatIP(self.dimension)
 
 
@@ -171,8 +231,8 @@ class IvfPqGallery(_FaissGallery):
     kind = "faiss-ivfpq"
 
     def __init__(self, dimension: int, nlist: int, m: int = 32, nprobe: int | None = None, rerank: int = 400,
-                 nbits: int = 4, fast_scan: bool = True, opq: bool = True) -> None:
-        super().__init__(dimension)
+                 nbits: int = 4, fast_scan: bool = True, opq: bool = True, encoder: dict | None = None) -> None:
+        super().__init__(dimension, encoder)
         if self.dimension % m:
             raise GalleryError(f"m={m} must divide the dimension {self.dimension}")
         if fast_scan and nbits != 4:
@@ -215,16 +275,18 @@ class IvfPqGallery(_FaissGallery):
 
     @classmethod
     def from_index(cls, index: faiss.Index, keys: Sequence[str], nprobe: int | None = None,
-                   rerank: int = 400) -> IvfPqGallery:
+                   rerank: int = 400, narrowband: Sequence[bool] | None = None,
+                   encoder: dict | None = None) -> IvfPqGallery:
         """Wraps a trained and filled index that an ``IvfPqGallery`` built (``faiss.write_index(g.index,
-        path)``, then ``faiss.read_index``) holding one row per key of ``keys``, in order."""
+        path)``, then ``faiss.read_index``) holding one row per key of ``keys``, in order (``narrowband``: their
+        bands, default all wideband)."""
         owner = index  # the proxy that owns the C++ index: a downcast one does not, so keep this alive
         index = faiss.downcast_index(index)
         if not isinstance(index, faiss.IndexRefineFlat) or index.ntotal != len(keys):
             raise GalleryError(f"not an IVF-PQ gallery index of {len(keys)} vectors")
         ivf = faiss.extract_index_ivf(index.base_index)
         g = cls.__new__(cls)
-        _FaissGallery.__init__(g, index.d)
+        _FaissGallery.__init__(g, index.d, encoder)
         base = faiss.downcast_index(index.base_index)
         g.opq = isinstance(base, faiss.IndexPreTransform)
         pq = faiss.downcast_index(ivf)
@@ -235,7 +297,8 @@ class IvfPqGallery(_FaissGallery):
         g.factory = f"{'OPQ%d,' % g.m if g.opq else ''}IVF{g.nlist},PQ{g.m}x{g.nbits}{fs}"
         g._owner = owner
         g._wrap(index)
-        g._register(list(keys))
+        bands = _check_bands(keys, narrowband)
+        g._register(list(keys), bands)
         return g
 
     @staticmethod
@@ -250,12 +313,13 @@ class IvfPqGallery(_FaissGallery):
     @classmethod
     def build(cls, keys: Sequence[str], vectors: np.ndarray, nlist: int | None = None, m: int = 32,
               nprobe: int | None = None, rerank: int = 400, train_max: int = 100_000, seed: int = 0,
-              nbits: int = 4, fast_scan: bool = True, opq: bool = True) -> IvfPqGallery:
+              nbits: int = 4, fast_scan: bool = True, opq: bool = True, narrowband: Sequence[bool] | None = None,
+              encoder: dict | None = None) -> IvfPqGallery:
         """Trains on at most ``train_max`` of ``vectors`` (float32 (n, d)) and adds them all under ``keys``."""
         v = np.atleast_2d(np.asarray(vectors, np.float32))
-        g = cls(v.shape[1], nlist or cls.default_nlist(len(v)), m, nprobe, rerank, nbits, fast_scan, opq)
+        g = cls(v.shape[1], nlist or cls.default_nlist(len(v)), m, nprobe, rerank, nbits, fast_scan, opq, encoder)
         g.train(v, train_max, seed)
-        g.add(keys, v)
+        g.add(keys, v, narrowband)
         return g
 
     def train(self, vectors: np.ndarray, train_max: int = 100_000, seed: int = 0) -> None:
@@ -284,19 +348,20 @@ class IvfPqGallery(_FaissGallery):
 
 
 def make_gallery(keys: Sequence[str], vectors: np.ndarray, dimension: int | None = None,
-                 approx_min: int = APPROX_MIN, **ivfpq: int) -> FlatGallery | IvfPqGallery:
-    """A FAISS gallery holding ``vectors`` (n, d) under ``keys``: exact below ``approx_min`` vectors, IVF-PQ
-    with exact re-ranking from there on (trained on the vectors themselves; ``ivfpq``: options of
-    ``IvfPqGallery.build``)."""
+                 approx_min: int = APPROX_MIN, narrowband: Sequence[bool] | None = None,
+                 encoder: dict | None = None, **ivfpq: int) -> FlatGallery | IvfPqGallery:
+    """A FAISS gallery holding ``vectors`` (n, d) under ``keys`` (``narrowband``: their bands; ``encoder``: the
+    encoder that made them): exact below ``approx_min`` vectors, IVF-PQ with exact re-ranking from there on
+    (trained on the vectors themselves; ``ivfpq``: options of ``IvfPqGallery.build``)."""
     v = np.asarray(vectors, np.float32).reshape(len(keys), -1) if len(keys) else \
         np.zeros((0, dimension or 0), np.float32)
     dim = dimension or v.shape[1]
     if len(keys) >= approx_min:
         log.info("gallery of %d voiceprints: IVF-PQ with exact re-ranking", len(keys))
-        return IvfPqGallery.build(keys, v, **ivfpq)
-    g = FlatGallery(dim)
+        return IvfPqGallery.build(keys, v, narrowband=narrowband, encoder=encoder, **ivfpq)
+    g = FlatGallery(dim, encoder)
     if len(keys):
-        g.add(keys, v)
+        g.add(keys, v, narrowband)
     return g
 
 
@@ -312,16 +377,17 @@ def _vec_text(v: np.ndarray) -> str:
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 
 
-def _copy_binary(keys: Sequence[str], v: np.ndarray, header: bool, trailer: bool) -> bytes:
-    """Rows (key text, embedding vector) in COPY's binary format: pgvector's binary input is int16 dimension,
-    int16 0, then big-endian float32s. 1M voiceprints load in seconds instead of minutes of text formatting."""
+def _copy_binary(keys: Sequence[str], v: np.ndarray, bands: Sequence[bool], header: bool, trailer: bool) -> bytes:
+    """Rows (key text, embedding vector, narrowband boolean) in COPY's binary format: pgvector's binary input
+    is int16 dimension, int16 0, then big-endian float32s; a boolean is one byte. 1M voiceprints load in
+    seconds instead of minutes of text formatting."""
     d = v.shape[1]
     field = struct.pack(">ihh", 4 + 4 * d, d, 0)
     body = np.ascontiguousarray(v, ">f4")
     parts = [_COPY_SIGNATURE] if header else []
-    for k, row in zip(keys, body):
+    for k, row, nb in zip(keys, body, bands):
         kb = k.encode()
-        parts += [struct.pack(">hi", 2, len(kb)), kb, field, row.tobytes()]
+        parts += [struct.pack(">hi", 3, len(kb)), kb, field, row.tobytes(), struct.pack(">ib", 1, int(nb))]
     if trailer:
         parts.append(b"\xff\xff")
     return b"".join(parts)
@@ -357,6 +423,10 @@ class PgVectorGallery:
     probes 120 (the default) for wall p95 16.5 / 15.5 ms on an idle machine; 1000 lists built in 40-69 s
     and needed probes 80 for 0.991 at 67-75 ms; HNSW (m 16, ef_construction 64) on them took 1,226 s and
     reached 0.968-0.993 at ef_search 400-800 for 21-39 ms CPU.
+    Beside the table: ``{table}_domain`` keeps the per-band sum and count of its voiceprints (``domain``),
+    updated in each ``add``'s transaction, so a search never aggregates the whole table; ``{table}_meta``
+    records the encoder that made them (``record_encoder``). Tables made before these existed are brought up
+    to date when opened (each row wideband, as they were scored then).
     Needs psycopg 3 (``pip install 'idme[pg]'``) and a server with the ``vector`` extension (created here
     when the role may).
     """
@@ -364,7 +434,8 @@ class PgVectorGallery:
     kind = "pgvector"
 
     def __init__(self, url: str, dimension: int, table: str = "idme_voiceprints", probes: int | None = None,
-                 connect_timeout_s: float = 5.0) -> None:
+                 connect_timeout_s: float = 5.0, create: bool = True) -> None:
+        """Connects and sets ``table`` up (``create`` False: it must exist already; GalleryError otherwise)."""
         try:
             import psycopg
         except ImportError:
@@ -380,6 +451,7 @@ class PgVectorGallery:
         self._lists: int | None = None
         self._basis: np.ndarray | None = None  # (d, d) float32 rows = basis vectors, when trained
         self._sub: int | None = None  # dims of the HNSW index over subvector(embedding, 1, dims), if any
+        self.encoder: dict | None = None  # recorded in {table}_meta (record_encoder)
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s)))
         except psycopg.Error as exc:
@@ -387,36 +459,88 @@ class PgVectorGallery:
             raise GalleryError(f"cannot connect to PostgreSQL ({first}); check the URL and that the server "
                                "is running") from None
         try:
-            self._setup()
+            self._setup(create)
         except BaseException:
             self._conn.close()
             raise
 
-    def _setup(self) -> None:
+    def _setup(self, create: bool) -> None:
         import psycopg
 
+        t = self.table
         try:
-            has = self._conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
-            if not has:
-                raise GalleryError("this PostgreSQL server has no pgvector extension: install it (Debian: "
-                                   "postgresql-NN-pgvector) or use a server that has it")
-            self._conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            self._conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key text PRIMARY KEY, "
-                               f"embedding vector({self.dimension}) NOT NULL)")
+            if not self._conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
+                if not self._conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone():
+                    raise GalleryError("this PostgreSQL server has no pgvector extension: install it (Debian: "
+                                       "postgresql-NN-pgvector) or use a server that has it")
+                self._conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            exists = self._conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] is not None
+            if not exists and not create:
+                raise GalleryError(f"there is no table {t} on that server: move a store there first with "
+                                   f"`idme profiles migrate --to URL --table {t}`")
+            if not exists:
+                self._conn.execute(f"CREATE TABLE IF NOT EXISTS {t} (key text PRIMARY KEY, "
+                                   f"embedding vector({self.dimension}) NOT NULL, "
+                                   "narrowband boolean NOT NULL DEFAULT false)")
             row = self._conn.execute(
                 "SELECT atttypmod FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
-                (self.table,)).fetchone()
+                (t,)).fetchone()
+            if row and row[0] == self.dimension:
+                self._upgrade()
         except psycopg.Error as exc:
-            raise GalleryError(f"PostgreSQL refused to set up table {self.table}: "
+            raise GalleryError(f"PostgreSQL refused to set up table {t}: "
                                f"{str(exc).strip().splitlines()[0]}") from None
         if row and row[0] != self.dimension:
-            raise GalleryError(f"table {self.table} holds {row[0]}-d vectors, not {self.dimension}-d: another "
+            raise GalleryError(f"table {t} holds {row[0]}-d vectors, not {self.dimension}-d: another "
                                "encoder's gallery; use another table")
-        if self._conn.execute("SELECT to_regclass(%s)", (f"{self.table}_basis",)).fetchone()[0]:
-            blob = self._conn.execute(f"SELECT basis FROM {self.table}_basis").fetchone()
+        if self._conn.execute("SELECT to_regclass(%s)", (f"{t}_basis",)).fetchone()[0]:
+            blob = self._conn.execute(f"SELECT basis FROM {t}_basis").fetchone()
             if blob:
                 self._basis = np.frombuffer(blob[0], np.float32).reshape(self.dimension, self.dimension)
         self._sub = self._indexed_dims()
+        meta = self._conn.execute(f"SELECT value FROM {t}_meta WHERE name = 'encoder'").fetchone()
+        self.encoder = json.loads(meta[0]) if meta else None
+
+    def _upgrade(self) -> None:
+        """Adds what a table made by an earlier idme lacks: the band column (its rows were scored as
+        wideband), the metadata table and the band sums (filled from the rows once, under a lock that holds
+        writers off). Writes nothing to a table that has them all, so a read-only replica opens too."""
+        t, domain = self.table, f"{self.table}_domain"
+        has_band = self._conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND "
+                                      "attname = 'narrowband' AND NOT attisdropped", (t,)).fetchone()
+        if not has_band:
+            self._conn.execute(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS narrowband boolean NOT NULL DEFAULT false")
+        if not self._conn.execute("SELECT to_regclass(%s)", (f"{t}_meta",)).fetchone()[0]:
+            self._conn.execute(f"CREATE TABLE IF NOT EXISTS {t}_meta (name text PRIMARY KEY, value text NOT NULL)")
+        if self._conn.execute("SELECT to_regclass(%s)", (domain,)).fetchone()[0]:
+            return
+        with self._conn.transaction():
+            self._conn.execute(f"LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE")
+            if self._conn.execute("SELECT to_regclass(%s)", (domain,)).fetchone()[0]:
+                return  # another connection made it meanwhile
+            self._conn.execute(f"CREATE TABLE {domain} (narrowband boolean PRIMARY KEY, "
+                               f"total vector({self.dimension}) NOT NULL, n bigint NOT NULL)")
+            self._conn.execute(f"INSERT INTO {domain} SELECT narrowband, sum(embedding), count(*) "
+                               f"FROM {t} GROUP BY narrowband")
+
+    def record_encoder(self, encoder: dict) -> None:
+        """Records the encoder (``Embedder.info()``) that made this table's voiceprints; raises GalleryError
+        when it already records another one (name or version), whose voiceprints cannot be mixed with these."""
+        if self.encoder is not None and not same_encoder(self.encoder, encoder):
+            raise GalleryError(f"table {self.table} holds voiceprints of encoder {self.encoder.get('name')} "
+                               f"{self.encoder.get('version')}, not {encoder.get('name')} {encoder.get('version')}: "
+                               "use another table (--table)")
+        self._conn.execute(f"INSERT INTO {self.table}_meta VALUES ('encoder', %s) ON CONFLICT (name) DO UPDATE "
+                           "SET value = EXCLUDED.value", (json.dumps(dict(encoder), sort_keys=True),))
+        self.encoder = dict(encoder)
+
+    def domain(self) -> dict[bool, tuple[np.ndarray, int]]:
+        rows = self._conn.execute(f"SELECT narrowband, total::text, n FROM {self.table}_domain WHERE n > 0").fetchall()
+        out = {}
+        for nb, text, n in rows:
+            total = np.asarray(json.loads(text), np.float64)
+            out[bool(nb)] = (total if self._basis is None else total @ self._basis.astype(np.float64), int(n))
+        return out
 
     def _indexed_dims(self) -> int | None:
         row = self._conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname IN (%s, %s)",
@@ -466,18 +590,31 @@ class PgVectorGallery:
         return int(self._conn.execute(f"SELECT count(*) FROM {self.table} WHERE key = ANY(%s)",
                                       (list(keys),)).fetchone()[0])
 
-    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
-        """Upserts voiceprints in one transaction (COPY into a temp table, then INSERT ... ON CONFLICT)."""
+    def add(self, keys: Sequence[str], vectors: np.ndarray, narrowband: Sequence[bool] | None = None) -> None:
+        """Upserts voiceprints in one transaction (COPY into a temp table, then INSERT ... ON CONFLICT); the
+        band sums (``{table}_domain``) lose the rows replaced and gain the rows added in the same transaction,
+        under a lock that serialises writers (readers are not held up)."""
         v = self._rotate(_check_vectors(keys, vectors, self.dimension))
+        bands = _check_bands(keys, narrowband)
+        t, dom = self.table, f"{self.table}_domain"
         with self._conn.transaction():
-            self._conn.execute(f"CREATE TEMP TABLE _idme_load (key text, embedding vector({self.dimension})) "
-                               "ON COMMIT DROP")
-            with self._conn.cursor().copy("COPY _idme_load (key, embedding) FROM STDIN (FORMAT BINARY)") as cp:
+            self._conn.execute(f"LOCK TABLE {dom} IN SHARE ROW EXCLUSIVE MODE")
+            self._conn.execute(f"CREATE TEMP TABLE _idme_load (key text, embedding vector({self.dimension}), "
+                               "narrowband boolean) ON COMMIT DROP")
+            with self._conn.cursor().copy("COPY _idme_load (key, embedding, narrowband) FROM STDIN "
+                                          "(FORMAT BINARY)") as cp:
                 for s in range(0, len(keys), 10_000):
-                    cp.write(_copy_binary(keys[s:s + 10_000], v[s:s + 10_000], header=s == 0,
-                                          trailer=s + 10_000 >= len(keys)))
-            self._conn.execute(f"INSERT INTO {self.table} SELECT key, embedding FROM _idme_load "
-                               "ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding")
+                    cp.write(_copy_binary(keys[s:s + 10_000], v[s:s + 10_000], bands[s:s + 10_000],
+                                          header=s == 0, trailer=s + 10_000 >= len(keys)))
+            self._conn.execute(f"UPDATE {dom} d SET total = d.total - o.total, n = d.n - o.n FROM (SELECT "
+                               f"t.narrowband, sum(t.embedding) AS total, count(*) AS n FROM {t} t JOIN _idme_load "
+                               "USING (key) GROUP BY t.narrowband) o WHERE d.narrowband = o.narrowband")
+            self._conn.execute(f"INSERT INTO {dom} SELECT narrowband, sum(embedding), count(*) FROM _idme_load "
+                               f"GROUP BY narrowband ON CONFLICT (narrowband) DO UPDATE SET "
+                               f"total = {dom}.total + EXCLUDED.total, n = {dom}.n + EXCLUDED.n")
+            self._conn.execute(f"INSERT INTO {t} SELECT key, embedding, narrowband FROM _idme_load "
+                               "ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding, "
+                               "narrowband = EXCLUDED.narrowband")
 
     def index(self, lists: int | None = None, work_mem_mb: int = 1024, workers: int = 2,
               dims: int | None = None) -> None:
@@ -571,7 +708,7 @@ class PgVectorGallery:
             if self._sub is None:
                 self._conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), k)}")
                 rows = self._conn.execute(
-                    f"SELECT key, -(embedding <#> %(q)s::vector) AS score FROM {self.table} "
+                    f"SELECT key, -(embedding <#> %(q)s::vector) AS score, narrowband FROM {self.table} "
                     "ORDER BY embedding <#> %(q)s::vector LIMIT %(k)s", {"q": qt, "k": k}).fetchall()
             else:
                 # The HNSW index over the leading coordinates yields candidates; the full vectors rank them.
@@ -579,11 +716,12 @@ class PgVectorGallery:
                 self._conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), r)}")
                 sub = f"subvector(%(q)s::vector, 1, {self._sub})::vector({self._sub})"
                 rows = self._conn.execute(
-                    f"SELECT key, -(embedding <#> %(q)s::vector) AS score FROM (SELECT key, embedding FROM "
+                    f"SELECT key, -(embedding <#> %(q)s::vector) AS score, narrowband FROM (SELECT key, embedding, "
+                    f"narrowband FROM "
                     f"{self.table} ORDER BY subvector(embedding, 1, {self._sub})::vector({self._sub}) <#> {sub} "
                     "LIMIT %(r)s) AS candidates ORDER BY embedding <#> %(q)s::vector LIMIT %(k)s",
                     {"q": qt, "r": r, "k": k}).fetchall()
-        return [Hit(key, float(s)) for key, s in rows]
+        return [Hit(key, float(s), bool(nb)) for key, s, nb in rows]
 
 
 # -- moving a local store into PostgreSQL (issue 12, `idme profiles migrate`) ------------------------------
@@ -610,20 +748,28 @@ def _redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1@", url)
 
 
-def migrate(profiles: Sequence, url: str, dimension: int, table: str = "idme_voiceprints",
-            connect_timeout_s: float = 5.0) -> Migration:
-    """Copies every profile's voiceprint (``Profile.centroid``, keyed by name) into a pgvector table in one
-    transaction, then checks that every name is there. The local store is only read.
-
-    Raises GalleryError (one line) for a URL that is not postgresql://, a server that does not answer, one
-    without pgvector, or a table of another dimension: nothing is written then, since connecting and those
-    checks come first; a failed copy rolls back as one transaction."""
+def check_url(url: str) -> None:
+    """Raises GalleryError unless ``url`` is a postgresql:// (or postgres://) URL."""
     if not re.match(r"^postgres(ql)?://", url):
         raise GalleryError(f"not a PostgreSQL URL: {_redact(url)!r}; give postgresql://user@host:port/dbname")
+
+
+def migrate(profiles: Sequence, url: str, dimension: int, table: str = "idme_voiceprints",
+            connect_timeout_s: float = 5.0, encoder: dict | None = None) -> Migration:
+    """Copies every profile's voiceprint (``Profile.centroid``, keyed by name, with its band) into a pgvector
+    table in one transaction, records ``encoder`` (the one that made them) beside it, then checks that every
+    name is there. The local store is only read.
+
+    Raises GalleryError (one line) for a URL that is not postgresql://, a server that does not answer, one
+    without pgvector, or a table of another dimension or encoder: nothing is written then, since connecting
+    and those checks come first; a failed copy rolls back as one transaction."""
+    check_url(url)
     keys = [p.name for p in profiles]
     with PgVectorGallery(url, dimension, table=table, connect_timeout_s=connect_timeout_s) as pg:
+        if encoder is not None:
+            pg.record_encoder(encoder)
         if keys:
-            pg.add(keys, np.stack([p.centroid for p in profiles]))
+            pg.add(keys, np.stack([p.centroid for p in profiles]), [bool(p.narrowband) for p in profiles])
         found = pg.count_keys(keys) if keys else 0
         if found != len(keys):
             raise GalleryError(f"migration check failed: {found} of {len(keys)} voiceprints are in {table}")

@@ -591,10 +591,16 @@ def migrate_names(store: "ProfileStore", hook=None) -> int:
     return moved
 
 
+def same_encoder(a: dict, b: dict) -> bool:
+    """Do encoder records ``a`` and ``b`` (``Embedder.info()``) name one encoder, same name and version?
+    Only then are their voiceprints comparable (CAM++ and ECAPA are both 192-d)."""
+    return a.get("name") == b.get("name") and a.get("version") == b.get("version")
+
+
 def check_encoder(profile: Profile, encoder: dict) -> None:
     """Raises ProfileError if ``profile`` was made by another encoder (or another version of it)."""
     pe = profile.encoder
-    if pe.get("name") != encoder.get("name") or pe.get("version") != encoder.get("version"):
+    if not same_encoder(pe, encoder):
         who = "--name " + profile.name if profile.name != OWNER else ""
         raise ProfileError(
             f"profile '{profile.name}' was made with encoder {pe.get('name')} {pe.get('version')}, not "

@@ -289,14 +289,13 @@ def open_set_note(gallery_size: int, far: float = DESIGN_FAR) -> str:
             f"about {gallery_size} x FAR = {min(1.0, gallery_size * far):.2%}")
 
 
-def identify_in(gallery, embedding: np.ndarray, thresholds: Thresholds, top: int = 5,
-                session_narrowband: bool = False, narrowband_keys: frozenset[str] = frozenset()) -> list[Match]:
-    """``identify`` against a ``gallery.Gallery`` (FAISS exact or IVF-PQ, or pgvector) whose keys are
-    profile names: its ``top`` hits, best first, each held to its own bar (``OWNER`` = the ``me`` bar;
-    ``narrowband_keys``: profiles enrolled at telephone rate). Scores are the galleries' exact cosines."""
+def identify_in(hits, thresholds: Thresholds, session_narrowband: bool = False) -> list[Match]:
+    """``identify`` of a ``gallery.Gallery``'s search ``hits`` (keys are profile names, best first): each held
+    to its own bar (``OWNER`` = the ``me`` bar; ``Hit.narrowband``: enrolled at telephone rate). Scores are
+    the galleries' exact cosines."""
     out = []
-    for h in gallery.search(_unit(embedding), top):
-        t = thresholds.accept_for(h.key == OWNER, h.key in narrowband_keys, session_narrowband)
+    for h in hits:
+        t = thresholds.accept_for(h.key == OWNER, h.narrowband, session_narrowband)
         out.append(Match(h.key, h.score, t, h.score >= t))
     return out
 
@@ -322,13 +321,24 @@ class Domain:
     def __init__(self, profiles: Iterable[Profile] = ()) -> None:
         self._sum: dict[bool, np.ndarray] = {}
         self._count: dict[bool, int] = {}
-        self._names: set[str] = set()
+        #: Names of the voices summed; None: every voice scored is one of them (a gallery's search hits).
+        self._names: set[str] | None = set()
         for p in profiles:
             nb = bool(p.narrowband)
             v = _unit(np.asarray(p.centroid, np.float64).reshape(-1))
             self._sum[nb] = self._sum.get(nb, 0.0) + v
             self._count[nb] = self._count.get(nb, 0) + 1
             self._names.add(p.name)
+
+    @classmethod
+    def of_gallery(cls, gallery) -> Domain:
+        """The domain of every voiceprint a ``gallery.Gallery`` holds (its ``domain()`` sums, kept by the
+        gallery as rows come and go: a million rows are never summed per query)."""
+        d = cls()
+        for nb, (total, count) in gallery.domain().items():
+            d._sum[bool(nb)], d._count[bool(nb)] = np.asarray(total, np.float64), int(count)
+        d._names = None
+        return d
 
     def centre_for(self, calibration, name: str, voiceprint: np.ndarray, narrowband: bool) -> np.ndarray | None:
         """The centre for trials against profile ``name`` (its ``voiceprint``, left out when it is one of the
@@ -338,7 +348,7 @@ class Domain:
         if norm is None or nb not in self._sum:
             return None
         total, count = self._sum[nb], self._count[nb]
-        if name in self._names:
+        if self._names is None or name in self._names:
             total, count = total - _unit(np.asarray(voiceprint, np.float64).reshape(-1)), count - 1
         return norm.domain_centre(total, count, nb)
 
@@ -420,8 +430,8 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
     calibration: an ``eval.calibration.QualityCalibration`` for this encoder: scores become calibrated LLRs
         held to its threshold (raised by ln N for N profiles in identify); None: cosines held to ``thresholds``.
     domain: the enrolled voices the profile is scored among (``Domain`` of the whole store), for a
-        score-normalised calibration's centre; identify among profiles defaults to those profiles, verify and
-        a gallery to none (the cohort's mean).
+        score-normalised calibration's centre; identify among profiles defaults to those profiles, through a
+        gallery to the gallery's own voices (``Domain.of_gallery``), verify to none (the cohort's mean).
     Raises IdmeError for ``top`` outside 1..MAX_TOP; every other outcome is a ``Check`` with its reason.
     """
     from ..errors import IdmeError
@@ -465,8 +475,9 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
         return Check(ACCEPT if ok else REJECT, profiles[0].name, sc, thr, speech_s, cond, why, cosine=cos,
                      calibrated=cal)
     if gallery is not None:
-        nb_keys = frozenset(getattr(gallery, "narrowband_keys", ()))
-        matches = identify_in(gallery, emb, thresholds, top, cond.narrowband, nb_keys)
+        hits = gallery.search(_unit(emb), top)
+        nb_keys = frozenset(h.key for h in hits if h.narrowband)
+        matches = identify_in(hits, thresholds, cond.narrowband)
     else:
         nb_keys = frozenset(p.name for p in profiles if p.narrowband)
         matches = identify(profiles, emb, thresholds, top=top, session_narrowband=cond.narrowband)
@@ -486,8 +497,9 @@ def check(voice: Profile | Iterable[Profile] | None, samples: np.ndarray, embedd
         if not matches:
             return Check(REJECT, None, None, None, speech_s, cond, "no candidate's voiceprint could be read back "
                          "from the gallery (removed meanwhile?): try again", (), size, 0.0)
-    if domain is None and gallery is None:
-        domain = Domain(profiles)
+    if domain is None and getattr(getattr(calibration, "norm", None), "domain", False):
+        domain = Domain(profiles) if gallery is None else \
+            Domain.of_gallery(gallery) if hasattr(gallery, "domain") else None
     at = {m.name: None if domain is None or m.name not in vecs else
           domain.centre_for(calibration, m.name, vecs[m.name], m.name in nb_keys) for m in matches}
     llrs = [calibrated_score(calibration, m.score, speech_s, cond, m.name in nb_keys,
