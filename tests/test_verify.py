@@ -200,8 +200,9 @@ def test_a_channel_all_enrolled_voices_share_does_not_let_one_pass_for_another(t
 
 
 def test_the_store_domain_is_read_once_and_follows_changes(tmp_path, campplus) -> None:
-    """``Idme.verify`` centres on the store's voices without reading every profile per call: the same Domain
-    while the store's files are unchanged, a new one (with the new voice's sum) after an enrolment or removal."""
+    """``Idme.verify`` and ``Idme.identify`` search and centre on the store's voices without reading every
+    profile per call: the same store gallery while the store's files are unchanged, a new one (with the new
+    voice and its sum) after an enrolment or removal."""
     from idme.identity.profiles import Profile
 
     idme = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
@@ -213,13 +214,13 @@ def test_the_store_domain_is_read_once_and_follows_changes(tmp_path, campplus) -
 
     for n in ("a", "b", "c"):
         add(n)
-    first = idme._domain(V.Domain)
-    assert idme._domain(V.Domain) is first and first._count == {False: 3}
+    first = idme._store_gallery()[0]
+    assert idme._store_gallery()[0] is first and idme._domain()._count == {False: 3}
     add("d")
-    second = idme._domain(V.Domain)
-    assert second is not first and second._count == {False: 4}
+    second = idme._store_gallery()[0]
+    assert second is not first and idme._domain()._count == {False: 4} and len(second) == 4
     idme.profiles.remove("d", force=True)
-    assert idme._domain(V.Domain)._count == {False: 3}
+    assert idme._domain()._count == {False: 3} and len(idme._store_gallery()[0]) == 3
 
 
 def test_a_profile_of_another_encoder_is_refused(tmp_path, home, campplus) -> None:

@@ -411,7 +411,7 @@ class Idme:
         forced through the decoder: ``identity.challenge``) are not ``expect``.
         remember: an accepted liveness attempt's fingerprint is kept, so its replay is refused later."""
         from .identity.profiles import check_encoder, check_name
-        from .identity.verify import Domain, check
+        from .identity.verify import check
 
         name = check_name(name)
         samples, native = _test_audio(file_or_samples, sample_rate)
@@ -420,7 +420,7 @@ class Idme:
             check_encoder(profile, self.encoder_info)
         cal = self.calibration()
         # the store's other voices: where a score-normalised calibration centres the trial (Domain)
-        domain = self._domain(Domain) if profile is not None and getattr(cal, "norm", None) is not None else None
+        domain = self._domain() if profile is not None and getattr(cal, "norm", None) is not None else None
         result = check(profile, samples, self.embedder, self.thresholds(), native_rate=native, name=name,
                        calibration=cal, domain=domain)
         if not (liveness or (liveness is None and expect is not None)):
@@ -480,17 +480,34 @@ class Idme:
                 raise ModelMissingError(f"checking a challenge needs a speech recogniser: {hint}") from None
         return asr
 
-    def _domain(self, make):
-        """``verify.Domain`` of this store's profiles made by the running encoder, kept while the store's files
-        are unchanged (``ProfileStore.state``): reading every profile costs ~1 ms each."""
+    def _store_gallery(self):
+        """This store's profiles as a gallery (``identity.gallery.make_gallery``: FAISS exact while small,
+        IVF-PQ with exact re-ranking from ``APPROX_MIN`` voiceprints) with their bands and sums, and the
+        profiles made by another encoder (left out of it): kept while the store's files are unchanged
+        (``ProfileStore.state``, stat only), since reading every profile costs ~1 ms each. A server or any
+        long-lived ``Idme`` then identifies and verifies without reading the store per request."""
+        from .identity.gallery import make_gallery
+        from .identity.profiles import same_encoder
+
         state = self.profiles.state()
-        cached = getattr(self, "_domain_cache", None)
+        cached = getattr(self, "_gallery_cache", None)
         if cached is None or cached[0] != state:
-            enc = (self.encoder_info.get("name"), self.encoder_info.get("version"))
-            cached = (state, make(p for p in self.profiles.all()
-                                  if (p.encoder.get("name"), p.encoder.get("version")) == enc))
-            self._domain_cache = cached
-        return cached[1]
+            profiles = self.profiles.all()
+            mine = [p for p in profiles if same_encoder(p.encoder, self.encoder_info)]
+            others = [p for p in profiles if not same_encoder(p.encoder, self.encoder_info)]
+            vectors = np.stack([np.asarray(p.centroid, np.float32).reshape(-1) for p in mine]) if mine else \
+                np.zeros((0, self.embedder.dimension), np.float32)
+            gallery = make_gallery([p.name for p in mine], vectors, dimension=self.embedder.dimension,
+                                   narrowband=[bool(p.narrowband) for p in mine], encoder=dict(self.encoder_info))
+            cached = (state, gallery, others)
+            self._gallery_cache = cached
+        return cached[1], cached[2]
+
+    def _domain(self):
+        """``verify.Domain`` of this store's profiles made by the running encoder (from ``_store_gallery``)."""
+        from .identity.verify import Domain
+
+        return Domain.of_gallery(self._store_gallery()[0])
 
     def identify(self, file_or_samples: Any, top: int = 5, *, sample_rate: int | None = None, gallery: Any = None):
         """Who among the enrolled profiles is speaking in ``file_or_samples`` (open set: decision ``reject``
@@ -513,10 +530,10 @@ class Idme:
                     f"--embedder {made_by.get('name')}, or migrate this store's profiles into another table")
             return self._audit("identify", check(gallery, samples, self.embedder, self.thresholds(),
                                                  native_rate=native, top=top, calibration=self.calibration()))
-        profiles = self.profiles.all()
-        for p in profiles:
+        store, others = self._store_gallery()
+        for p in others:
             check_encoder(p, self.encoder_info)
-        return self._audit("identify", check(profiles, samples, self.embedder, self.thresholds(),
+        return self._audit("identify", check(store, samples, self.embedder, self.thresholds(),
                                              native_rate=native, top=top, calibration=self.calibration()))
 
     # -- the user's own data: audit log, export, forget, retention (issue 14 item 3) --------------------
