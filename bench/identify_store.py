@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -27,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The throwaway stores' data key is wrapped by this passphrase (no keyring here); it protects nothing.
+os.environ.setdefault("IDME_PASSPHRASE", "idme-bench-throwaway-home")
 
 from _store import open_store  # noqa: E402
 from identify_scale import distractors, real_voices  # noqa: E402

@@ -335,7 +335,8 @@ def test_identify_through_a_migrated_gallery_scores_as_the_local_store(postgres,
     """Four real telephone-rate (8 kHz FSDD) talkers migrated into pgvector: `idme identify --gallery` names
     george with every candidate's calibrated score equal to identifying among the local profiles (the gallery
     keeps their narrow band and centres on its own voices, as the store does); a table that records another
-    encoder, one that records none and one that does not exist are each one error line, exit 1."""
+    encoder, one that records none and one that does not exist are each one error line, exit 1; the server
+    started with that gallery answers POST /v1/identify the same."""
     import json
 
     import psycopg
@@ -365,6 +366,19 @@ def test_identify_through_a_migrated_gallery_scores_as_the_local_store(postgres,
     for a, b in zip(remote["candidates"], local["candidates"]):
         assert a["score"] == pytest.approx(b["score"], abs=0.01) and a["threshold"] == pytest.approx(b["threshold"])
     assert remote["gallery_size"] == 4
+    from fastapi.testclient import TestClient
+
+    from idme.server import create_app
+    from server_helpers import AUTH, BASE_URL, TOKEN
+
+    with idme.open_gallery(postgres, "fsdd") as pg:  # `idme serve --gallery URL --table fsdd`
+        client = TestClient(create_app(idme=idme, token=TOKEN, gallery=pg), base_url=BASE_URL)
+        r = client.post("/v1/identify", headers=AUTH, files={"file": ("t.wav", test.read_bytes(), "audio/wav")})
+    assert r.status_code == 200, r.text
+    served = r.json()
+    assert served["name"] == "george" and served["gallery_size"] == 4
+    assert [c["score"] for c in served["candidates"]] == pytest.approx([c["score"] for c in remote["candidates"]],
+                                                                       abs=1e-6)
     with psycopg.connect(postgres, autocommit=True) as conn:
         conn.execute("UPDATE fsdd_meta SET value = '{\"name\": \"ecapa\", \"version\": \"x\"}' WHERE name = 'encoder'")
     refused(cli("identify", test, "--gallery", postgres, "--table", "fsdd", "--home", tmp_path), "encoder ecapa")
@@ -375,3 +389,4 @@ def test_identify_through_a_migrated_gallery_scores_as_the_local_store(postgres,
             "does not record")
     refused(cli("identify", test, "--gallery", postgres, "--table", "nothing_here", "--home", tmp_path), "no table")
     refused(cli("identify", test, "--gallery", "mysql://db/idme", "--home", tmp_path), "not a PostgreSQL URL")
+    refused(cli("serve", "--gallery", postgres, "--table", "nothing_here", "--home", tmp_path), "no table")

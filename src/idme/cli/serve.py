@@ -26,6 +26,10 @@ def serve(
                                          help="Another host name clients may use (repeatable), e.g. behind TLS."),
     max_streams: int = typer.Option(4, "--max-streams", min=1, help="WebSocket streams at once."),
     asr: Optional[str] = typer.Option(None, "--asr", help="Transcription: auto, vosk, whisper or none."),
+    gallery: Optional[str] = typer.Option(None, "--gallery", help="POST /v1/identify searches the PostgreSQL + "
+                                          "pgvector gallery at this URL (filled by `idme profiles migrate`) "
+                                          "instead of the home's profiles."),
+    table: str = typer.Option("idme_voiceprints", "--table", help="The gallery's table (with --gallery)."),
     home: Optional[Path] = HOME_OPT, embedder: Optional[str] = EMBEDDER_OPT, compute: Optional[str] = COMPUTE_OPT,
 ) -> None:
     """Serve the API (/v1, OpenAPI at /v1/openapi.json) and the browser page at / on HOST:PORT."""
@@ -41,7 +45,9 @@ def serve(
     idme = make_idme(home, embedder, compute, asr)
     options = ServerOptions(host=host, port=port, token_file=token_file, extra_hosts=tuple(allow_host),
                             max_streams=max_streams)
-    app = create_app(options=options, idme=idme)
+    # Opened (and checked: server, pgvector, table, encoder) before anything is served; closed on exit.
+    pg = None if gallery is None else idme.open_gallery(gallery, table)
+    app = create_app(options=options, idme=idme, gallery=pg)
     state = app.state.idme_server
     scheme = "https" if certfile else "http"
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
@@ -66,3 +72,5 @@ def serve(
                     ssl_keyfile=None if keyfile is None else str(keyfile))
     finally:
         hold.release()
+        if pg is not None:
+            pg.close()

@@ -28,6 +28,7 @@ import json
 import logging
 import re
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -401,6 +402,17 @@ def _copy_binary(keys: Sequence[str], v: np.ndarray, bands: Sequence[bool], head
 SUB_ROWS_PER_LIST = 250
 
 
+def _locked(method):
+    """Runs a ``PgVectorGallery`` method under the gallery's lock (one connection shared by threads)."""
+    import functools
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
 class PgVectorGallery:
     """Voiceprints in a PostgreSQL table ``table(key text primary key, embedding vector(d))``.
 
@@ -452,6 +464,9 @@ class PgVectorGallery:
         self._basis: np.ndarray | None = None  # (d, d) float32 rows = basis vectors, when trained
         self._sub: int | None = None  # dims of the HNSW index over subvector(embedding, 1, dims), if any
         self.encoder: dict | None = None  # recorded in {table}_meta (record_encoder)
+        # One connection, many threads (a server's requests): psycopg serialises single statements, but a
+        # search's SET LOCAL + SELECT transaction must not interleave with another thread's.
+        self._lock = threading.RLock()
         try:
             self._conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s)))
         except psycopg.Error as exc:
@@ -523,6 +538,7 @@ class PgVectorGallery:
             self._conn.execute(f"INSERT INTO {domain} SELECT narrowband, sum(embedding), count(*) "
                                f"FROM {t} GROUP BY narrowband")
 
+    @_locked
     def record_encoder(self, encoder: dict) -> None:
         """Records the encoder (``Embedder.info()``) that made this table's voiceprints; raises GalleryError
         when it already records another one (name or version), whose voiceprints cannot be mixed with these."""
@@ -534,6 +550,7 @@ class PgVectorGallery:
                            "SET value = EXCLUDED.value", (json.dumps(dict(encoder), sort_keys=True),))
         self.encoder = dict(encoder)
 
+    @_locked
     def domain(self) -> dict[bool, tuple[np.ndarray, int]]:
         rows = self._conn.execute(f"SELECT narrowband, total::text, n FROM {self.table}_domain WHERE n > 0").fetchall()
         out = {}
@@ -551,6 +568,7 @@ class PgVectorGallery:
     def _rotate(self, v: np.ndarray) -> np.ndarray:
         return v if self._basis is None else np.ascontiguousarray(v @ self._basis.T, np.float32)
 
+    @_locked
     def train(self, vectors: np.ndarray, sample: int = 100_000, seed: int = 0) -> None:
         """Fits and stores the gallery's basis from (a seeded sample of) ``vectors`` (n, d), before any row
         is added: the eigenvectors of the unit vectors' second-moment matrix, strongest first (uncentred:
@@ -582,14 +600,17 @@ class PgVectorGallery:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_locked
     def __len__(self) -> int:
         return int(self._conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
 
+    @_locked
     def count_keys(self, keys: Sequence[str]) -> int:
         """How many of ``keys`` the table holds (a migration's check that every row arrived)."""
         return int(self._conn.execute(f"SELECT count(*) FROM {self.table} WHERE key = ANY(%s)",
                                       (list(keys),)).fetchone()[0])
 
+    @_locked
     def add(self, keys: Sequence[str], vectors: np.ndarray, narrowband: Sequence[bool] | None = None) -> None:
         """Upserts voiceprints in one transaction (COPY into a temp table, then INSERT ... ON CONFLICT); the
         band sums (``{table}_domain``) lose the rows replaced and gain the rows added in the same transaction,
@@ -616,6 +637,7 @@ class PgVectorGallery:
                                "ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding, "
                                "narrowband = EXCLUDED.narrowband")
 
+    @_locked
     def index(self, lists: int | None = None, work_mem_mb: int = 1024, workers: int = 2,
               dims: int | None = None) -> None:
         """Builds (or rebuilds) the IVFFlat index over what the table holds now; ``lists`` defaults to
@@ -648,6 +670,7 @@ class PgVectorGallery:
     def _column(dims: int | None) -> str:
         return "embedding" if dims is None else f"(subvector(embedding, 1, {int(dims)})::vector({int(dims)}))"
 
+    @_locked
     def index_hnsw(self, m: int = 16, ef_construction: int = 64, work_mem_mb: int = 1024, dims: int | None = None,
                    workers: int = 2) -> None:
         """Builds an HNSW index instead (pgvector's defaults m=16, ef_construction=64); searches then visit
@@ -684,6 +707,7 @@ class PgVectorGallery:
             return max(8, self._lists * 3 // 100)
         return max(1, self._lists // 8)
 
+    @_locked
     def vectors(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         if not keys:
             return {}
@@ -695,6 +719,7 @@ class PgVectorGallery:
             out[key] = v if self._basis is None else np.ascontiguousarray(v @ self._basis, np.float32)
         return out
 
+    @_locked
     def search(self, query: np.ndarray, k: int) -> list[Hit]:
         if k < 1:
             raise GalleryError(f"k must be at least 1 (got {k})")

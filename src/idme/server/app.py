@@ -83,9 +83,11 @@ class _TooLarge(BaseException):
 
 
 def create_app(settings: Settings | None = None, options: ServerOptions | None = None, *,
-               idme: Idme | None = None, token: str | None = None) -> FastAPI:
+               idme: Idme | None = None, token: str | None = None, gallery: Any = None) -> FastAPI:
     """The app. settings: None resolves them (flag > IDME_* > config file > default); idme: a facade to
-    share (tests pass one with the encoder already loaded); token: None reads or creates the token file."""
+    share (tests pass one with the encoder already loaded); token: None reads or creates the token file;
+    gallery: an ``identity.gallery`` backend (``Idme.open_gallery``: PostgreSQL + pgvector) that
+    ``POST /v1/identify`` searches instead of the home's profiles (the caller closes it)."""
     from .rest import health_router, router
     from .ws import router as ws_router
 
@@ -94,7 +96,7 @@ def create_app(settings: Settings | None = None, options: ServerOptions | None =
     created = False
     if token is None:
         token, created = load_or_create_token(options.token_file or idme.home / "server" / "token")
-    state = ServerState(idme=idme, options=options, token=token, token_created=created,
+    state = ServerState(idme=idme, options=options, token=token, token_created=created, gallery=gallery,
                         hosts=allowed_hosts(options.host, options.extra_hosts),
                         tickets=TicketBook(options.ticket_ttl_s), verify_limit=RateLimit(options.verify_per_minute),
                         compute=threading.BoundedSemaphore(options.max_parallel_embeds or os.cpu_count() or 2))

@@ -194,7 +194,7 @@ def identify(state: Auth, file: Annotated[UploadFile, File(description="the test
     _rate_limit(state)
     idme = state.ready_idme()
     with _saved([file], state) as paths, state.compute:
-        return idme.identify(paths[0], top=top).to_dict()
+        return idme.identify(paths[0], top=top, gallery=state.gallery).to_dict()
 
 
 # -- sessions ----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi.responses import JSONResponse
 
@@ -33,6 +34,9 @@ class ServerState:
     hosts: frozenset[str]
     tickets: TicketBook
     verify_limit: RateLimit
+    #: What ``POST /v1/identify`` searches: an ``identity.gallery`` backend (``idme serve --gallery``), or
+    #: None for the home's own profiles.
+    gallery: Any = None
     streams: int = 0
     #: Liveness challenges issued by ``POST /v1/challenges`` (one use each, 60 s).
     challenges: ChallengeBook = field(default_factory=ChallengeBook)
