@@ -294,9 +294,10 @@ def test_faiss_galleries_keep_each_band_and_the_band_sums() -> None:
 
 def test_pgvector_keeps_bands_and_sums_and_brings_old_tables_up_to_date(postgres) -> None:
     """On a real server a pgvector gallery stores each voiceprint's band and keeps its per-band sums in step
-    with upserts (also when trained, i.e. stored rotated); a table an earlier idme made (no band column, no
-    sums) is brought up to date when opened, every row wideband; opening a missing table without ``create``
-    refuses and creates nothing."""
+    with upserts and removals (also when trained, i.e. stored rotated); a table an earlier idme made (no band
+    column, no sums) is brought up to date when opened, every row wideband; ``refresh_domain`` repairs the
+    sums after rows were deleted behind the gallery's back; a connection the server dropped is opened again;
+    opening a missing table without ``create`` refuses and creates nothing."""
     import psycopg
 
     x = _clustered(1200, seed=8)
@@ -325,6 +326,17 @@ def test_pgvector_keeps_bands_and_sums_and_brings_old_tables_up_to_date(postgres
         assert old.encoder is None and old.search(x[7], 1) == [Hit("p7", pytest.approx(1.0, abs=1e-5), False)]
         old.add(["new"], x[50:51], [True])
         _same_domain(old.domain(), _band_sums(x[:51], [False] * 50 + [True]), atol=1e-4)
+        assert old.remove(["p3", "p4", "nobody"]) == 2 and len(old) == 49
+        _same_domain(old.domain(), _band_sums(np.delete(x[:51], [3, 4], axis=0), [False] * 48 + [True]), atol=1e-4)
+        with psycopg.connect(postgres, autocommit=True) as conn:  # rows changed behind the gallery's back
+            conn.execute("DELETE FROM gallery_old WHERE key IN ('p5', 'new')")
+            assert old.domain()[True][1] == 1
+            old.refresh_domain()
+            _same_domain(old.domain(), _band_sums(np.delete(x[:50], [3, 4, 5], axis=0), [False] * 47), atol=1e-4)
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                         "AND datname = current_database() AND application_name = ''")
+        # the server dropped the gallery's connection: the next call connects again
+        assert old.search(x[7], 1)[0].key == "p7" and len(old) == 47
     with pytest.raises(GalleryError, match="no table gallery_missing"):
         PgVectorGallery(postgres, DIM, table="gallery_missing", create=False)
     with psycopg.connect(postgres, autocommit=True) as conn:
@@ -336,7 +348,8 @@ def test_identify_through_a_migrated_gallery_scores_as_the_local_store(postgres,
     george with every candidate's calibrated score equal to identifying among the local profiles (the gallery
     keeps their narrow band and centres on its own voices, as the store does); a table that records another
     encoder, one that records none and one that does not exist are each one error line, exit 1; the server
-    started with that gallery answers POST /v1/identify the same."""
+    started with that gallery answers POST /v1/identify the same and keeps the gallery in step with profiles
+    deleted or renamed through it; `migrate --prune` removes rows of people the store no longer has."""
     import json
 
     import psycopg
@@ -362,6 +375,13 @@ def test_identify_through_a_migrated_gallery_scores_as_the_local_store(postgres,
     remote = json.loads(ok(cli("identify", test, "--json", "--gallery", postgres, "--table", "fsdd",
                                "--home", tmp_path)).stdout)
     assert local["decision"] == remote["decision"] == "accept" and local["name"] == remote["name"] == "george"
+    # ... and both equal identify as it was before stores became galleries: every profile scored in a loop
+    from idme.audio import read_audio
+
+    x = read_audio(test)
+    loop = V.check(idme.profiles.all(), x, campplus, idme.thresholds(), native_rate=8000, calibration=idme.calibration())
+    assert [m.name for m in loop.candidates] == [c["name"] for c in local["candidates"]]
+    assert [m.score for m in loop.candidates] == pytest.approx([c["score"] for c in local["candidates"]], abs=0.01)
     assert [c["name"] for c in remote["candidates"]] == [c["name"] for c in local["candidates"]]
     for a, b in zip(remote["candidates"], local["candidates"]):
         assert a["score"] == pytest.approx(b["score"], abs=0.01) and a["threshold"] == pytest.approx(b["threshold"])
@@ -374,15 +394,34 @@ def test_identify_through_a_migrated_gallery_scores_as_the_local_store(postgres,
     with idme.open_gallery(postgres, "fsdd") as pg:  # `idme serve --gallery URL --table fsdd`
         client = TestClient(create_app(idme=idme, token=TOKEN, gallery=pg), base_url=BASE_URL)
         r = client.post("/v1/identify", headers=AUTH, files={"file": ("t.wav", test.read_bytes(), "audio/wav")})
-    assert r.status_code == 200, r.text
-    served = r.json()
-    assert served["name"] == "george" and served["gallery_size"] == 4
-    assert [c["score"] for c in served["candidates"]] == pytest.approx([c["score"] for c in remote["candidates"]],
-                                                                       abs=1e-6)
+        assert r.status_code == 200, r.text
+        served = r.json()
+        assert served["name"] == "george" and served["gallery_size"] == 4
+        assert [c["score"] for c in served["candidates"]] == pytest.approx(
+            [c["score"] for c in remote["candidates"]], abs=1e-6)
+        # a person deleted through the server leaves the gallery too (and is not identified any more)
+        assert client.delete("/v1/profiles/george", headers=AUTH).status_code == 200
+        r = client.post("/v1/identify", headers=AUTH, files={"file": ("t.wav", test.read_bytes(), "audio/wav")})
+        assert r.json()["gallery_size"] == 3 and "george" not in [c["name"] for c in r.json()["candidates"]]
+        assert len(pg) == 3 and pg.vectors(["george"]) == {}
+        assert client.post("/v1/profiles/jackson/rename", headers=AUTH, json={"new_name": "jack"}).status_code == 200
+        assert sorted(h.key for h in pg.search(idme.profiles.get("jack").centroid, 5)) == ["jack", "nicolas",
+                                                                                         "yweweler"]
+    # the store and the table differ only by what the server did; a pruning migration from a copy of the
+    # store as it was puts george back and removes nothing else
+    m = json.loads(ok(cli("profiles", "migrate", "--to", postgres, "--table", "fsdd", "--prune", "--json",
+                          "--home", tmp_path)).stdout)
+    assert m["removed"] == [] and m["table_rows"] == 3
+    idme.enroll_files("george", [tmp_path / "george.wav"], force=True)
+    idme.profiles.remove("nicolas", force=True)
+    m = json.loads(ok(cli("profiles", "migrate", "--to", postgres, "--table", "fsdd", "--prune", "--json",
+                          "--home", tmp_path)).stdout)
+    assert m["removed"] == ["nicolas"] and m["table_rows"] == 3 and sorted(m["names"]) == ["george", "jack", "yweweler"]
     with psycopg.connect(postgres, autocommit=True) as conn:
         conn.execute("UPDATE fsdd_meta SET value = '{\"name\": \"ecapa\", \"version\": \"x\"}' WHERE name = 'encoder'")
     refused(cli("identify", test, "--gallery", postgres, "--table", "fsdd", "--home", tmp_path), "encoder ecapa")
     refused(cli("profiles", "migrate", "--to", postgres, "--table", "fsdd", "--home", tmp_path), "encoder ecapa")
+    refused(cli("serve", "--gallery", postgres, "--table", "fsdd", "--home", tmp_path), "encoder ecapa")
     with PgVectorGallery(postgres, campplus.dimension, table="unrecorded") as pg:
         pg.add(["george"], idme.profiles.get("george").centroid[None, :])
     refused(cli("identify", test, "--gallery", postgres, "--table", "unrecorded", "--home", tmp_path),
@@ -390,3 +429,4 @@ def test_identify_through_a_migrated_gallery_scores_as_the_local_store(postgres,
     refused(cli("identify", test, "--gallery", postgres, "--table", "nothing_here", "--home", tmp_path), "no table")
     refused(cli("identify", test, "--gallery", "mysql://db/idme", "--home", tmp_path), "not a PostgreSQL URL")
     refused(cli("serve", "--gallery", postgres, "--table", "nothing_here", "--home", tmp_path), "no table")
+    assert cli("identify", test, "--table", "fsdd", "--home", tmp_path).exit_code == 2  # --table needs --gallery

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -60,6 +61,19 @@ class NamedSpeaker:
     def to_dict(self) -> dict[str, Any]:
         return {"session_id": self.session_id, "speaker": self.speaker, "profile": self.profile.to_dict(),
                 "relabelled": self.relabelled}
+
+
+class _Lazy:
+    """A value built on first ``get()``, once even when threads ask at once (server requests)."""
+
+    def __init__(self, build) -> None:
+        self._build, self._value, self._lock = build, None, threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._build is not None:
+                self._value, self._build = self._build(), None
+            return self._value
 
 
 #: Associated data of the encrypted ``idme name --undo`` records (idme.vault).
@@ -486,8 +500,20 @@ class Idme:
         profiles made by another encoder (left out of it): kept while the store's files are unchanged
         (``ProfileStore.state``, stat only), since reading every profile costs ~1 ms each. A server or any
         long-lived ``Idme`` then identifies and verifies without reading the store per request."""
+        cached = self._store_cache()
+        return cached[1].get(), cached[2]
+
+    def _domain(self):
+        """``verify.Domain`` of this store's profiles made by the running encoder (no gallery is built for it:
+        an IVF-PQ gallery of a large store takes seconds to train, and verify needs only the sums)."""
+        return self._store_cache()[3]
+
+    def _store_cache(self) -> tuple:
+        """(state, the gallery built on first use, profiles of another encoder, ``verify.Domain`` of the
+        others) of this store, read once per change of its files."""
         from .identity.gallery import make_gallery
         from .identity.profiles import same_encoder
+        from .identity.verify import Domain
 
         state = self.profiles.state()
         cached = getattr(self, "_gallery_cache", None)
@@ -495,19 +521,16 @@ class Idme:
             profiles = self.profiles.all()
             mine = [p for p in profiles if same_encoder(p.encoder, self.encoder_info)]
             others = [p for p in profiles if not same_encoder(p.encoder, self.encoder_info)]
-            vectors = np.stack([np.asarray(p.centroid, np.float32).reshape(-1) for p in mine]) if mine else \
-                np.zeros((0, self.embedder.dimension), np.float32)
-            gallery = make_gallery([p.name for p in mine], vectors, dimension=self.embedder.dimension,
-                                   narrowband=[bool(p.narrowband) for p in mine], encoder=dict(self.encoder_info))
-            cached = (state, gallery, others)
+
+            def build():
+                vectors = np.stack([np.asarray(p.centroid, np.float32).reshape(-1) for p in mine]) if mine else \
+                    np.zeros((0, self.embedder.dimension), np.float32)
+                return make_gallery([p.name for p in mine], vectors, dimension=self.embedder.dimension,
+                                    narrowband=[bool(p.narrowband) for p in mine], encoder=dict(self.encoder_info))
+
+            cached = (state, _Lazy(build), others, Domain(mine))
             self._gallery_cache = cached
-        return cached[1], cached[2]
-
-    def _domain(self):
-        """``verify.Domain`` of this store's profiles made by the running encoder (from ``_store_gallery``)."""
-        from .identity.verify import Domain
-
-        return Domain.of_gallery(self._store_gallery()[0])
+        return cached
 
     def identify(self, file_or_samples: Any, top: int = 5, *, sample_rate: int | None = None, gallery: Any = None):
         """Who among the enrolled profiles is speaking in ``file_or_samples`` (open set: decision ``reject``
@@ -666,31 +689,39 @@ class Idme:
         path = None if dry_run else save(emb.name, result.new, self.home, version=emb.version)
         return result, path
 
-    def migrate_profiles(self, url: str, table: str = "idme_voiceprints"):
+    def migrate_profiles(self, url: str, table: str = "idme_voiceprints", prune: bool = False):
         """Copies every profile's voiceprint into a PostgreSQL + pgvector gallery (``identity.gallery.migrate``)
-        and checks the count; the local store is left as it is. Raises ProfileError for a profile made by
-        another encoder, GalleryError for a bad URL, a server that does not answer or one without pgvector."""
+        and checks the count; the local store is left as it is. prune: also delete the table's rows of people
+        this store no longer has. Raises ProfileError for a profile made by another encoder, GalleryError for a
+        bad URL, a server that does not answer, one without pgvector, or a table of another encoder."""
         from .identity.gallery import migrate
         from .identity.profiles import check_encoder
 
         profiles = self.profiles.all()
         for p in profiles:
             check_encoder(p, self.encoder_info)
-        return migrate(profiles, url, self.embedder.dimension, table, encoder=self.encoder_info)
+        return migrate(profiles, url, self.embedder.dimension, table, encoder=self.encoder_info, prune=prune)
 
     def open_gallery(self, url: str, table: str = "idme_voiceprints"):
         """The PostgreSQL + pgvector gallery ``migrate_profiles`` filled (``identity.gallery.PgVectorGallery``,
-        to pass to ``identify(gallery=...)`` and close after). Nothing is created: raises GalleryError for a bad
-        URL, a server that does not answer or lacks pgvector, or a table that is not there, and ProfileError
-        for a table that records another encoder or none (made before galleries recorded it: migrate again)."""
+        to pass to ``identify(gallery=...)`` and close after). No table is created (a table of an earlier idme
+        gets the columns and side tables it lacks): raises GalleryError for a bad URL, a server that does not
+        answer or lacks pgvector, or a table that is not there, and ProfileError for a table that records
+        another encoder than the running one, or none (made before galleries recorded it: migrate again)."""
         from .identity.gallery import PgVectorGallery, check_url
+        from .identity.profiles import same_encoder
 
         check_url(url)
         pg = PgVectorGallery(url, self.embedder.dimension, table=table, create=False)
-        if pg.encoder is None:
+        made_by, mine = pg.encoder, self.encoder_info
+        if made_by is None or not same_encoder(made_by, mine):
             pg.close()
-            raise ProfileError(f"table {table} does not record which encoder made its voiceprints: run `idme "
-                               f"profiles migrate --to URL --table {table}` again to record it")
+            if made_by is None:
+                raise ProfileError(f"table {table} does not record which encoder made its voiceprints: run `idme "
+                                   f"profiles migrate --to URL --table {table}` again to record it")
+            raise ProfileError(f"table {table} holds voiceprints of encoder {made_by.get('name')} "
+                               f"{made_by.get('version')}, not {mine.get('name')} {mine.get('version')}: use "
+                               f"--embedder {made_by.get('name')}, or migrate this store into another table")
         return pg
 
     def calibrate_quality(self, data: Path, far: float = 0.005, cache_dir: Path | None = None,

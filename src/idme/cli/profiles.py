@@ -90,13 +90,16 @@ def profiles_reembed(name: Optional[str] = typer.Argument(None, help="Profile (d
 def profiles_migrate(to: str = typer.Option(..., "--to", help="PostgreSQL URL with pgvector, e.g. "
                                             "postgresql://idme@db:5432/idme"),
                      table: str = typer.Option("idme_voiceprints", "--table", help="Table to upsert into."),
+                     prune: bool = typer.Option(False, "--prune", help="Also delete the table's rows of people "
+                                                "this store no longer has (removed or forgotten)."),
                      as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
                      embedder: Optional[str] = EMBEDDER_OPT, compute: Optional[str] = COMPUTE_OPT,
                      home: Optional[Path] = HOME_OPT) -> None:
     """Copy every profile's voiceprint into a PostgreSQL + pgvector gallery (the local store stays as it is)."""
-    m = make_idme(home, embedder, compute).migrate_profiles(to, table)
+    m = make_idme(home, embedder, compute).migrate_profiles(to, table, prune=prune)
     if as_json:
         typer.echo(json.dumps(m.to_dict()))
         return
-    err.print(f"migrated {m.migrated} voiceprint(s) to {m.table} on {m.url} (checked: all {m.migrated} present; "
-              f"the table holds {m.table_rows}); the local store is unchanged", markup=False)
+    gone = f"; removed {len(m.removed)} row(s) of people no longer here" if prune else ""
+    err.print(f"migrated {m.migrated} voiceprint(s) to {m.table} on {m.url} (checked: all {m.migrated} present"
+              f"{gone}; the table holds {m.table_rows}); the local store is unchanged", markup=False)

@@ -35,10 +35,12 @@ def serve(
     """Serve the API (/v1, OpenAPI at /v1/openapi.json) and the browser page at / on HOST:PORT."""
     if (certfile is None) != (keyfile is None):
         raise ConfigError("--certfile and --keyfile go together")
+    if gallery is None and table != "idme_voiceprints":
+        raise typer.BadParameter("--table goes with --gallery", param_hint="--table")
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (the [serve] extra: checked before anything else happens)
 
-        from ..server import ServerOptions, create_app
+        from ..server import ServerOptions
     except ImportError as exc:
         raise ConfigError(f"the server needs the [serve] extra ({exc.name} is missing): "
                           "pip install 'idme[serve]'") from None
@@ -47,6 +49,20 @@ def serve(
                             max_streams=max_streams)
     # Opened (and checked: server, pgvector, table, encoder) before anything is served; closed on exit.
     pg = None if gallery is None else idme.open_gallery(gallery, table)
+    try:
+        _serve(idme, options, pg, certfile, keyfile)
+    finally:
+        if pg is not None:
+            pg.close()
+
+
+def _serve(idme, options, pg, certfile: Optional[Path], keyfile: Optional[Path]) -> None:
+    """Creates the app over ``idme`` (and gallery ``pg``), says where it is, and serves until stopped."""
+    import uvicorn
+
+    from ..server import create_app
+
+    host, port, token_file = options.host, options.port, options.token_file
     app = create_app(options=options, idme=idme, gallery=pg)
     state = app.state.idme_server
     scheme = "https" if certfile else "http"
@@ -72,5 +88,3 @@ def serve(
                     ssl_keyfile=None if keyfile is None else str(keyfile))
     finally:
         hold.release()
-        if pg is not None:
-            pg.close()

@@ -21,6 +21,7 @@ from ..identity.verify import ACCEPT, MAX_TOP, NOT_ENOUGH_SPEECH, NOT_ENROLLED, 
 from .common import COMPUTE_OPT, EMBEDDER_OPT, HOME_OPT, cli_errors, fail, make_idme
 
 _JSON_OPT = typer.Option(False, "--json", help="Print the result as one JSON object.")
+_DEFAULT_TABLE = "idme_voiceprints"  # identity.gallery.PgVectorGallery's
 _FILE_ARG = typer.Argument(..., help="Recording of the voice to check (any format, any rate from 8 kHz).")
 
 
@@ -138,13 +139,15 @@ def identify(
     gallery: Optional[str] = typer.Option(None, "--gallery", help="Search the PostgreSQL + pgvector gallery at "
                                           "this URL (filled by `idme profiles migrate --to URL`) instead of "
                                           "the local profiles."),
-    table: str = typer.Option("idme_voiceprints", "--table", help="The gallery's table (with --gallery)."),
+    table: str = typer.Option(_DEFAULT_TABLE, "--table", help="The gallery's table (with --gallery)."),
     as_json: bool = _JSON_OPT,
     embedder: Optional[str] = EMBEDDER_OPT,
     compute: Optional[str] = COMPUTE_OPT,
     home: Optional[Path] = HOME_OPT,
 ) -> None:
     """Identify (1:N, open set) who among the enrolled profiles speaks in FILE, or nobody."""
+    if gallery is None and table != _DEFAULT_TABLE:
+        raise typer.BadParameter("--table goes with --gallery", param_hint="--table")
     idme = make_idme(home, embedder, compute)
     if gallery is None:
         result = idme.identify(file, top=top)

@@ -340,12 +340,14 @@ class IvfPqGallery(_FaissGallery):
 
     def _raw_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         # k_factor: IndexRefineFlat asks the IVF-PQ index for k * k_factor candidates, then re-scores them.
-        self.index.k_factor = max(1.0, self.rerank / max(k, 1))
-        self._ivf.nprobe = self.nprobe
+        # Passed per search, not set on the shared index: a server's threads search it at once with their
+        # own k. (With OPQ the IVF index sits behind the rotation, which forwards search parameters.)
+        params = faiss.IndexRefineSearchParameters(k_factor=max(1.0, self.rerank / max(k, 1)),
+                                                   base_index_params=faiss.SearchParametersIVF(nprobe=self.nprobe))
         # One query: one OpenMP thread whatever the gallery's size (FAISS would split the probed lists across
         # threads; on a shared machine waking a team costs more than the scan, review §1.4).
         with _single_omp_thread(0):
-            return self.index.search(q[None, :], k)
+            return self.index.search(q[None, :], k, params=params)
 
 
 def make_gallery(keys: Sequence[str], vectors: np.ndarray, dimension: int | None = None,
@@ -402,14 +404,31 @@ def _copy_binary(keys: Sequence[str], v: np.ndarray, bands: Sequence[bool], head
 SUB_ROWS_PER_LIST = 250
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _locked(method):
-    """Runs a ``PgVectorGallery`` method under the gallery's lock (one connection shared by threads)."""
+    """Runs a ``PgVectorGallery`` method under the gallery's lock (one connection shared by threads). A
+    connection the server dropped (restart, idle timeout, network) is opened again and the call retried
+    once; any other database error becomes one GalleryError line."""
     import functools
 
     @functools.wraps(method)
     def run(self, *args, **kwargs):
+        import psycopg
+
         with self._lock:
-            return method(self, *args, **kwargs)
+            for attempt in (0, 1):
+                try:
+                    return method(self, *args, **kwargs)
+                except psycopg.Error as exc:
+                    if attempt == 0 and self._conn.closed:
+                        log.warning("PostgreSQL connection lost (%s); connecting again", _first_line(exc))
+                        self._connect()
+                        continue
+                    raise GalleryError(f"PostgreSQL ({self.table}): {_first_line(exc)}") from None
     return run
 
 
@@ -437,7 +456,7 @@ class PgVectorGallery:
     reached 0.968-0.993 at ef_search 400-800 for 21-39 ms CPU.
     Beside the table: ``{table}_domain`` keeps the per-band sum and count of its voiceprints (``domain``),
     updated in each ``add``'s transaction, so a search never aggregates the whole table; ``{table}_meta``
-    records the encoder that made them (``record_encoder``). Tables made before these existed are brought up
+    records the encoder that made them (``add(..., encoder=...)``). Tables made before these existed are brought up
     to date when opened (each row wideband, as they were scored then).
     Needs psycopg 3 (``pip install 'idme[pg]'``) and a server with the ``vector`` extension (created here
     when the role may).
@@ -463,21 +482,26 @@ class PgVectorGallery:
         self._lists: int | None = None
         self._basis: np.ndarray | None = None  # (d, d) float32 rows = basis vectors, when trained
         self._sub: int | None = None  # dims of the HNSW index over subvector(embedding, 1, dims), if any
-        self.encoder: dict | None = None  # recorded in {table}_meta (record_encoder)
+        self.encoder: dict | None = None  # recorded in {table}_meta (add(..., encoder=...))
         # One connection, many threads (a server's requests): psycopg serialises single statements, but a
         # search's SET LOCAL + SELECT transaction must not interleave with another thread's.
         self._lock = threading.RLock()
-        try:
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(connect_timeout_s)))
-        except psycopg.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise GalleryError(f"cannot connect to PostgreSQL ({first}); check the URL and that the server "
-                               "is running") from None
+        self._url, self._timeout_s = url, connect_timeout_s
+        self._connect()
         try:
             self._setup(create)
         except BaseException:
             self._conn.close()
             raise
+
+    def _connect(self) -> None:
+        import psycopg
+
+        try:
+            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, round(self._timeout_s)))
+        except psycopg.Error as exc:
+            raise GalleryError(f"cannot connect to PostgreSQL ({_first_line(exc)}); check the URL and that the "
+                               "server is running") from None
 
     def _setup(self, create: bool) -> None:
         import psycopg
@@ -500,20 +524,18 @@ class PgVectorGallery:
             row = self._conn.execute(
                 "SELECT atttypmod FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
                 (t,)).fetchone()
-            if row and row[0] == self.dimension:
-                self._upgrade()
+            if row and row[0] != self.dimension:
+                raise GalleryError(f"table {t} holds {row[0]}-d vectors, not {self.dimension}-d: another "
+                                   "encoder's gallery; use another table")
+            self._upgrade()
+            if self._conn.execute("SELECT to_regclass(%s)", (f"{t}_basis",)).fetchone()[0]:
+                blob = self._conn.execute(f"SELECT basis FROM {t}_basis").fetchone()
+                if blob:
+                    self._basis = np.frombuffer(blob[0], np.float32).reshape(self.dimension, self.dimension)
+            self._sub = self._indexed_dims()
+            meta = self._conn.execute(f"SELECT value FROM {t}_meta WHERE name = 'encoder'").fetchone()
         except psycopg.Error as exc:
-            raise GalleryError(f"PostgreSQL refused to set up table {t}: "
-                               f"{str(exc).strip().splitlines()[0]}") from None
-        if row and row[0] != self.dimension:
-            raise GalleryError(f"table {t} holds {row[0]}-d vectors, not {self.dimension}-d: another "
-                               "encoder's gallery; use another table")
-        if self._conn.execute("SELECT to_regclass(%s)", (f"{t}_basis",)).fetchone()[0]:
-            blob = self._conn.execute(f"SELECT basis FROM {t}_basis").fetchone()
-            if blob:
-                self._basis = np.frombuffer(blob[0], np.float32).reshape(self.dimension, self.dimension)
-        self._sub = self._indexed_dims()
-        meta = self._conn.execute(f"SELECT value FROM {t}_meta WHERE name = 'encoder'").fetchone()
+            raise GalleryError(f"PostgreSQL refused to open table {t}: {_first_line(exc)}") from None
         self.encoder = json.loads(meta[0]) if meta else None
 
     def _upgrade(self) -> None:
@@ -538,17 +560,31 @@ class PgVectorGallery:
             self._conn.execute(f"INSERT INTO {domain} SELECT narrowband, sum(embedding), count(*) "
                                f"FROM {t} GROUP BY narrowband")
 
-    @_locked
-    def record_encoder(self, encoder: dict) -> None:
-        """Records the encoder (``Embedder.info()``) that made this table's voiceprints; raises GalleryError
-        when it already records another one (name or version), whose voiceprints cannot be mixed with these."""
-        if self.encoder is not None and not same_encoder(self.encoder, encoder):
-            raise GalleryError(f"table {self.table} holds voiceprints of encoder {self.encoder.get('name')} "
-                               f"{self.encoder.get('version')}, not {encoder.get('name')} {encoder.get('version')}: "
+    def _record_encoder(self, encoder: dict) -> None:
+        """Inside a writer's transaction (``add``, after its lock): records the encoder (``Embedder.info()``)
+        that made the voiceprints being added; raises GalleryError when the table records another one (name
+        or version), whose voiceprints cannot be mixed with these. Read under the lock, so two writers of
+        different encoders cannot both pass."""
+        row = self._conn.execute(f"SELECT value FROM {self.table}_meta WHERE name = 'encoder'").fetchone()
+        held = json.loads(row[0]) if row else None
+        if held is not None and not same_encoder(held, encoder):
+            raise GalleryError(f"table {self.table} holds voiceprints of encoder {held.get('name')} "
+                               f"{held.get('version')}, not {encoder.get('name')} {encoder.get('version')}: "
                                "use another table (--table)")
         self._conn.execute(f"INSERT INTO {self.table}_meta VALUES ('encoder', %s) ON CONFLICT (name) DO UPDATE "
                            "SET value = EXCLUDED.value", (json.dumps(dict(encoder), sort_keys=True),))
-        self.encoder = dict(encoder)
+
+    @_locked
+    def refresh_domain(self) -> None:
+        """Recomputes the band sums from the rows (one scan): the repair after rows were changed by anything
+        but this class (plain SQL, an older idme)."""
+        dom = f"{self.table}_domain"
+        with self._conn.transaction():
+            self._conn.execute(f"LOCK TABLE {dom} IN SHARE ROW EXCLUSIVE MODE")
+            self._conn.execute(f"LOCK TABLE {self.table} IN SHARE MODE")
+            self._conn.execute(f"DELETE FROM {dom}")
+            self._conn.execute(f"INSERT INTO {dom} SELECT narrowband, sum(embedding), count(*) FROM {self.table} "
+                               "GROUP BY narrowband")
 
     @_locked
     def domain(self) -> dict[bool, tuple[np.ndarray, int]]:
@@ -589,6 +625,7 @@ class PgVectorGallery:
             self._conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table}_basis (basis bytea NOT NULL)")
             self._conn.execute(f"DELETE FROM {self.table}_basis")
             self._conn.execute(f"INSERT INTO {self.table}_basis VALUES (%s)", (basis.tobytes(),))
+            self._conn.execute(f"DELETE FROM {self.table}_domain")  # sums of the old basis, of no rows
         self._basis = basis
 
     def close(self) -> None:
@@ -602,7 +639,9 @@ class PgVectorGallery:
 
     @_locked
     def __len__(self) -> int:
-        return int(self._conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()[0])
+        # The band counts, not count(*): identify asks for the gallery size on every query, and count(*)
+        # scans the table (~30-50 ms at 1M rows).
+        return int(self._conn.execute(f"SELECT coalesce(sum(n), 0) FROM {self.table}_domain").fetchone()[0])
 
     @_locked
     def count_keys(self, keys: Sequence[str]) -> int:
@@ -611,15 +650,19 @@ class PgVectorGallery:
                                       (list(keys),)).fetchone()[0])
 
     @_locked
-    def add(self, keys: Sequence[str], vectors: np.ndarray, narrowband: Sequence[bool] | None = None) -> None:
+    def add(self, keys: Sequence[str], vectors: np.ndarray, narrowband: Sequence[bool] | None = None,
+            encoder: dict | None = None) -> None:
         """Upserts voiceprints in one transaction (COPY into a temp table, then INSERT ... ON CONFLICT); the
         band sums (``{table}_domain``) lose the rows replaced and gain the rows added in the same transaction,
-        under a lock that serialises writers (readers are not held up)."""
+        under a lock that serialises writers (readers are not held up). encoder: the encoder that made them,
+        recorded in the same transaction (GalleryError, nothing written, when the table records another)."""
         v = self._rotate(_check_vectors(keys, vectors, self.dimension))
         bands = _check_bands(keys, narrowband)
         t, dom = self.table, f"{self.table}_domain"
         with self._conn.transaction():
             self._conn.execute(f"LOCK TABLE {dom} IN SHARE ROW EXCLUSIVE MODE")
+            if encoder is not None:
+                self._record_encoder(encoder)
             self._conn.execute(f"CREATE TEMP TABLE _idme_load (key text, embedding vector({self.dimension}), "
                                "narrowband boolean) ON COMMIT DROP")
             with self._conn.cursor().copy("COPY _idme_load (key, embedding, narrowband) FROM STDIN "
@@ -636,6 +679,33 @@ class PgVectorGallery:
             self._conn.execute(f"INSERT INTO {t} SELECT key, embedding, narrowband FROM _idme_load "
                                "ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding, "
                                "narrowband = EXCLUDED.narrowband")
+        if encoder is not None:
+            self.encoder = dict(encoder)
+
+    @_locked
+    def keys_except(self, keep: Sequence[str]) -> list[str]:
+        """The keys held that are not in ``keep`` (``migrate(prune=True)``: rows of people no longer in the
+        store)."""
+        return [r[0] for r in self._conn.execute(f"SELECT key FROM {self.table} WHERE NOT (key = ANY(%s))",
+                                                  (list(keep),)).fetchall()]
+
+    @_locked
+    def remove(self, keys: Sequence[str]) -> int:
+        """Deletes the voiceprints of ``keys`` (those held; others are ignored) and takes them out of the
+        band sums, in one transaction; returns how many rows went."""
+        if not keys:
+            return 0
+        t, dom = self.table, f"{self.table}_domain"
+        with self._conn.transaction():
+            self._conn.execute(f"LOCK TABLE {dom} IN SHARE ROW EXCLUSIVE MODE")
+            rows = self._conn.execute(f"DELETE FROM {t} WHERE key = ANY(%s) RETURNING narrowband, embedding::text",
+                                      (list(keys),)).fetchall()
+            for nb in (False, True):
+                gone = [np.asarray(json.loads(e), np.float64) for b, e in rows if bool(b) == nb]
+                if gone:
+                    self._conn.execute(f"UPDATE {dom} SET total = total - %s::vector, n = n - %s WHERE narrowband = %s",
+                                       (_vec_text(np.sum(gone, axis=0)), len(gone), nb))
+        return len(rows)
 
     @_locked
     def index(self, lists: int | None = None, work_mem_mb: int = 1024, workers: int = 2,
@@ -762,10 +832,12 @@ class Migration:
     names: tuple[str, ...]
     migrated: int
     table_rows: int
+    #: Rows deleted because no profile of the store has their name (``prune``).
+    removed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {"url": self.url, "table": self.table, "names": list(self.names), "migrated": self.migrated,
-                "table_rows": self.table_rows}
+                "table_rows": self.table_rows, "removed": list(self.removed)}
 
 
 def _redact(url: str) -> str:
@@ -780,22 +852,24 @@ def check_url(url: str) -> None:
 
 
 def migrate(profiles: Sequence, url: str, dimension: int, table: str = "idme_voiceprints",
-            connect_timeout_s: float = 5.0, encoder: dict | None = None) -> Migration:
+            connect_timeout_s: float = 5.0, encoder: dict | None = None, prune: bool = False) -> Migration:
     """Copies every profile's voiceprint (``Profile.centroid``, keyed by name, with its band) into a pgvector
     table in one transaction, records ``encoder`` (the one that made them) beside it, then checks that every
     name is there. The local store is only read.
 
     Raises GalleryError (one line) for a URL that is not postgresql://, a server that does not answer, one
     without pgvector, or a table of another dimension or encoder: nothing is written then, since connecting
-    and those checks come first; a failed copy rolls back as one transaction."""
+    and those checks come first; a failed copy rolls back as one transaction. prune: afterwards, delete the
+    rows whose name no profile of the store has (people removed or forgotten since the last migration)."""
     check_url(url)
     keys = [p.name for p in profiles]
     with PgVectorGallery(url, dimension, table=table, connect_timeout_s=connect_timeout_s) as pg:
-        if encoder is not None:
-            pg.record_encoder(encoder)
         if keys:
-            pg.add(keys, np.stack([p.centroid for p in profiles]), [bool(p.narrowband) for p in profiles])
+            pg.add(keys, np.stack([p.centroid for p in profiles]), [bool(p.narrowband) for p in profiles],
+                   encoder=encoder)
         found = pg.count_keys(keys) if keys else 0
         if found != len(keys):
             raise GalleryError(f"migration check failed: {found} of {len(keys)} voiceprints are in {table}")
-        return Migration(_redact(url), table, tuple(keys), len(keys), len(pg))
+        removed = pg.keys_except(keys) if prune else []
+        pg.remove(removed)
+        return Migration(_redact(url), table, tuple(keys), len(keys), len(pg), tuple(removed))

@@ -348,7 +348,7 @@ class ProfileStore:
                     st = os.stat(f"{root}/{d}/{f}")
                 except OSError:
                     continue
-                out.append((d, f, st.st_size, st.st_mtime_ns, st.st_ino))
+                out.append((d, f, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
         return tuple(out)
 
     def save(self, profile: Profile) -> None:

@@ -106,8 +106,9 @@ def profiles_rename(name: str, body: RenameIn, state: Auth,
     from ..identity.profiles import check_name
 
     store = state.idme.profiles
-    new = check_name(body.new_name)
-    store.rename(_profile_name(name), new, force=force)
+    new, old = check_name(body.new_name), _profile_name(name)
+    store.rename(old, new, force=force)
+    state.mirror(old, new)
     return store.get(new).to_dict()
 
 
@@ -118,6 +119,7 @@ def profiles_delete(name: str, state: Auth,
     """Deletes a profile: its voiceprints, metadata and any kept audio."""
     name = _profile_name(name)
     state.idme.profiles.remove(name, force=force)
+    state.mirror(name)
     return Deleted(deleted=name)
 
 
@@ -139,6 +141,7 @@ def profiles_enroll(name: str, state: Auth,
             result = idme.enroll_files(name, paths)
     except EnrollmentError as exc:
         return EnrollOut(status="rejected", reason=str(exc).splitlines()[0])
+    state.mirror(name)
     d = result.to_dict()
     return EnrollOut.model_validate({"status": "enrolled", "profile": d["profile"], "takes": d["takes"]})
 
@@ -244,7 +247,9 @@ def sessions_name(session_id: str, body: NameSpeakerIn, state: Auth) -> dict:
     """Turns an unknown speaker of the session into a profile and relabels the session."""
     idme = state.ready_idme()
     with state.compute:
-        return idme.name_speaker(session_id, body.speaker, body.person).to_dict()
+        named = idme.name_speaker(session_id, body.speaker, body.person)
+    state.mirror(named.profile.name)
+    return named.to_dict()
 
 
 # -- helpers -----------------------------------------------------------------------------------------

@@ -45,6 +45,23 @@ class ServerState:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _warm: threading.Lock = field(default_factory=threading.Lock)
 
+    def mirror(self, *names: str) -> None:
+        """Keeps the gallery (``idme serve --gallery``) in step with the home for profiles ``names`` that a
+        request just enrolled, grew, renamed or deleted: each is upserted from the store (with its band and
+        the encoder) or, gone from the store, removed, so a deleted person is not identified any more."""
+        if self.gallery is None:
+            return
+        store = self.idme.profiles
+        gone = [n for n in names if not store.exists(n)]
+        kept = [store.get(n) for n in names if store.exists(n)]
+        if kept:
+            import numpy as np
+
+            self.gallery.add([p.name for p in kept], np.stack([p.centroid for p in kept]),
+                             [bool(p.narrowband) for p in kept], encoder=self.idme.encoder_info)
+        if gone:
+            self.gallery.remove(gone)
+
     def ready_idme(self) -> Idme:
         """The facade with its encoder loaded (once, under a lock: requests arrive on many threads)."""
         with self._warm:
