@@ -510,7 +510,7 @@ class Idme:
 
     def _store_cache(self) -> tuple:
         """(state, the gallery built on first use, profiles of another encoder, ``verify.Domain`` of the
-        others) of this store, read once per change of its files."""
+        running encoder's profiles) of this store, read once per change of its files."""
         from .identity.gallery import make_gallery
         from .identity.profiles import same_encoder
         from .identity.verify import Domain
@@ -540,24 +540,31 @@ class Idme:
         gallery: an ``identity.gallery`` backend keyed by profile name (e.g. ``PgVectorGallery``) to search
         instead of this store's profiles. It must hold this encoder's voiceprints: one that records another
         encoder (``Gallery.encoder``) raises ProfileError; one that records none is taken on trust."""
-        from .identity.profiles import check_encoder, same_encoder
+        from .identity.profiles import check_encoder
         from .identity.verify import check
 
         samples, native = _test_audio(file_or_samples, sample_rate)
         if gallery is not None:
-            made_by = getattr(gallery, "encoder", None)
-            if made_by is not None and not same_encoder(made_by, self.encoder_info):
-                raise ProfileError(
-                    f"the gallery holds voiceprints of encoder {made_by.get('name')} {made_by.get('version')}, "
-                    f"not {self.encoder_info.get('name')} {self.encoder_info.get('version')}: identify with "
-                    f"--embedder {made_by.get('name')}, or migrate this store's profiles into another table")
+            if getattr(gallery, "encoder", None) is not None:
+                self._check_gallery_encoder(gallery.encoder, "the gallery")
             return self._audit("identify", check(gallery, samples, self.embedder, self.thresholds(),
                                                  native_rate=native, top=top, calibration=self.calibration()))
-        store, others = self._store_gallery()
+        _, store, others, domain = self._store_cache()
         for p in others:
             check_encoder(p, self.encoder_info)
-        return self._audit("identify", check(store, samples, self.embedder, self.thresholds(),
-                                             native_rate=native, top=top, calibration=self.calibration()))
+        return self._audit("identify", check(store.get(), samples, self.embedder, self.thresholds(),
+                                             native_rate=native, top=top, calibration=self.calibration(),
+                                             domain=domain))
+
+    def _check_gallery_encoder(self, made_by: dict, what: str) -> None:
+        """Raises ProfileError when ``made_by`` (a gallery's recorded encoder) is not the running encoder."""
+        from .identity.profiles import same_encoder
+
+        mine = self.encoder_info
+        if not same_encoder(made_by, mine):
+            raise ProfileError(f"{what} holds voiceprints of encoder {made_by.get('name')} {made_by.get('version')}, "
+                               f"not {mine.get('name')} {mine.get('version')}: use --embedder "
+                               f"{made_by.get('name')}, or migrate this store into another table")
 
     # -- the user's own data: audit log, export, forget, retention (issue 14 item 3) --------------------
     def _audit(self, op: str, result):
@@ -709,19 +716,17 @@ class Idme:
         answer or lacks pgvector, or a table that is not there, and ProfileError for a table that records
         another encoder than the running one, or none (made before galleries recorded it: migrate again)."""
         from .identity.gallery import PgVectorGallery, check_url
-        from .identity.profiles import same_encoder
 
         check_url(url)
         pg = PgVectorGallery(url, self.embedder.dimension, table=table, create=False)
-        made_by, mine = pg.encoder, self.encoder_info
-        if made_by is None or not same_encoder(made_by, mine):
-            pg.close()
-            if made_by is None:
+        try:
+            if pg.encoder is None:
                 raise ProfileError(f"table {table} does not record which encoder made its voiceprints: run `idme "
                                    f"profiles migrate --to URL --table {table}` again to record it")
-            raise ProfileError(f"table {table} holds voiceprints of encoder {made_by.get('name')} "
-                               f"{made_by.get('version')}, not {mine.get('name')} {mine.get('version')}: use "
-                               f"--embedder {made_by.get('name')}, or migrate this store into another table")
+            self._check_gallery_encoder(pg.encoder, f"table {table}")
+        except ProfileError:
+            pg.close()
+            raise
         return pg
 
     def calibrate_quality(self, data: Path, far: float = 0.005, cache_dir: Path | None = None,
