@@ -430,3 +430,26 @@ def test_identify_through_a_migrated_gallery_scores_as_the_local_store(postgres,
     refused(cli("identify", test, "--gallery", "mysql://db/idme", "--home", tmp_path), "not a PostgreSQL URL")
     refused(cli("serve", "--gallery", postgres, "--table", "nothing_here", "--home", tmp_path), "no table")
     assert cli("identify", test, "--table", "fsdd", "--home", tmp_path).exit_code == 2  # --table needs --gallery
+
+
+def test_pgvector_gallery_serves_many_threads_on_one_connection(postgres) -> None:
+    """A server's request threads share one gallery (one connection): searches, reads of the sums and
+    writes from 6 threads at once all succeed, and every search gets its own exact answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = _clustered(2000, seed=11)
+    keys = [f"p{i}" for i in range(len(x))]
+    with PgVectorGallery(postgres, DIM, table="gallery_threads", probes=8) as pg:
+        pg.add(keys, x)
+        pg.index()
+
+        def work(i: int) -> tuple[str, str]:
+            if i % 10 == 9:
+                pg.add([f"new{i}"], x[i:i + 1], [True])
+            pg.domain()
+            return pg.search(x[i], 1)[0].key, keys[i]
+
+        with ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(work, range(300)))
+        assert sum(a == b or a.startswith("new") for a, b in got) >= 295
+        assert len(pg) == 2030 and pg.domain()[True][1] == 30
