@@ -214,13 +214,13 @@ def test_the_store_domain_is_read_once_and_follows_changes(tmp_path, campplus) -
 
     for n in ("a", "b", "c"):
         add(n)
-    first = idme._store_gallery()[0]
-    assert idme._store_gallery()[0] is first and idme._domain()._count == {False: 3}
+    first = idme._store_cache()[1].get()
+    assert idme._store_cache()[1].get() is first and idme._domain()._count == {False: 3}
     add("d")
-    second = idme._store_gallery()[0]
+    second = idme._store_cache()[1].get()
     assert second is not first and idme._domain()._count == {False: 4} and len(second) == 4
     idme.profiles.remove("d", force=True)
-    assert idme._domain()._count == {False: 3} and len(idme._store_gallery()[0]) == 3
+    assert idme._domain()._count == {False: 3} and len(idme._store_cache()[1].get()) == 3
 
 
 def test_a_profile_of_another_encoder_is_refused(tmp_path, home, campplus) -> None:

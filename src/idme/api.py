@@ -494,15 +494,6 @@ class Idme:
                 raise ModelMissingError(f"checking a challenge needs a speech recogniser: {hint}") from None
         return asr
 
-    def _store_gallery(self):
-        """This store's profiles as a gallery (``identity.gallery.make_gallery``: FAISS exact while small,
-        IVF-PQ with exact re-ranking from ``APPROX_MIN`` voiceprints) with their bands and sums, and the
-        profiles made by another encoder (left out of it): kept while the store's files are unchanged
-        (``ProfileStore.state``, stat only), since reading every profile costs ~1 ms each. A server or any
-        long-lived ``Idme`` then identifies and verifies without reading the store per request."""
-        cached = self._store_cache()
-        return cached[1].get(), cached[2]
-
     def _domain(self):
         """``verify.Domain`` of this store's profiles made by the running encoder (no gallery is built for it:
         an IVF-PQ gallery of a large store takes seconds to train, and verify needs only the sums)."""
@@ -510,7 +501,11 @@ class Idme:
 
     def _store_cache(self) -> tuple:
         """(state, the gallery built on first use, profiles of another encoder, ``verify.Domain`` of the
-        running encoder's profiles) of this store, read once per change of its files."""
+        running encoder's profiles) of this store, kept while the store's files are unchanged
+        (``ProfileStore.state``, stat only), since reading every profile costs ~1 ms each. The gallery is
+        ``identity.gallery.make_gallery``'s (FAISS exact while small, IVF-PQ with exact re-ranking from
+        ``APPROX_MIN`` voiceprints), ``.get()`` building it once; a server or any long-lived ``Idme`` then
+        identifies and verifies without reading the store per request."""
         from .identity.gallery import make_gallery
         from .identity.profiles import same_encoder
         from .identity.verify import Domain

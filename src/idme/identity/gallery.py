@@ -557,8 +557,7 @@ class PgVectorGallery:
                 return  # another connection made it meanwhile
             self._conn.execute(f"CREATE TABLE {domain} (narrowband boolean PRIMARY KEY, "
                                f"total vector({self.dimension}) NOT NULL, n bigint NOT NULL)")
-            self._conn.execute(f"INSERT INTO {domain} SELECT narrowband, sum(embedding), count(*) "
-                               f"FROM {t} GROUP BY narrowband")
+            self._fill_domain()
 
     def _record_encoder(self, encoder: dict) -> None:
         """Inside a writer's transaction (``add``, after its lock): records the encoder (``Embedder.info()``)
@@ -583,8 +582,7 @@ class PgVectorGallery:
             self._conn.execute(f"LOCK TABLE {dom} IN SHARE ROW EXCLUSIVE MODE")
             self._conn.execute(f"LOCK TABLE {self.table} IN SHARE MODE")
             self._conn.execute(f"DELETE FROM {dom}")
-            self._conn.execute(f"INSERT INTO {dom} SELECT narrowband, sum(embedding), count(*) FROM {self.table} "
-                               "GROUP BY narrowband")
+            self._fill_domain()
 
     @_locked
     def domain(self) -> dict[bool, tuple[np.ndarray, int]]:
@@ -670,9 +668,8 @@ class PgVectorGallery:
                 for s in range(0, len(keys), 10_000):
                     cp.write(_copy_binary(keys[s:s + 10_000], v[s:s + 10_000], bands[s:s + 10_000],
                                           header=s == 0, trailer=s + 10_000 >= len(keys)))
-            self._conn.execute(f"UPDATE {dom} d SET total = d.total - o.total, n = d.n - o.n FROM (SELECT "
-                               f"t.narrowband, sum(t.embedding) AS total, count(*) AS n FROM {t} t JOIN _idme_load "
-                               "USING (key) GROUP BY t.narrowband) o WHERE d.narrowband = o.narrowband")
+            self._conn.execute(self._subtract_sql(f"SELECT t.narrowband, t.embedding FROM {t} t JOIN _idme_load "
+                                                  "USING (key)"))
             self._conn.execute(f"INSERT INTO {dom} SELECT narrowband, sum(embedding), count(*) FROM _idme_load "
                                f"GROUP BY narrowband ON CONFLICT (narrowband) DO UPDATE SET "
                                f"total = {dom}.total + EXCLUDED.total, n = {dom}.n + EXCLUDED.n")
@@ -695,17 +692,25 @@ class PgVectorGallery:
         band sums, in one transaction; returns how many rows went."""
         if not keys:
             return 0
-        t, dom = self.table, f"{self.table}_domain"
         with self._conn.transaction():
-            self._conn.execute(f"LOCK TABLE {dom} IN SHARE ROW EXCLUSIVE MODE")
-            rows = self._conn.execute(f"DELETE FROM {t} WHERE key = ANY(%s) RETURNING narrowband, embedding::text",
-                                      (list(keys),)).fetchall()
-            for nb in (False, True):
-                gone = [np.asarray(json.loads(e), np.float64) for b, e in rows if bool(b) == nb]
-                if gone:
-                    self._conn.execute(f"UPDATE {dom} SET total = total - %s::vector, n = n - %s WHERE narrowband = %s",
-                                       (_vec_text(np.sum(gone, axis=0)), len(gone), nb))
-        return len(rows)
+            self._conn.execute(f"LOCK TABLE {self.table}_domain IN SHARE ROW EXCLUSIVE MODE")
+            n = self._conn.execute(f"SELECT count(*) FROM {self.table} WHERE key = ANY(%s)", (list(keys),)).fetchone()[0]
+            self._conn.execute(f"WITH gone AS (DELETE FROM {self.table} WHERE key = ANY(%s) RETURNING narrowband, "
+                               f"embedding) {self._subtract_sql('SELECT narrowband, embedding FROM gone')}",
+                               (list(keys),))
+        return int(n)
+
+    def _subtract_sql(self, rows: str) -> str:
+        """SQL taking ``rows`` (a query of narrowband, embedding) out of the band sums (a writer, under its lock)."""
+        dom = f"{self.table}_domain"
+        return (f"UPDATE {dom} d SET total = d.total - o.total, n = d.n - o.n FROM (SELECT narrowband, "
+                f"sum(embedding) AS total, count(*) AS n FROM ({rows}) r GROUP BY narrowband) o "
+                "WHERE d.narrowband = o.narrowband")
+
+    def _fill_domain(self) -> None:
+        """The band sums computed from every row (a writer's transaction, holding writers off)."""
+        self._conn.execute(f"INSERT INTO {self.table}_domain SELECT narrowband, sum(embedding), count(*) "
+                           f"FROM {self.table} GROUP BY narrowband")
 
     @_locked
     def index(self, lists: int | None = None, work_mem_mb: int = 1024, workers: int = 2,
