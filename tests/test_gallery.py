@@ -413,6 +413,8 @@ def test_identify_through_a_migrated_gallery_scores_as_the_local_store(postgres,
     m = json.loads(ok(cli("profiles", "migrate", "--to", postgres, "--table", "fsdd", "--prune", "--json",
                           "--home", tmp_path)).stdout)
     assert m["removed"] == [] and m["table_rows"] == 3
+    # changes made while the gallery is not linked (migrate links it) wait for a pruning migration
+    ok(cli("profiles", "unlink", "--from", postgres, "--table", "fsdd", "--home", tmp_path))
     idme.enroll_files("george", [tmp_path / "george.wav"], force=True)
     idme.profiles.remove("nicolas", force=True)
     m = json.loads(ok(cli("profiles", "migrate", "--to", postgres, "--table", "fsdd", "--prune", "--json",
@@ -502,3 +504,76 @@ def test_a_server_without_pgvector_is_refused_in_one_line_and_nothing_is_written
     finally:
         _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
         atexit.unregister(server._cleanup)
+
+
+def test_a_linked_gallery_follows_every_change_of_the_store(postgres, tmp_path, campplus) -> None:
+    """`profiles migrate` links the gallery to the home (sealed: its URL's password is in no file or listing):
+    a rename, an enrolment by another process, `profiles rm` and `forget` then reach it; a linked gallery
+    that does not answer is one error line naming the repair (exit 1) while the local change and the other
+    gallery's are made; after `profiles unlink` changes no longer reach it."""
+    import json
+    import re
+
+    from clihelp import cli, ok, one_error_line, refused
+
+    # trust authentication ignores the password; it must still never be written in clear or shown
+    url = re.sub(r"^postgresql://([^@/:]+)(:[^@]*)?@", r"postgresql://\1:s3cret-pw@", postgres)
+    assert "s3cret-pw" in url
+    idme = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
+    idme.enroll_files("me", OWNER_TAKES)
+    idme.enroll_files("bob", [BOB_TAKE])
+    ok(cli("profiles", "migrate", "--to", url, "--table", "linked", "--home", tmp_path))
+    listed = json.loads(ok(cli("profiles", "galleries", "--json", "--home", tmp_path)).stdout)
+    assert [(g["table"], g["dimension"]) for g in listed] == [("linked", campplus.dimension)]
+    assert "s3cret" not in json.dumps(listed) and listed[0]["url"].startswith("postgresql://")
+    raw = (tmp_path / "galleries.json").read_bytes()
+    assert b"s3cret" not in raw and b"postgresql" not in raw and b"linked" not in raw  # sealed
+    pg = PgVectorGallery(postgres, campplus.dimension, table="linked", create=False)
+
+    def keys() -> list[str]:
+        return sorted(h.key for h in pg.search(idme.profiles.get("me").centroid, 10))
+
+    assert keys() == ["bob", "me"]
+    ok(cli("profiles", "rename", "bob", "robert", "--home", tmp_path))
+    assert keys() == ["me", "robert"] and len(pg) == 2
+    other = Idme(resolve(tmp_path, asr="none"), embedder=campplus)  # another process on the same home
+    other.enroll_files("carol", [DATA / "ls_367_130732-0006.flac"])
+    assert keys() == ["carol", "me", "robert"]
+    hit = pg.search(other.profiles.get("carol").centroid, 1)[0]
+    assert hit.key == "carol" and hit.score == pytest.approx(1.0, abs=1e-5)
+    ok(cli("forget", "robert", "--yes", "--home", tmp_path))
+    assert keys() == ["carol", "me"] and pg.vectors(["robert"]) == {}
+    # a second linked gallery that does not answer: the deletion is made here and in `linked`, and refused
+    dead = f"postgresql://postgres:s3cret-pw@/postgres?host={tmp_path}"
+    other.gallery_links.add(dead, "gone", campplus.dimension)
+    r = cli("profiles", "rm", "carol", "--yes", "--home", tmp_path)
+    assert r.exit_code == 1 and r.stderr.startswith("deleted profile carol\n"), r.stderr
+    line = one_error_line(r.stderr.split("\n", 1)[1], "gallery gone on postgresql://postgres@/postgres")
+    assert "cannot connect" in line and "idme profiles migrate --to postgresql://postgres@" in line
+    assert "--table gone --prune" in line and "s3cret" not in r.stderr
+    assert not idme.profiles.exists("carol") and keys() == ["me"]
+    ok(cli("profiles", "unlink", "--from", dead, "--table", "gone", "--home", tmp_path))
+    refused(cli("profiles", "unlink", "--from", dead, "--table", "gone", "--home", tmp_path), "not linked")
+    ok(cli("profiles", "unlink", "--from", postgres, "--table", "linked", "--home", tmp_path))  # any password
+    assert not (tmp_path / "galleries.json").exists()
+    ok(cli("profiles", "rm", "me", "--yes", "--force", "--home", tmp_path))
+    assert len(pg) == 1  # no longer mirrored: its rows stay
+    pg.close()
+
+
+def test_a_linked_gallery_that_failed_catches_up_at_a_later_change(postgres, tmp_path, campplus) -> None:
+    """A change that a linked gallery refused (its table is not there) is kept with every name it missed and
+    retried at the next change after the retry delay: once the table exists, that change brings all of them
+    in, and nothing is reported any more."""
+    idme = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
+    idme.LINK_RETRY_S = 0.0
+    idme.gallery_links.add(postgres, "late", campplus.dimension)
+    idme.enroll_files("me", OWNER_TAKES)
+    assert [(f.link.table, f.names) for f in idme.sync_failures] == [("late", ("me",))]
+    assert "no table" in idme.sync_failures[0].reason
+    with PgVectorGallery(postgres, campplus.dimension, table="late") as pg:  # the table appears
+        idme.enroll_files("bob", [BOB_TAKE])
+        assert idme.sync_failures == []
+        assert sorted(pg.vectors(["me", "bob"])) == ["bob", "me"] and len(pg) == 2
+        idme.profiles.remove("bob")
+        assert len(pg) == 1 and pg.vectors(["bob"]) == {}

@@ -34,6 +34,8 @@ from .pipeline import LabelOptions
 from .session.store import SessionStore
 from .settings import Settings, resolve
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class EnrollResult:
@@ -118,7 +120,85 @@ class Idme:
 
     @cached_property
     def profiles(self) -> ProfileStore:
-        return ProfileStore(self.home)
+        store = ProfileStore(self.home)
+        store.on_change = self._mirror
+        return store
+
+    # -- galleries the store is mirrored into (identity.links) ---------------------------------------
+    @cached_property
+    def gallery_links(self):
+        """The galleries ``migrate_profiles`` linked to this home (``identity.links.GalleryLinks``)."""
+        from .identity.links import GalleryLinks
+
+        return GalleryLinks(self.home, self.profiles.vault)
+
+    @cached_property
+    def _links_state(self) -> dict[str, Any]:
+        # galleries opened, and by link the failure not yet repaired with when it was last tried; one lock
+        # (server threads change profiles at once)
+        return {"lock": threading.Lock(), "open": {}, "failed": {}}
+
+    @property
+    def sync_failures(self):
+        """``identity.links.SyncFailure`` of each linked gallery that a change of the store made in this
+        process has not reached yet (the CLI ends such a command with exit 1; the server logs them)."""
+        st = self._links_state
+        with st["lock"]:
+            return [f for f, _ in st["failed"].values()]
+
+    #: Seconds a linked gallery that failed is left alone before the next change tries it again (with every
+    #: name it missed, so a server catches up by itself after the database comes back).
+    LINK_RETRY_S = 30.0
+
+    def _mirror(self, names: tuple[str, ...]) -> None:
+        """``ProfileStore.on_change``: mirrors the change of ``names`` into every linked gallery. Never raises
+        (the local change is done, and a forget must finish its sessions): a gallery that cannot be reached or
+        refuses is kept in ``sync_failures`` with every name it missed, and tried again with all of them at
+        the first change after ``LINK_RETRY_S``."""
+        import time
+
+        from .errors import IdmeError
+        from .identity.gallery import PgVectorGallery
+        from .identity.links import SyncFailure, sync
+
+        try:
+            links = self.gallery_links.all()
+        except IdmeError as exc:  # e.g. the record cannot be opened: say so, never block the local change
+            log.warning("linked galleries not updated for %s: %s", ", ".join(names), exc)
+            return
+        st = self._links_state
+        with st["lock"]:
+            for link in links:
+                key = (link.url, link.table)
+                missed, tried = st["failed"].get(key, (None, 0.0))
+                todo = tuple(dict.fromkeys((missed.names if missed else ()) + names))
+                if missed is not None and time.monotonic() - tried < self.LINK_RETRY_S:
+                    st["failed"][key] = (SyncFailure(link, todo, missed.reason), tried)
+                    continue
+                try:
+                    pg = st["open"].get(key)
+                    if pg is None:
+                        pg = st["open"][key] = PgVectorGallery(link.url, link.dimension, table=link.table,
+                                                               create=False)
+                    up, gone = sync(pg, self.profiles, todo)
+                    st["failed"].pop(key, None)
+                    log.info("gallery %s: %d upserted, %d removed", link.shown, len(up), len(gone))
+                except IdmeError as exc:
+                    failure = SyncFailure(link, todo, str(exc).splitlines()[0])
+                    st["failed"][key] = (failure, time.monotonic())
+                    log.info("%s", failure.message())  # callers report sync_failures (CLI: one error line)
+
+    def unlink_gallery(self, url: str, table: str = "idme_voiceprints"):
+        """Stops mirroring the store into ``table`` at ``url`` (its rows stay: drop the table to delete
+        them). Returns the ``identity.links.GalleryLink`` removed; ProfileError when it was not linked."""
+        link = self.gallery_links.remove(url, table)
+        if link is None:
+            from .identity.links import redact
+
+            raise ProfileError(f"{table} on {redact(url)} is not linked to this home; see `idme profiles galleries`")
+        with self._links_state["lock"]:
+            self._links_state["failed"].pop((link.url, link.table), None)
+        return link
 
     @cached_property
     def sessions(self) -> SessionStore:
@@ -602,7 +682,10 @@ class Idme:
         The owner ``me`` only with ``force``. Returns what was done."""
         from .privacy.people import forget_person
 
-        return forget_person(self, name, force, drop_text)
+        done = forget_person(self, name, force, drop_text)
+        if not done["profile_removed"]:  # rows a linked gallery may still hold (a failed earlier mirror)
+            self._mirror((done["name"],))
+        return done
 
     def prune_sessions(self, older_than_days: float | None = None, now=None):
         """Deletes sessions older than ``older_than_days`` (default ``settings.retention_days``; None = keep
@@ -694,15 +777,23 @@ class Idme:
     def migrate_profiles(self, url: str, table: str = "idme_voiceprints", prune: bool = False):
         """Copies every profile's voiceprint into a PostgreSQL + pgvector gallery (``identity.gallery.migrate``)
         and checks the count; the local store is left as it is. prune: also delete the table's rows of people
-        this store no longer has. Raises ProfileError for a profile made by another encoder, GalleryError for a
-        bad URL, a server that does not answer, one without pgvector, or a table of another encoder."""
+        this store no longer has. The gallery is then linked to the home (``gallery_links``): every later
+        change of the store is mirrored into it (``unlink_gallery`` stops that). Raises ProfileError for a
+        profile made by another encoder, GalleryError for a bad URL, a server that does not answer, one
+        without pgvector, or a table of another encoder."""
         from .identity.gallery import migrate
         from .identity.profiles import check_encoder
 
         profiles = self.profiles.all()
         for p in profiles:
             check_encoder(p, self.encoder_info)
-        return migrate(profiles, url, self.embedder.dimension, table, encoder=self.encoder_info, prune=prune)
+        done = migrate(profiles, url, self.embedder.dimension, table, encoder=self.encoder_info, prune=prune)
+        # From now on every change of the store reaches the gallery (identity.links): a person deleted or
+        # forgotten here leaves it too. A migration puts a gallery that had failed back in step.
+        self.gallery_links.add(url, table, self.embedder.dimension)
+        with self._links_state["lock"]:
+            self._links_state["failed"].pop((url, table), None)
+        return done
 
     def open_gallery(self, url: str, table: str = "idme_voiceprints"):
         """The PostgreSQL + pgvector gallery ``migrate_profiles`` filled (``identity.gallery.PgVectorGallery``,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -30,14 +31,26 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: The facades ``make_idme`` made during the running command (``cli_errors`` checks them at its end).
+_MADE = threading.local()
+
+
 def cli_errors(fn: F) -> F:
     """Runs a command, turning IdmeError/OSError into one line on stderr and exit 1 (2 for usage errors).
-    Tracebacks only with IDME_DEBUG=1."""
+    Tracebacks only with IDME_DEBUG=1. A command that changed profiles which a linked gallery did not get
+    (``identity.links``) ends with one error line per such gallery and exit 1 (``check_mirrored``)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        outer = getattr(_MADE, "facades", None) is None
+        if outer:
+            _MADE.facades = []
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            if outer:
+                for idme in _MADE.facades:
+                    check_mirrored(idme)
+            return result
         except typer.Exit:
             raise
         except IdmeError as exc:
@@ -49,8 +62,23 @@ def cli_errors(fn: F) -> F:
                 raise
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             raise fail(f"{exc.strerror or exc}{where}") from None
+        finally:
+            if outer:
+                _MADE.facades = None
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_mirrored(idme) -> None:
+    """After a command changed the profile store: one error line for each linked gallery (``idme profiles
+    migrate``) that did not get the change, saying why and the command that repairs it; exit 1."""
+    failures = idme.sync_failures
+    if failures:
+        from rich.markup import escape
+
+        for f in failures[:-1]:
+            err.print(f"[bold red]error:[/] {escape(f.message())}", markup=True, highlight=False)
+        raise fail(escape(failures[-1].message()))
 
 
 def make_idme(home: Path | None = None, embedder: str | None = None, compute: str | None = None,
@@ -59,5 +87,9 @@ def make_idme(home: Path | None = None, embedder: str | None = None, compute: st
     from ..api import Idme
     from ..settings import resolve
 
-    return Idme(resolve(home, embedder=embedder, compute=compute, asr=asr, asr_model=asr_model,
+    idme = Idme(resolve(home, embedder=embedder, compute=compute, asr=asr, asr_model=asr_model,
                         retention_days=retention_days))
+    made = getattr(_MADE, "facades", None)
+    if made is not None:
+        made.append(idme)
+    return idme

@@ -64,13 +64,14 @@ def forget(name: str = typer.Argument(..., help="The person to forget (profile n
            home: Optional[Path] = HOME_OPT) -> None:
     """Forget NAME: profile, kept takes and fingerprints removed; in every session their segments become a
     new "Speaker N" and their voice samples are deleted (their words too with --drop-text); audit rows
-    anonymised; the database scrubbed."""
+    anonymised; the database scrubbed; their rows deleted from every linked gallery (`idme profiles galleries`)."""
     if not yes:
         if not sys.stdin.isatty():
             raise fail(f"forgetting {name} cannot be undone: pass --yes to confirm")
         if not typer.confirm(f"Forget {name} everywhere? This cannot be undone"):
             raise typer.Exit(1)
-    done = make_idme(home).forget_person(name, force=force, drop_text=drop_text)
+    idme = make_idme(home)
+    done = idme.forget_person(name, force=force, drop_text=drop_text)
     err.print(f"forgot {done['name']}: profile {'removed' if done['profile_removed'] else 'was absent'}, "
               f"{done['segments']} segment(s) in {len(done['relabelled'])} session(s) relabelled"
               + (" and their text deleted, " if drop_text else ", ") +

@@ -49,7 +49,8 @@ def profiles_rename(old: str, new: str,
                     force: bool = typer.Option(False, "--force", help="Allow renaming the owner (me)."),
                     home: Optional[Path] = HOME_OPT) -> None:
     """Rename a profile (the owner, me, only with --force)."""
-    make_idme(home).profiles.rename(old, new, force=force)
+    idme = make_idme(home)
+    idme.profiles.rename(old, new, force=force)
     err.print(f"renamed {old} to {new}", markup=False)
 
 
@@ -59,7 +60,8 @@ def profiles_rm(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="
                 force: bool = typer.Option(False, "--force", help="Allow deleting the owner's profile (me)."),
                 home: Optional[Path] = HOME_OPT) -> None:
     """Delete a profile: its voiceprints, metadata, kept audio and earlier versions (asks on a terminal)."""
-    store = make_idme(home).profiles
+    idme = make_idme(home)
+    store = idme.profiles
     if not store.exists(name):
         raise ProfileError(f"no profile '{name}'; see `idme profiles list`")
     if name.strip().lower() == "me" and not force:
@@ -95,7 +97,8 @@ def profiles_migrate(to: str = typer.Option(..., "--to", help="PostgreSQL URL wi
                      as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
                      embedder: Optional[str] = EMBEDDER_OPT, compute: Optional[str] = COMPUTE_OPT,
                      home: Optional[Path] = HOME_OPT) -> None:
-    """Copy every profile's voiceprint into a PostgreSQL + pgvector gallery (the local store stays as it is)."""
+    """Copy every profile's voiceprint into a PostgreSQL + pgvector gallery (the local store stays as it is) and
+    link it: from then on enrolments, renames, deletions and `idme forget` here reach it too."""
     m = make_idme(home, embedder, compute).migrate_profiles(to, table, prune=prune)
     if as_json:
         typer.echo(json.dumps(m.to_dict()))
@@ -103,3 +106,36 @@ def profiles_migrate(to: str = typer.Option(..., "--to", help="PostgreSQL URL wi
     gone = f"; removed {len(m.removed)} row(s) of people no longer here" if prune else ""
     err.print(f"migrated {m.migrated} voiceprint(s) to {m.table} on {m.url} (checked: all {m.migrated} present"
               f"{gone}; the table holds {m.table_rows}); the local store is unchanged", markup=False)
+    err.print(f"linked: later enrolments, renames, deletions and forgets here reach {m.table} too "
+              f"(`idme profiles galleries` lists links; `idme profiles unlink --from URL --table {m.table}` stops it)",
+              markup=False)
+
+
+@profiles_app.command("galleries")
+@cli_errors
+def profiles_galleries(as_json: bool = typer.Option(False, "--json", help="One JSON array on stdout."),
+                       home: Optional[Path] = HOME_OPT) -> None:
+    """List the PostgreSQL galleries this store is mirrored into (URLs shown without passwords)."""
+    links = make_idme(home).gallery_links.all()
+    if as_json:
+        typer.echo(json.dumps([l.to_dict() for l in links]))
+        return
+    if not links:
+        err.print("no linked gallery: `idme profiles migrate --to URL` makes one", markup=False)
+        return
+    t = Table("url", "table", "dimension", "linked")
+    for l in links:
+        d = l.to_dict()
+        t.add_row(d["url"], l.table, str(l.dimension), l.linked_at)
+    Console().print(t)
+
+
+@profiles_app.command("unlink")
+@cli_errors
+def profiles_unlink(url: str = typer.Option(..., "--from", help="The gallery's PostgreSQL URL (a password in it "
+                                            "is ignored)."),
+                    table: str = typer.Option("idme_voiceprints", "--table", help="The gallery's table."),
+                    home: Optional[Path] = HOME_OPT) -> None:
+    """Stop mirroring this store into a gallery. Its rows stay there: delete the table to remove them."""
+    link = make_idme(home).unlink_gallery(url, table)
+    err.print(f"unlinked {link.shown}: changes here no longer reach it; its rows stay", markup=False)

@@ -43,6 +43,7 @@ import re
 import shutil
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -190,6 +191,9 @@ class ProfileStore:
         store such as ``eval meetings``' passes ``idme.vault.EphemeralVault()``). Unlocked on first use."""
         self.root = Path(home) / "profiles"
         self._vault = vault
+        #: Called with the names a change touched, after each save, rename, remove or restore (``idme.api``
+        #: mirrors them into linked galleries, ``identity.links``); it must not raise.
+        self.on_change: Callable[[tuple[str, ...]], None] | None = None
         self._key_for_dirs: bytes | None = None
         self._names_checked = False
         try:
@@ -351,9 +355,14 @@ class ProfileStore:
                 out.append((d, f, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
         return tuple(out)
 
+    def _changed(self, *names: str) -> None:
+        if self.on_change is not None:
+            self.on_change(tuple(names))
+
     def save(self, profile: Profile) -> None:
         d = self._dir(profile.name, create=True)
         self._write(profile, d, d.name)
+        self._changed(profile.name)
 
     def _write(self, profile: Profile, d: Path, bound_to: str, prefix: str = "") -> None:
         """Seals ``profile`` for directory ``bound_to`` and writes it into ``d`` (file names + ``prefix``)."""
@@ -445,6 +454,7 @@ class ProfileStore:
         history = self.history_dir(old)
         if history.is_dir():  # earlier versions follow the profile (and go with it on `rm`)
             os.replace(history, self.history_dir(new))
+        self._changed(check_name(old), new)
 
     def remove(self, name: str, force: bool = False) -> None:
         """Deletes everything about ``name``: embeddings, metadata, kept audio, earlier versions.
@@ -456,6 +466,7 @@ class ProfileStore:
             raise ProfileError(f"'{OWNER}' is your own voiceprint (the owner); pass --force to delete it")
         shutil.rmtree(d)
         shutil.rmtree(self.root / HISTORY_DIR / d.name, ignore_errors=True)
+        self._changed(check_name(name))
 
     def backup(self, name: str) -> Path | None:
         """Copies profile ``name`` (metadata and voiceprints) aside before a change, so it can be
@@ -481,6 +492,7 @@ class ProfileStore:
                 (d / f).unlink(missing_ok=True)
             if d.exists() and not any(d.iterdir()):
                 d.rmdir()
+            self._changed(check_name(name))
             return
         backup = Path(backup)
         if backup.parent.parent != self.root / HISTORY_DIR:
@@ -498,6 +510,7 @@ class ProfileStore:
                 blob = self.vault.seal(self.vault.open(blob, parse_header(blob, backup / f)[1], backup / f),
                                        _identity(d.name, what))
             _private_write(d / f, blob)
+        self._changed(check_name(name))
 
 
 def opaque_name(dirkey: bytes, name: str) -> str:

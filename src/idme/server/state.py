@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ from ..errors import AudioError, ConfigError, EnrollmentError, ExportError, Idme
 from .challenges import ChallengeBook
 from .options import ServerOptions
 from .security import RateLimit, TicketBook
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -48,19 +51,15 @@ class ServerState:
     def mirror(self, *names: str) -> None:
         """Keeps the gallery (``idme serve --gallery``) in step with the home for profiles ``names`` that a
         request just enrolled, grew, renamed or deleted: each is upserted from the store (with its band and
-        the encoder) or, gone from the store, removed, so a deleted person is not identified any more."""
+        the encoder) or, gone from the store, removed, so a deleted person is not identified any more. A
+        linked gallery of the home (``identity.links``) that did not get the change is logged as a warning."""
+        for f in self.idme.sync_failures:  # the home's linked galleries, mirrored by the store itself
+            log.warning("%s", f.message())
         if self.gallery is None:
             return
-        store = self.idme.profiles
-        gone = [n for n in names if not store.exists(n)]
-        kept = [store.get(n) for n in names if store.exists(n)]
-        if kept:
-            import numpy as np
+        from ..identity.links import sync
 
-            self.gallery.add([p.name for p in kept], np.stack([p.centroid for p in kept]),
-                             [bool(p.narrowband) for p in kept], encoder=self.idme.encoder_info)
-        if gone:
-            self.gallery.remove(gone)
+        sync(self.gallery, self.idme.profiles, names)
 
     def ready_idme(self) -> Idme:
         """The facade with its encoder loaded (once, under a lock: requests arrive on many threads)."""
