@@ -577,3 +577,15 @@ def test_a_linked_gallery_that_failed_catches_up_at_a_later_change(postgres, tmp
         assert sorted(pg.vectors(["me", "bob"])) == ["bob", "me"] and len(pg) == 2
         idme.profiles.remove("bob")
         assert len(pg) == 1 and pg.vectors(["bob"]) == {}
+        # a profile gone here but still in the gallery (removed while unlinked): `forget` deletes the rows
+        idme.unlink_gallery(postgres, "late")
+        idme.enroll_files("bob", [BOB_TAKE])
+        pg.add(["bob"], idme.profiles.get("bob").centroid[None, :])
+        idme.profiles.remove("bob")
+        idme.gallery_links.add(postgres, "late", campplus.dimension)
+        from clihelp import cli, ok, refused
+
+        r = ok(cli("forget", "bob", "--yes", "--home", tmp_path))
+        assert "profile was absent" in r.stderr and "1 row(s) deleted from linked galleries" in r.stderr
+        assert pg.vectors(["bob"]) == {} and len(pg) == 1
+        refused(cli("forget", "bob", "--yes", "--home", tmp_path), "holds nothing")

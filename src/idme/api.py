@@ -150,11 +150,11 @@ class Idme:
     #: name it missed, so a server catches up by itself after the database comes back).
     LINK_RETRY_S = 30.0
 
-    def _mirror(self, names: tuple[str, ...]) -> None:
-        """``ProfileStore.on_change``: mirrors the change of ``names`` into every linked gallery. Never raises
-        (the local change is done, and a forget must finish its sessions): a gallery that cannot be reached or
-        refuses is kept in ``sync_failures`` with every name it missed, and tried again with all of them at
-        the first change after ``LINK_RETRY_S``."""
+    def _mirror(self, names: tuple[str, ...]) -> int:
+        """``ProfileStore.on_change``: mirrors the change of ``names`` into every linked gallery; returns the
+        rows deleted there. Never raises (the local change is done, and a forget must finish its sessions): a
+        gallery that cannot be reached or refuses is kept in ``sync_failures`` with every name it missed, and
+        tried again with all of them at the first change after ``LINK_RETRY_S``."""
         import time
 
         from .errors import IdmeError
@@ -165,8 +165,8 @@ class Idme:
             links = self.gallery_links.all()
         except IdmeError as exc:  # e.g. the record cannot be opened: say so, never block the local change
             log.warning("linked galleries not updated for %s: %s", ", ".join(names), exc)
-            return
-        st = self._links_state
+            return 0
+        st, removed = self._links_state, 0
         with st["lock"]:
             for link in links:
                 key = (link.url, link.table)
@@ -182,11 +182,13 @@ class Idme:
                                                                create=False)
                     up, gone = sync(pg, self.profiles, todo)
                     st["failed"].pop(key, None)
-                    log.info("gallery %s: %d upserted, %d removed", link.shown, len(up), len(gone))
+                    removed += gone
+                    log.info("gallery %s: %d upserted, %d removed", link.shown, len(up), gone)
                 except IdmeError as exc:
                     failure = SyncFailure(link, todo, str(exc).splitlines()[0])
                     st["failed"][key] = (failure, time.monotonic())
                     log.info("%s", failure.message())  # callers report sync_failures (CLI: one error line)
+        return removed
 
     def unlink_gallery(self, url: str, table: str = "idme_voiceprints"):
         """Stops mirroring the store into ``table`` at ``url`` (its rows stay: drop the table to delete
@@ -679,13 +681,11 @@ class Idme:
         """Removes ``name``'s profile, kept takes and replay fingerprints, relabels them "Speaker N" in every
         session (their session embeddings deleted), anonymises their audit rows and scrubs the database.
         ``drop_text``: their segments' words are deleted too (the segments stay, as untranscribed speech).
-        The owner ``me`` only with ``force``. Returns what was done."""
+        Their rows leave every linked gallery (``gallery_links``), also when only a gallery still holds them
+        (an earlier change it missed). The owner ``me`` only with ``force``. Returns what was done."""
         from .privacy.people import forget_person
 
-        done = forget_person(self, name, force, drop_text)
-        if not done["profile_removed"]:  # rows a linked gallery may still hold (a failed earlier mirror)
-            self._mirror((done["name"],))
-        return done
+        return forget_person(self, name, force, drop_text)
 
     def prune_sessions(self, older_than_days: float | None = None, now=None):
         """Deletes sessions older than ``older_than_days`` (default ``settings.retention_days``; None = keep

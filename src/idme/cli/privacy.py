@@ -76,6 +76,8 @@ def forget(name: str = typer.Argument(..., help="The person to forget (profile n
               f"{done['segments']} segment(s) in {len(done['relabelled'])} session(s) relabelled"
               + (" and their text deleted, " if drop_text else ", ") +
               f"{done['audit_rows']} audit row(s) anonymised"
+              + (f", {done['gallery_rows_removed']} row(s) deleted from linked galleries"
+                 if done.get("gallery_rows_removed") else "")
               + ("" if done["scrubbed"] else "; a session is recording, so the store is compacted later"),
               markup=False)
 

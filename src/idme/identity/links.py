@@ -122,17 +122,15 @@ class GalleryLinks:
         return gone[0] if gone else None
 
 
-def sync(gallery, store, names: Sequence[str]) -> tuple[list[str], list[str]]:
+def sync(gallery, store, names: Sequence[str]) -> tuple[list[str], int]:
     """Brings ``gallery``'s rows for ``names`` in line with the profile ``store``: a profile it has is
     upserted (its centroid, band and own encoder, which a gallery of another encoder refuses), a name it has
-    not is removed. Returns (upserted, removed)."""
+    not is removed. Returns (names upserted, rows removed)."""
     kept = [store.get(n) for n in dict.fromkeys(names) if store.exists(n)]
     gone = [n for n in dict.fromkeys(names) if not store.exists(n)]
     for p in kept:  # one add per profile: a gallery records one encoder, and each profile names its own
         gallery.add([p.name], p.centroid[None, :].astype(np.float32), [bool(p.narrowband)], encoder=p.encoder)
-    if gone:
-        gallery.remove(gone)
-    return [p.name for p in kept], gone
+    return [p.name for p in kept], int(gallery.remove(gone)) if gone else 0
 
 
 __all__ = ["LINKS_FILE", "LINKS_IDENTITY", "GalleryLink", "GalleryLinks", "SyncFailure", "redact", "sync"]

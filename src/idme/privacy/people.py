@@ -117,7 +117,9 @@ def forget_person(idme, name: str, force: bool = False, drop_text: bool = False)
     has_profile = store.exists(name)
     label = _label(name)
     done = forget_in_sessions(idme.sessions, label, name, drop_text=drop_text)
-    if not has_profile and not done.relabelled and not done.audit_rows:
+    # without a profile here, a linked gallery may still hold them (a change it missed): delete those rows
+    gallery_rows = 0 if has_profile else idme._mirror((name,))
+    if not has_profile and not done.relabelled and not done.audit_rows and not gallery_rows:
         raise ProfileError(f"idme holds nothing about '{name}': no profile, session or audit entry")
     for sid in done.relabelled:
         idme.forget_undo(sid, name)  # the `idme name --undo` records that name them
@@ -131,4 +133,5 @@ def forget_person(idme, name: str, force: bool = False, drop_text: bool = False)
         store.remove(name, force=True)
     logger.info("forgot %s: profile %s, %d file(s) overwritten, %d session(s) relabelled", name,
                 "removed" if has_profile else "absent", files, len(done.relabelled))
-    return {"name": name, "profile_removed": has_profile, "files_removed": files, **done.to_dict()}
+    return {"name": name, "profile_removed": has_profile, "files_removed": files,
+            "gallery_rows_removed": gallery_rows, **done.to_dict()}
