@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .embed.base import Embedder
-from .errors import AudioError, ProfileError
+from .errors import AudioError, IdmeError, ProfileError
 from .identity.enroll import TakeReport
 from .identity.profiles import OWNER, Profile, ProfileStore
 from .identity.thresholds import Thresholds
@@ -101,6 +101,10 @@ class Idme:
         self.settings = settings if settings is not None else resolve()
         if embedder is not None:
             self.__dict__["embedder"] = embedder
+        # Linked galleries (identity.links): "io" serialises mirrors, "lock" guards "failed" (by link key:
+        # (SyncFailure, monotonic time the gallery itself last failed, or None when it only refused some
+        # profiles)) for readers on other threads; "open" holds connections by URL + key.
+        self._links: dict[str, Any] = {"io": threading.Lock(), "lock": threading.Lock(), "open": {}, "failed": {}}
 
     # -- building blocks -----------------------------------------------------------------------------
     @property
@@ -132,62 +136,90 @@ class Idme:
 
         return GalleryLinks(self.home, self.profiles.vault)
 
-    @cached_property
-    def _links_state(self) -> dict[str, Any]:
-        # galleries opened, and by link the failure not yet repaired with when it was last tried; one lock
-        # (server threads change profiles at once)
-        return {"lock": threading.Lock(), "open": {}, "failed": {}}
-
     @property
     def sync_failures(self):
-        """``identity.links.SyncFailure`` of each linked gallery that a change of the store made in this
-        process has not reached yet (the CLI ends such a command with exit 1; the server logs them)."""
-        st = self._links_state
+        """``identity.links.SyncFailure`` of each linked gallery that changes of the store made in this process
+        have not reached (their names are also kept in the link record for the next change to retry). The
+        CLI ends such a command with exit 1; the server logs them."""
+        st = self._links
         with st["lock"]:
             return [f for f, _ in st["failed"].values()]
 
-    #: Seconds a linked gallery that failed is left alone before the next change tries it again (with every
-    #: name it missed, so a server catches up by itself after the database comes back).
+    #: Seconds a linked gallery that failed is left alone before a change in this process tries it again
+    #: (its missed names wait in the link record meanwhile), so a burst of changes against a server that is
+    #: down does not wait for the connection timeout each time.
     LINK_RETRY_S = 30.0
+    #: Connection and statement time limits for mirroring (a stuck database must not hold a change up).
+    LINK_TIMEOUT_S = 5.0
 
-    def _mirror(self, names: tuple[str, ...]) -> int:
-        """``ProfileStore.on_change``: mirrors the change of ``names`` into every linked gallery; returns the
-        rows deleted there. Never raises (the local change is done, and a forget must finish its sessions): a
-        gallery that cannot be reached or refuses is kept in ``sync_failures`` with every name it missed, and
-        tried again with all of them at the first change after ``LINK_RETRY_S``."""
+    def _mirror(self, names: tuple[str, ...]) -> dict[str, int]:
+        """``ProfileStore.on_change``: mirrors the change of ``names`` into every linked gallery, together
+        with the names each still had pending; returns the rows deleted for ``names``, by name. Never raises
+        (the local change is done, and a forget must finish its sessions): what a gallery did not get is
+        kept in its link record and in ``sync_failures``. Mirrors run one at a time in a process, each
+        reading the store as it then is, so the last one leaves every gallery as the store is."""
         import time
 
-        from .errors import IdmeError
         from .identity.gallery import PgVectorGallery
-        from .identity.links import SyncFailure, sync
+        from .identity.links import SyncFailure, Synced, sync
 
-        try:
-            links = self.gallery_links.all()
-        except IdmeError as exc:  # e.g. the record cannot be opened: say so, never block the local change
-            log.warning("linked galleries not updated for %s: %s", ", ".join(names), exc)
-            return 0
-        st, removed = self._links_state, 0
-        with st["lock"]:
+        st, removed = self._links, {}
+        with st["io"]:
+            try:
+                links = self.gallery_links.all()
+            except Exception as exc:  # unreadable record: nothing can be mirrored; report it, never raise
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                with st["lock"]:
+                    prev = st["failed"].get(None, (None, None))[0]
+                    st["failed"][None] = (SyncFailure(None, tuple(dict.fromkeys((prev.names if prev else ())
+                                                                                 + names)), reason), None)
+                return removed
+            with st["lock"]:
+                st["failed"].pop(None, None)
+            keys = {l.key for l in links}
+            for key in [k for k in st["open"] if k[1:] not in keys]:  # unlinked meanwhile (by any process)
+                st["open"].pop(key).close()
+            with st["lock"]:
+                for key in [k for k in st["failed"] if k not in keys]:
+                    st["failed"].pop(key)
             for link in links:
-                key = (link.url, link.table)
-                missed, tried = st["failed"].get(key, (None, 0.0))
-                todo = tuple(dict.fromkeys((missed.names if missed else ()) + names))
-                if missed is not None and time.monotonic() - tried < self.LINK_RETRY_S:
-                    st["failed"][key] = (SyncFailure(link, todo, missed.reason), tried)
-                    continue
-                try:
-                    pg = st["open"].get(key)
-                    if pg is None:
-                        pg = st["open"][key] = PgVectorGallery(link.url, link.dimension, table=link.table,
-                                                               create=False)
-                    up, gone = sync(pg, self.profiles, todo)
-                    st["failed"].pop(key, None)
-                    removed += gone
-                    log.info("gallery %s: %d upserted, %d removed", link.shown, len(up), gone)
-                except IdmeError as exc:
-                    failure = SyncFailure(link, todo, str(exc).splitlines()[0])
-                    st["failed"][key] = (failure, time.monotonic())
-                    log.info("%s", failure.message())  # callers report sync_failures (CLI: one error line)
+                with st["lock"]:
+                    prev, down_since = st["failed"].get(link.key, (None, None))
+                todo = tuple(dict.fromkeys(link.pending + (prev.names if prev else ()) + names))
+                if down_since is not None and time.monotonic() - down_since < self.LINK_RETRY_S:
+                    done, when = Synced(failed={n: prev.reason for n in todo}), down_since
+                else:
+                    when = None  # set when the gallery itself fails (not when it refuses one profile)
+                    try:
+                        pg = st["open"].get((link.url,) + link.key)
+                        if pg is None:
+                            pg = PgVectorGallery(link.url, link.dimension, table=link.table, create=False,
+                                                 connect_timeout_s=self.LINK_TIMEOUT_S,
+                                                 statement_timeout_s=self.LINK_TIMEOUT_S)
+                            st["open"][(link.url,) + link.key] = pg
+                        done = sync(pg, self.profiles, todo)
+                    except IdmeError as exc:
+                        bad = st["open"].pop((link.url,) + link.key, None)
+                        if bad is not None:
+                            bad.close()
+                        done = Synced(failed={n: str(exc).splitlines()[0] for n in todo})
+                        when = time.monotonic()
+                for n, rows in done.removed.items():
+                    if n in names:
+                        removed[n] = removed.get(n, 0) + rows
+                with st["lock"]:
+                    if done.failed:
+                        reason = "; ".join(dict.fromkeys(done.failed.values()))
+                        st["failed"][link.key] = (SyncFailure(link, tuple(done.failed), reason), when)
+                    else:
+                        st["failed"].pop(link.key, None)
+                if tuple(done.failed) != link.pending:
+                    try:
+                        self.gallery_links.set_pending(link.key, tuple(done.failed))
+                    except Exception as exc:  # the failure itself is still reported through sync_failures
+                        log.warning("could not record what %s still has to get: %s", link.shown, exc)
+                log.info("gallery %s: %d upserted, %d row(s) deleted, %d not in step", link.shown,
+                         len(done.upserted), sum(done.removed.values()), len(done.failed))
         return removed
 
     def unlink_gallery(self, url: str, table: str = "idme_voiceprints"):
@@ -198,8 +230,11 @@ class Idme:
             from .identity.links import redact
 
             raise ProfileError(f"{table} on {redact(url)} is not linked to this home; see `idme profiles galleries`")
-        with self._links_state["lock"]:
-            self._links_state["failed"].pop((link.url, link.table), None)
+        with self._links["io"]:
+            for key in [k for k in self._links["open"] if k[1:] == link.key]:
+                self._links["open"].pop(key).close()
+            with self._links["lock"]:
+                self._links["failed"].pop(link.key, None)
         return link
 
     @cached_property
@@ -781,18 +816,29 @@ class Idme:
         change of the store is mirrored into it (``unlink_gallery`` stops that). Raises ProfileError for a
         profile made by another encoder, GalleryError for a bad URL, a server that does not answer, one
         without pgvector, or a table of another encoder."""
-        from .identity.gallery import migrate
+        from .identity.gallery import PgVectorGallery, migrate
         from .identity.profiles import check_encoder
 
         profiles = self.profiles.all()
         for p in profiles:
             check_encoder(p, self.encoder_info)
+        from .identity.links import redact
+
+        key = (redact(url), table)
+        stored = next((l for l in self.gallery_links.all() if l.key == key), None)
+        if stored is not None and redact(url) == url:  # the repair a message printed: the stored password
+            url = stored.url
         done = migrate(profiles, url, self.embedder.dimension, table, encoder=self.encoder_info, prune=prune)
         # From now on every change of the store reaches the gallery (identity.links): a person deleted or
-        # forgotten here leaves it too. A migration puts a gallery that had failed back in step.
+        # forgotten here leaves it too. Every profile was just copied; deletions it had pending are made now
+        # (with --prune, every row of someone the store does not have went already).
+        pending = [n for n in (stored.pending if stored is not None else ()) if not self.profiles.exists(n)]
+        if pending:
+            with PgVectorGallery(url, self.embedder.dimension, table=table, create=False) as pg:
+                pg.remove(pending)
         self.gallery_links.add(url, table, self.embedder.dimension)
-        with self._links_state["lock"]:
-            self._links_state["failed"].pop((url, table), None)
+        with self._links["lock"]:
+            self._links["failed"].pop(key, None)
         return done
 
     def open_gallery(self, url: str, table: str = "idme_voiceprints"):

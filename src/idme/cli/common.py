@@ -38,7 +38,8 @@ _MADE = threading.local()
 def cli_errors(fn: F) -> F:
     """Runs a command, turning IdmeError/OSError into one line on stderr and exit 1 (2 for usage errors).
     Tracebacks only with IDME_DEBUG=1. A command that changed profiles which a linked gallery did not get
-    (``identity.links``) ends with one error line per such gallery and exit 1 (``check_mirrored``)."""
+    (``identity.links``) says so in one error line per gallery (``report_mirrored``) and, had it succeeded,
+    exits 1; a command that failed or exited otherwise keeps its own exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,22 +47,28 @@ def cli_errors(fn: F) -> F:
         if outer:
             _MADE.facades = []
         try:
-            result = fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except typer.Exit:
+                if outer:
+                    report_mirrored(_MADE.facades, final=False)
+                raise
+            except IdmeError as exc:
+                if os.environ.get("IDME_DEBUG"):
+                    raise
+                if outer:
+                    report_mirrored(_MADE.facades, final=False)
+                raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
+            except OSError as exc:
+                if os.environ.get("IDME_DEBUG"):
+                    raise
+                if outer:
+                    report_mirrored(_MADE.facades, final=False)
+                where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+                raise fail(f"{exc.strerror or exc}{where}") from None
             if outer:
-                for idme in _MADE.facades:
-                    check_mirrored(idme)
+                report_mirrored(_MADE.facades, final=True)
             return result
-        except typer.Exit:
-            raise
-        except IdmeError as exc:
-            if os.environ.get("IDME_DEBUG"):
-                raise
-            raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
-        except OSError as exc:
-            if os.environ.get("IDME_DEBUG"):
-                raise
-            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            raise fail(f"{exc.strerror or exc}{where}") from None
         finally:
             if outer:
                 _MADE.facades = None
@@ -69,27 +76,32 @@ def cli_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def check_mirrored(idme) -> None:
-    """After a command changed the profile store: one error line for each linked gallery (``idme profiles
-    migrate``) that did not get the change, saying why and the command that repairs it; exit 1."""
-    failures = idme.sync_failures
-    if failures:
-        from rich.markup import escape
+def report_mirrored(facades, final: bool) -> None:
+    """One error line for each linked gallery (``idme profiles migrate``) that the command's changes of the
+    profile store did not reach, saying why and the repair; ``final`` (the command succeeded): exit 1."""
+    failures = [f for idme in facades for f in idme.sync_failures]
+    if not failures:
+        return
+    from rich.markup import escape
 
-        for f in failures[:-1]:
-            err.print(f"[bold red]error:[/] {escape(f.message())}", markup=True, highlight=False)
+    for f in failures[:-1] if final else failures:
+        err.print(f"[bold red]error:[/] {escape(f.message())}", markup=True, highlight=False)
+    if final:
         raise fail(escape(failures[-1].message()))
 
 
 def make_idme(home: Path | None = None, embedder: str | None = None, compute: str | None = None,
-              asr: str | None = None, asr_model: Path | None = None, retention_days: float | None = None):
-    """The library facade with settings from these flags (> IDME_* > config file > defaults)."""
+              asr: str | None = None, asr_model: Path | None = None, retention_days: float | None = None,
+              report: bool = True):
+    """The library facade with settings from these flags (> IDME_* > config file > defaults). report: the
+    command ends by reporting linked galleries its changes did not reach (``cli_errors``); the server, which
+    logs them as they happen, passes False."""
     from ..api import Idme
     from ..settings import resolve
 
     idme = Idme(resolve(home, embedder=embedder, compute=compute, asr=asr, asr_model=asr_model,
                         retention_days=retention_days))
     made = getattr(_MADE, "facades", None)
-    if made is not None:
+    if made is not None and report:
         made.append(idme)
     return idme

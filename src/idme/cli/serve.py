@@ -44,7 +44,7 @@ def serve(
     except ImportError as exc:
         raise ConfigError(f"the server needs the [serve] extra ({exc.name} is missing): "
                           "pip install 'idme[serve]'") from None
-    idme = make_idme(home, embedder, compute, asr)
+    idme = make_idme(home, embedder, compute, asr, report=False)  # the server logs gallery failures
     options = ServerOptions(host=host, port=port, token_file=token_file, extra_hosts=tuple(allow_host),
                             max_streams=max_streams)
     # Opened (and checked: server, pgvector, table, encoder) before anything is served; closed on exit.

@@ -465,8 +465,11 @@ class PgVectorGallery:
     kind = "pgvector"
 
     def __init__(self, url: str, dimension: int, table: str = "idme_voiceprints", probes: int | None = None,
-                 connect_timeout_s: float = 5.0, create: bool = True) -> None:
-        """Connects and sets ``table`` up (``create`` False: it must exist already; GalleryError otherwise)."""
+                 connect_timeout_s: float = 5.0, create: bool = True, statement_timeout_s: float | None = None
+                 ) -> None:
+        """Connects and sets ``table`` up (``create`` False: it must exist already; GalleryError otherwise).
+        statement_timeout_s: the server cancels any statement (lock waits included) that runs longer, so a
+        caller that must not hang on a stuck database gets a GalleryError instead (None: no limit)."""
         try:
             import psycopg
         except ImportError:
@@ -486,7 +489,7 @@ class PgVectorGallery:
         # One connection, many threads (a server's requests): psycopg serialises single statements, but a
         # search's SET LOCAL + SELECT transaction must not interleave with another thread's.
         self._lock = threading.RLock()
-        self._url, self._timeout_s = url, connect_timeout_s
+        self._url, self._timeout_s, self._statement_timeout_s = url, connect_timeout_s, statement_timeout_s
         self._connect()
         try:
             self._setup(create)
@@ -498,7 +501,10 @@ class PgVectorGallery:
         import psycopg
 
         try:
-            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, round(self._timeout_s)))
+            extra = {} if self._statement_timeout_s is None else {
+                "options": f"-c statement_timeout={max(1, round(1000 * self._statement_timeout_s))}"}
+            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, round(self._timeout_s)),
+                                         **extra)
         except psycopg.Error as exc:
             raise GalleryError(f"cannot connect to PostgreSQL ({_first_line(exc)}); check the URL and that the "
                                "server is running") from None
@@ -846,8 +852,14 @@ class Migration:
 
 
 def _redact(url: str) -> str:
-    """``url`` without a password (postgresql://user:secret@host -> postgresql://user@host)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1@", url)
+    """``url`` without a password: neither in the user part (postgresql://user:secret@host ->
+    postgresql://user@host) nor as a ``password`` or ``sslpassword`` query parameter."""
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1@", url)
+    while True:  # one parameter per pass: each match uses the separator the previous one left
+        shorter = re.sub(r"(?i)([?&])(?:ssl)?password=[^&#]*(?:&|(?=#)|$)", r"\1", url, count=1)
+        if shorter == url:
+            return re.sub(r"[?&]$", "", url)
+        url = shorter
 
 
 def check_url(url: str) -> None:

@@ -4,23 +4,28 @@ A voiceprint copied into PostgreSQL is outside the home, so deleting a person at
 demanding user who types ``idme forget NAME`` expects the voice gone everywhere idme put it, not only until
 someone remembers ``migrate --prune``. ``migrate`` therefore records the gallery here (``GalleryLinks``); from
 then on every change of the profile store (enrol, name, rename, re-embed, undo, delete, forget) is mirrored into
-each linked gallery by ``sync``, and a gallery that cannot be reached is reported (``SyncFailure``) with the
-command that brings it back in step, never silently skipped.
+each linked gallery by ``sync``. A change a gallery did not get is never silently skipped: its names are kept
+in the record (``GalleryLink.pending``, so any later process on the home retries them first) and reported
+(``SyncFailure``) with the command that repairs it.
 
 The record holds each gallery's URL as it was given, password included (libpq needs it to connect again), so
-it is a file sealed by the home's vault (``galleries.json``, identity ``idme/galleries``; rotated with the other
-sealed files, ``idme.vault.record_identity``). What is shown or exported carries the URL without its password.
+it is a file sealed by the home's vault (``galleries.json``, identity ``idme/galleries``; ``idme keys rotate``
+re-seals it like every sealed file). It was never written in plaintext, so a plaintext file there is refused:
+whoever can write the home without its key must not be able to point future voiceprints at their server. What
+is shown, logged or exported carries the URL without its password.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from ..errors import IdmeError
 
 #: The record's file in the home, and the associated-data identity it is sealed under (``idme.vault``).
 LINKS_FILE = "galleries.json"
@@ -38,13 +43,20 @@ def redact(url: str) -> str:
 class GalleryLink:
     """One gallery the store is mirrored into."""
 
-    #: The PostgreSQL URL as given to ``migrate`` (password included; only ever stored sealed).
-    url: str
+    #: The PostgreSQL URL as given to ``migrate`` (password included; only ever stored sealed, never in a repr).
+    url: str = field(repr=False)
     table: str
     #: Dimension of its voiceprints (opening a gallery needs it; the encoder need not be loaded to delete).
     dimension: int
     #: When ``migrate`` last filled it (UTC, ISO 8601).
     linked_at: str
+    #: Profile names whose change it has not got yet (retried first by the next change, from any process).
+    pending: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies a link: the server without its password, and the table."""
+        return redact(self.url), self.table
 
     @property
     def shown(self) -> str:
@@ -54,14 +66,15 @@ class GalleryLink:
     def to_dict(self) -> dict[str, Any]:
         """Without the password (for listings and --json)."""
         return {"url": redact(self.url), "table": self.table, "dimension": self.dimension,
-                "linked_at": self.linked_at}
+                "linked_at": self.linked_at, "pending": list(self.pending)}
 
 
 @dataclass(frozen=True)
 class SyncFailure:
-    """A linked gallery that a change of the store did not reach."""
+    """A linked gallery that changes of the store did not reach (or a link record that cannot be read)."""
 
-    link: GalleryLink
+    #: None: the record itself could not be read, so no gallery was tried.
+    link: GalleryLink | None
     #: Profile names whose rows are now stale there (upserts or deletions it missed).
     names: tuple[str, ...]
     #: The one-line reason (connection refused, other encoder, ...).
@@ -70,67 +83,141 @@ class SyncFailure:
     @property
     def fix(self) -> str:
         """The command that puts the gallery back in step once it answers (re-copies every voiceprint and
-        deletes the rows of people the store no longer has)."""
+        deletes the rows of people the store no longer has); the stored password is kept."""
+        if self.link is None:
+            return "idme profiles galleries"
         return f"idme profiles migrate --to {redact(self.link.url)} --table {self.link.table} --prune"
 
     def message(self) -> str:
         who = ", ".join(self.names) if len(self.names) <= 5 else f"{len(self.names)} profiles"
+        if self.link is None:
+            return f"no linked gallery was updated for {who}: {self.reason}"
         return (f"gallery {self.link.shown} was not updated for {who} ({self.reason}); their rows there are "
-                f"stale until you run `{self.fix}`")
+                f"stale until the next change reaches it or you run `{self.fix}`")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gallery": self.link.to_dict(), "names": list(self.names), "reason": self.reason,
-                "fix": self.fix}
+        return {"gallery": None if self.link is None else self.link.to_dict(), "names": list(self.names),
+                "reason": self.reason, "fix": self.fix}
 
 
 class GalleryLinks:
-    """The sealed record of linked galleries in ``home`` (read on every call: a CLI and a server may share
-    one home, and a record changed by one is seen by the other at its next change)."""
+    """The sealed record of linked galleries in ``home``. Read on every call (a CLI and a server may share one
+    home, and what one records the other sees at its next change); every edit is one read-modify-write
+    under the home's process lock, so two processes editing it at once lose nothing."""
 
     def __init__(self, home: Path, vault) -> None:
-        self.path = Path(home) / LINKS_FILE
+        self.home = Path(home)
+        self.path = self.home / LINKS_FILE
         self._vault = vault
 
     def all(self) -> list[GalleryLink]:
-        if not self.path.exists():  # no vault key is needed (or asked for) by a home that never migrated
+        """The links; IdmeError (one line) for a record that is not sealed by this home or is damaged."""
+        from ..vault import MAGIC
+
+        try:
+            blob = self.path.read_bytes()
+        except FileNotFoundError:  # no vault key is needed (or asked for) by a home that never migrated
             return []
-        doc = json.loads(self._vault.read(self.path, LINKS_IDENTITY))
-        return [GalleryLink(**d) for d in doc.get("galleries", [])]
+        if not blob.startswith(MAGIC):
+            raise IdmeError(f"{self.path} is not sealed by this home (idme never writes it in plaintext): "
+                            "delete it and link galleries again with `idme profiles migrate`")
+        try:
+            doc = json.loads(self._vault.open(blob, LINKS_IDENTITY, self.path))
+            known = {"url", "table", "dimension", "linked_at", "pending"}
+            return [GalleryLink(**{k: (tuple(v) if k == "pending" else v) for k, v in d.items() if k in known})
+                    for d in doc.get("galleries", [])]
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise IdmeError(f"{self.path} is damaged ({type(exc).__name__}); delete it and link galleries "
+                            "again with `idme profiles migrate`") from None
 
     def _save(self, links: Sequence[GalleryLink]) -> None:
         if not links:
             self.path.unlink(missing_ok=True)
             return
-        doc = {"galleries": [{"url": l.url, "table": l.table, "dimension": l.dimension, "linked_at": l.linked_at}
-                             for l in links]}
+        doc = {"galleries": [{"url": l.url, "table": l.table, "dimension": l.dimension, "linked_at": l.linked_at,
+                              "pending": list(l.pending)} for l in links]}
         self._vault.write(self.path, json.dumps(doc, indent=1).encode(), LINKS_IDENTITY)
 
+    def _edit(self, change) -> Any:
+        """Runs ``change(links) -> (new links or None to keep, result)`` under the home's lock; returns result."""
+        from .._fs import process_lock
+
+        with process_lock(self.home):
+            links = self.all()
+            new, result = change(links)
+            if new is not None:
+                self._save(new)
+            return result
+
     def add(self, url: str, table: str, dimension: int) -> GalleryLink:
-        """Records (or refreshes) the gallery ``table`` at ``url``; one entry per server and table, whatever
-        password the URL carries (the latest one is kept)."""
-        link = GalleryLink(url, table, int(dimension), datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        kept = [l for l in self.all() if (redact(l.url), l.table) != (redact(url), table)]
-        self._save(kept + [link])
-        return link
+        """Records (or refreshes, pending names cleared) the gallery ``table`` at ``url``: one entry per server
+        and table. A URL without a password (as messages show it) keeps the one stored."""
+        def change(links):
+            old = next((l for l in links if l.key == (redact(url), table)), None)
+            given = old.url if old is not None and redact(url) == url else url
+            link = GalleryLink(given, table, int(dimension),
+                               datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            return [l for l in links if l is not old] + [link], link
+        return self._edit(change)
 
     def remove(self, url: str, table: str) -> GalleryLink | None:
         """Stops mirroring into ``table`` at ``url`` (its rows stay); the link removed, or None."""
-        links = self.all()
-        gone = [l for l in links if (redact(l.url), l.table) == (redact(url), table)]
-        if gone:
-            self._save([l for l in links if l not in gone])
-        return gone[0] if gone else None
+        def change(links):
+            gone = [l for l in links if l.key == (redact(url), table)]
+            return ([l for l in links if l not in gone] if gone else None), (gone[0] if gone else None)
+        return self._edit(change)
+
+    def set_pending(self, key: tuple[str, str], names: Sequence[str]) -> None:
+        """Records ``names`` as what link ``key`` still has to get (an empty list: it is in step)."""
+        def change(links):
+            hit = [l for l in links if l.key == key]
+            if not hit or hit[0].pending == tuple(names):
+                return None, None
+            return [replace(l, pending=tuple(names)) if l.key == key else l for l in links], None
+        self._edit(change)
 
 
-def sync(gallery, store, names: Sequence[str]) -> tuple[list[str], int]:
-    """Brings ``gallery``'s rows for ``names`` in line with the profile ``store``: a profile it has is
-    upserted (its centroid, band and own encoder, which a gallery of another encoder refuses), a name it has
-    not is removed. Returns (names upserted, rows removed)."""
-    kept = [store.get(n) for n in dict.fromkeys(names) if store.exists(n)]
-    gone = [n for n in dict.fromkeys(names) if not store.exists(n)]
-    for p in kept:  # one add per profile: a gallery records one encoder, and each profile names its own
-        gallery.add([p.name], p.centroid[None, :].astype(np.float32), [bool(p.narrowband)], encoder=p.encoder)
-    return [p.name for p in kept], int(gallery.remove(gone)) if gone else 0
+@dataclass
+class Synced:
+    """What ``sync`` did to one gallery."""
+
+    upserted: list[str] = field(default_factory=list)
+    #: Rows deleted, by name.
+    removed: dict[str, int] = field(default_factory=dict)
+    #: Names not brought in step, with the one-line reason.
+    failed: dict[str, str] = field(default_factory=dict)
 
 
-__all__ = ["LINKS_FILE", "LINKS_IDENTITY", "GalleryLink", "GalleryLinks", "SyncFailure", "redact", "sync"]
+def sync(gallery, store, names: Sequence[str]) -> Synced:
+    """Brings ``gallery``'s rows for ``names`` in line with the profile ``store``. Deletions come first (a
+    person removed here must leave even if another name cannot be copied): a name the store no longer has is
+    deleted; then each profile it has is upserted (its centroid, band and own encoder). A profile made by an
+    encoder other than the gallery's is not copied and is reported in ``failed``, as is any name the server
+    refused; GalleryError only when the gallery cannot be used at all (connection lost for good)."""
+    from .gallery import GalleryError
+    from .profiles import same_encoder
+
+    out = Synced()
+    names = list(dict.fromkeys(names))
+    gone = [n for n in names if not store.exists(n)]
+    for n in gone:
+        out.removed[n] = int(gallery.remove([n]))
+    held = getattr(gallery, "encoder", None)
+    for n in names:
+        if n in gone:
+            continue
+        p = store.get(n)
+        if held is not None and not same_encoder(held, p.encoder):
+            out.failed[n] = (f"made by encoder {p.encoder.get('name')} {p.encoder.get('version')}, the gallery "
+                             f"holds {held.get('name')} {held.get('version')}")
+            continue
+        try:
+            gallery.add([p.name], p.centroid[None, :].astype(np.float32), [bool(p.narrowband)], encoder=p.encoder)
+            out.upserted.append(p.name)
+        except GalleryError as exc:
+            out.failed[n] = str(exc).splitlines()[0]
+    return out
+
+
+__all__ = ["LINKS_FILE", "LINKS_IDENTITY", "GalleryLink", "GalleryLinks", "SyncFailure", "Synced", "redact",
+           "sync"]

@@ -47,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -193,7 +194,7 @@ class ProfileStore:
         self._vault = vault
         #: Called with the names a change touched, after each save, rename, remove or restore (``idme.api``
         #: mirrors them into linked galleries, ``identity.links``); it must not raise.
-        self.on_change: Callable[[tuple[str, ...]], None] | None = None
+        self.on_change: Callable[[tuple[str, ...]], Any] | None = None
         self._key_for_dirs: bytes | None = None
         self._names_checked = False
         try:
@@ -355,9 +356,8 @@ class ProfileStore:
                 out.append((d, f, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
         return tuple(out)
 
-    def _changed(self, *names: str) -> None:
-        if self.on_change is not None:
-            self.on_change(tuple(names))
+    def _changed(self, *names: str) -> Any:
+        return None if self.on_change is None else self.on_change(tuple(names))
 
     def save(self, profile: Profile) -> None:
         d = self._dir(profile.name, create=True)
@@ -456,9 +456,10 @@ class ProfileStore:
             os.replace(history, self.history_dir(new))
         self._changed(check_name(old), new)
 
-    def remove(self, name: str, force: bool = False) -> None:
+    def remove(self, name: str, force: bool = False) -> Any:
         """Deletes everything about ``name``: embeddings, metadata, kept audio, earlier versions.
-        The owner's profile only with ``force``."""
+        The owner's profile only with ``force``. Returns what ``on_change`` returned (``idme.api``: the rows
+        deleted from linked galleries, by name), or None."""
         d = self._dir(name)
         if not d.exists():
             raise ProfileError(f"no profile '{name}'; see `idme profiles list`")
@@ -466,7 +467,7 @@ class ProfileStore:
             raise ProfileError(f"'{OWNER}' is your own voiceprint (the owner); pass --force to delete it")
         shutil.rmtree(d)
         shutil.rmtree(self.root / HISTORY_DIR / d.name, ignore_errors=True)
-        self._changed(check_name(name))
+        return self._changed(check_name(name))
 
     def backup(self, name: str) -> Path | None:
         """Copies profile ``name`` (metadata and voiceprints) aside before a change, so it can be

@@ -118,8 +118,9 @@ def forget_person(idme, name: str, force: bool = False, drop_text: bool = False)
     label = _label(name)
     done = forget_in_sessions(idme.sessions, label, name, drop_text=drop_text)
     # without a profile here, a linked gallery may still hold them (a change it missed): delete those rows
-    gallery_rows = 0 if has_profile else idme._mirror((name,))
-    if not has_profile and not done.relabelled and not done.audit_rows and not gallery_rows:
+    gallery_rows = 0 if has_profile else sum(idme._mirror((name,)).values())
+    unchecked = not has_profile and any(name in f.names for f in idme.sync_failures)
+    if not has_profile and not done.relabelled and not done.audit_rows and not gallery_rows and not unchecked:
         raise ProfileError(f"idme holds nothing about '{name}': no profile, session or audit entry")
     for sid in done.relabelled:
         idme.forget_undo(sid, name)  # the `idme name --undo` records that name them
@@ -130,7 +131,7 @@ def forget_person(idme, name: str, force: bool = False, drop_text: bool = False)
                 if p.is_file():
                     _overwrite(p)
                     files += 1
-        store.remove(name, force=True)
+        gallery_rows = sum((store.remove(name, force=True) or {}).values())
     logger.info("forgot %s: profile %s, %d file(s) overwritten, %d session(s) relabelled", name,
                 "removed" if has_profile else "absent", files, len(done.relabelled))
     return {"name": name, "profile_removed": has_profile, "files_removed": files,

@@ -59,7 +59,9 @@ class ServerState:
             return
         from ..identity.links import sync
 
-        sync(self.gallery, self.idme.profiles, names)
+        done = sync(self.gallery, self.idme.profiles, names)
+        for n, why in done.failed.items():
+            log.warning("the served gallery %s was not updated for %s: %s", self.gallery.table, n, why)
 
     def ready_idme(self) -> Idme:
         """The facade with its encoder loaded (once, under a lock: requests arrive on many threads)."""

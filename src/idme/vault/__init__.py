@@ -550,8 +550,6 @@ def record_identity(rel: Path) -> str | None:
     parts = Path(rel).parts
     if parts == ("manifest_state.json",):  # ``identity.manifest``: it names the people enrolled
         return "idme/manifest-state"
-    if parts == ("galleries.json",):  # ``identity.links``: linked galleries' URLs, passwords included
-        return "idme/galleries"
     if len(parts) < 3 or parts[0] != "profiles":
         return None
     if parts[1] == ".history":
