@@ -607,12 +607,14 @@ def test_a_profile_the_gallery_cannot_take_does_not_hold_back_deletions(postgres
     ok(cli("profiles", "migrate", "--to", postgres, "--table", "mixed", "--home", tmp_path))
     other = dict(idme.encoder_info, version="older")
     idme.profiles.add("carol", idme.profiles.get("bob").embeddings, other, [{"seconds": 5.0}])
-    assert [(f.names, "made by encoder campplus older" in f.reason) for f in idme.sync_failures] == [(("carol",), True)]
+    assert [(f.names, "made by encoder campplus older" in f.reason, f.retried) for f in idme.sync_failures] == [
+        (("carol",), True, False)]
+    assert "idme profiles reembed" in idme.sync_failures[0].message()
     idme.profiles.remove("bob")
     with PgVectorGallery(postgres, campplus.dimension, table="mixed", create=False) as pg:
         assert pg.vectors(["bob", "carol"]) == {} and len(pg) == 1
     listed = json.loads(ok(cli("profiles", "galleries", "--json", "--home", tmp_path)).stdout)
-    assert listed[0]["pending"] == ["carol"]  # read back by another facade (the CLI's)
+    assert listed[0]["pending"] == []  # carol is refused, not retried: nothing waits
     # a gallery that cannot be reached, and nothing about dave here: forget says the gallery was not checked
     dead = f"postgresql://postgres@/postgres?host={tmp_path}"
     idme.gallery_links.add(dead, "gone", campplus.dimension)
@@ -695,3 +697,59 @@ def test_the_server_deletes_and_logs_a_linked_gallery_it_could_not_reach(tmp_pat
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "gallery gone on postgresql://postgres@/postgres" in warned[0], warned
     assert "not updated for bob" in warned[0] and "--prune" in warned[0] and "s3cret" not in caplog.text
+
+
+def test_mirroring_recovers_from_a_lost_server_and_an_unreadable_record(postgres, tmp_path, campplus) -> None:
+    """A gallery whose server went away after its connection was opened counts as down (one reconnect, then
+    left alone for the retry delay, every name waiting in the record); names no gallery got while the link
+    record could not be read are carried to the next change that can read it; pending names are merged,
+    never overwritten."""
+    import json
+
+    idme = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
+    idme.enroll_files("me", OWNER_TAKES)
+    idme.enroll_files("bob", [BOB_TAKE])
+    idme.enroll_files("carol", [DATA / "ls_367_130732-0006.flac"])
+    idme.migrate_profiles(postgres, "lost")
+    pg = PgVectorGallery(postgres, campplus.dimension, table="lost", create=False)
+    idme.profiles.rename("carol", "caro")  # opens and caches the mirror's connection
+    assert sorted(pg.vectors(["carol", "caro"])) == ["caro"]
+    (cached,) = idme._links["open"].values()
+    cached._url = f"postgresql://postgres@/postgres?host={tmp_path}"  # its server is gone ...
+    cached._conn.close()  # ... and so is the connection
+    connects = []
+    real = PgVectorGallery._connect
+
+    def counting(self):
+        connects.append(self._url)
+        real(self)
+
+    PgVectorGallery._connect = counting
+    try:
+        idme.profiles.remove("bob")
+        idme.profiles.remove("caro")
+    finally:
+        PgVectorGallery._connect = real
+    assert len(connects) == 1  # the first change found it down; the second left it alone
+    (failure,) = idme.sync_failures
+    assert failure.names == ("bob", "caro") and "cannot connect" in failure.reason
+    assert [l.pending for l in idme.gallery_links.all()] == [("bob", "caro")]
+    assert sorted(pg.vectors(["bob", "caro"])) == ["bob", "caro"]  # still there, as the record says
+    # the record cannot be read for a while: what changes then is carried, not lost
+    idme.LINK_RETRY_S = 0.0
+    sealed = (tmp_path / "galleries.json").read_bytes()
+    (tmp_path / "galleries.json").write_text(json.dumps({"galleries": []}))
+    idme.profiles.remove("me", force=True)
+    assert [f.names for f in idme.sync_failures if f.link is None] == [("me",)]
+    (tmp_path / "galleries.json").write_bytes(sealed)
+    idme.enroll_files("dave", [BOB_TAKE])  # the next change reaches it: every missed name goes
+    assert idme.sync_failures == [] and [l.pending for l in idme.gallery_links.all()] == [()]
+    assert sorted(h.key for h in pg.search(idme.profiles.get("dave").centroid, 10)) == ["dave"]
+    # pending names are merged: what another process recorded meanwhile stays
+    key = idme.gallery_links.all()[0].key
+    idme.gallery_links.update_pending(key, ("x",), ("x",))
+    idme.gallery_links.update_pending(key, ("y",), ("y",))
+    assert idme.gallery_links.all()[0].pending == ("x", "y")
+    idme.gallery_links.update_pending(key, ("x",), ())
+    assert idme.gallery_links.all()[0].pending == ("y",)
+    pg.close()

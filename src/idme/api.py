@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .embed.base import Embedder
-from .errors import AudioError, IdmeError, ProfileError
+from .errors import AudioError, ProfileError
 from .identity.enroll import TakeReport
 from .identity.profiles import OWNER, Profile, ProfileStore
 from .identity.thresholds import Thresholds
@@ -163,21 +163,24 @@ class Idme:
         from .identity.gallery import PgVectorGallery
         from .identity.links import SyncFailure, Synced, sync
 
+        def first_line(exc: BaseException) -> str:
+            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
         st, removed = self._links, {}
         with st["io"]:
+            with st["lock"]:  # names no gallery got while the record could not be read
+                carried = st["failed"].pop(None, (None, None))[0]
             try:
                 links = self.gallery_links.all()
             except Exception as exc:  # unreadable record: nothing can be mirrored; report it, never raise
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 with st["lock"]:
-                    prev = st["failed"].get(None, (None, None))[0]
-                    st["failed"][None] = (SyncFailure(None, tuple(dict.fromkeys((prev.names if prev else ())
-                                                                                 + names)), reason), None)
+                    st["failed"][None] = (SyncFailure(None, tuple(dict.fromkeys(
+                        (carried.names if carried else ()) + names)), first_line(exc)), None)
                 return removed
-            with st["lock"]:
-                st["failed"].pop(None, None)
+            names = tuple(dict.fromkeys((carried.names if carried else ()) + names))
             keys = {l.key for l in links}
-            for key in [k for k in st["open"] if k[1:] not in keys]:  # unlinked meanwhile (by any process)
+            urls = {l.key: l.url for l in links}
+            for key in [k for k in st["open"] if urls.get(k[1:]) != k[0]]:  # unlinked, or another password
                 st["open"].pop(key).close()
             with st["lock"]:
                 for key in [k for k in st["failed"] if k not in keys]:
@@ -185,25 +188,26 @@ class Idme:
             for link in links:
                 with st["lock"]:
                     prev, down_since = st["failed"].get(link.key, (None, None))
-                todo = tuple(dict.fromkeys(link.pending + (prev.names if prev else ()) + names))
+                carry = prev.names if prev is not None and prev.retried else ()
+                todo = tuple(dict.fromkeys(link.pending + carry + names))
+                when = None  # set when the gallery itself cannot be used (not when it refuses one profile)
                 if down_since is not None and time.monotonic() - down_since < self.LINK_RETRY_S:
                     done, when = Synced(failed={n: prev.reason for n in todo}), down_since
                 else:
-                    when = None  # set when the gallery itself fails (not when it refuses one profile)
+                    conn_key = (link.url,) + link.key
                     try:
-                        pg = st["open"].get((link.url,) + link.key)
+                        pg = st["open"].get(conn_key)
                         if pg is None:
                             pg = PgVectorGallery(link.url, link.dimension, table=link.table, create=False,
                                                  connect_timeout_s=self.LINK_TIMEOUT_S,
                                                  statement_timeout_s=self.LINK_TIMEOUT_S)
-                            st["open"][(link.url,) + link.key] = pg
+                            st["open"][conn_key] = pg
                         done = sync(pg, self.profiles, todo)
-                    except IdmeError as exc:
-                        bad = st["open"].pop((link.url,) + link.key, None)
+                    except Exception as exc:  # the gallery cannot be used now: every name waits
+                        bad = st["open"].pop(conn_key, None)
                         if bad is not None:
                             bad.close()
-                        done = Synced(failed={n: str(exc).splitlines()[0] for n in todo})
-                        when = time.monotonic()
+                        done, when = Synced(failed={n: first_line(exc) for n in todo}), time.monotonic()
                 for n, rows in done.removed.items():
                     if n in names:
                         removed[n] = removed.get(n, 0) + rows
@@ -211,15 +215,18 @@ class Idme:
                     if done.failed:
                         reason = "; ".join(dict.fromkeys(done.failed.values()))
                         st["failed"][link.key] = (SyncFailure(link, tuple(done.failed), reason), when)
+                    elif done.refused:
+                        reason = "; ".join(dict.fromkeys(done.refused.values()))
+                        st["failed"][link.key] = (SyncFailure(link, tuple(done.refused), reason, False), None)
                     else:
                         st["failed"].pop(link.key, None)
-                if tuple(done.failed) != link.pending:
+                if set(link.pending) != set(done.failed):
                     try:
-                        self.gallery_links.set_pending(link.key, tuple(done.failed))
+                        self.gallery_links.update_pending(link.key, todo, tuple(done.failed))
                     except Exception as exc:  # the failure itself is still reported through sync_failures
-                        log.warning("could not record what %s still has to get: %s", link.shown, exc)
-                log.info("gallery %s: %d upserted, %d row(s) deleted, %d not in step", link.shown,
-                         len(done.upserted), sum(done.removed.values()), len(done.failed))
+                        log.warning("could not record what %s still has to get: %s", link.shown, first_line(exc))
+                log.info("gallery %s: %d upserted, %d row(s) deleted, %d to retry, %d refused", link.shown,
+                         len(done.upserted), sum(done.removed.values()), len(done.failed), len(done.refused))
         return removed
 
     def unlink_gallery(self, url: str, table: str = "idme_voiceprints"):
@@ -832,11 +839,12 @@ class Idme:
         # From now on every change of the store reaches the gallery (identity.links): a person deleted or
         # forgotten here leaves it too. Every profile was just copied; deletions it had pending are made now
         # (with --prune, every row of someone the store does not have went already).
-        pending = [n for n in (stored.pending if stored is not None else ()) if not self.profiles.exists(n)]
+        snapshot = stored.pending if stored is not None else ()
+        pending = [n for n in snapshot if not self.profiles.exists(n)]
         if pending:
             with PgVectorGallery(url, self.embedder.dimension, table=table, create=False) as pg:
                 pg.remove(pending)
-        self.gallery_links.add(url, table, self.embedder.dimension)
+        self.gallery_links.add(url, table, self.embedder.dimension, done=snapshot)
         with self._links["lock"]:
             self._links["failed"].pop(key, None)
         return done

@@ -123,10 +123,10 @@ def profiles_galleries(as_json: bool = typer.Option(False, "--json", help="One J
     if not links:
         err.print("no linked gallery: `idme profiles migrate --to URL` makes one", markup=False)
         return
-    t = Table("url", "table", "dimension", "linked")
+    t = Table("url", "table", "dimension", "linked", "pending (changes it has not got yet)")
     for l in links:
         d = l.to_dict()
-        t.add_row(d["url"], l.table, str(l.dimension), l.linked_at)
+        t.add_row(d["url"], l.table, str(l.dimension), l.linked_at, ", ".join(l.pending) or "-")
     Console().print(t)
 
 

@@ -425,10 +425,11 @@ def _locked(method):
                     return method(self, *args, **kwargs)
                 except psycopg.Error as exc:
                     if attempt == 0 and self._conn.closed:
-                        log.warning("PostgreSQL connection lost (%s); connecting again", _first_line(exc))
+                        log.warning("PostgreSQL connection lost (%s); connecting again",
+                                    _scrub(_first_line(exc), self._url))
                         self._connect()
                         continue
-                    raise GalleryError(f"PostgreSQL ({self.table}): {_first_line(exc)}") from None
+                    raise GalleryError(f"PostgreSQL ({self.table}): {_scrub(_first_line(exc), self._url)}") from None
     return run
 
 
@@ -506,8 +507,8 @@ class PgVectorGallery:
             self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, round(self._timeout_s)),
                                          **extra)
         except psycopg.Error as exc:
-            raise GalleryError(f"cannot connect to PostgreSQL ({_first_line(exc)}); check the URL and that the "
-                               "server is running") from None
+            raise GalleryError(f"cannot connect to PostgreSQL ({_scrub(_first_line(exc), self._url)}); check the "
+                               "URL and that the server is running") from None
 
     def _setup(self, create: bool) -> None:
         import psycopg
@@ -541,7 +542,7 @@ class PgVectorGallery:
             self._sub = self._indexed_dims()
             meta = self._conn.execute(f"SELECT value FROM {t}_meta WHERE name = 'encoder'").fetchone()
         except psycopg.Error as exc:
-            raise GalleryError(f"PostgreSQL refused to open table {t}: {_first_line(exc)}") from None
+            raise GalleryError(f"PostgreSQL refused to open table {t}: {_scrub(_first_line(exc), self._url)}") from None
         self.encoder = json.loads(meta[0]) if meta else None
 
     def _upgrade(self) -> None:
@@ -634,6 +635,11 @@ class PgVectorGallery:
 
     def close(self) -> None:
         self._conn.close()
+
+    @property
+    def closed(self) -> bool:
+        """The connection is gone (closed, or lost and not opened again): the gallery cannot be used."""
+        return bool(self._conn.closed)
 
     def __enter__(self) -> PgVectorGallery:
         return self
@@ -853,13 +859,35 @@ class Migration:
 
 def _redact(url: str) -> str:
     """``url`` without a password: neither in the user part (postgresql://user:secret@host ->
-    postgresql://user@host) nor as a ``password`` or ``sslpassword`` query parameter."""
-    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1@", url)
+    postgresql://user@host) nor as a ``password`` or ``sslpassword`` parameter, in a URL's query or in a
+    keyword connection string (``host=h password=secret``)."""
+    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1@", url)
     while True:  # one parameter per pass: each match uses the separator the previous one left
         shorter = re.sub(r"(?i)([?&])(?:ssl)?password=[^&#]*(?:&|(?=#)|$)", r"\1", url, count=1)
         if shorter == url:
-            return re.sub(r"[?&]$", "", url)
+            break
         url = shorter
+    url = re.sub(r"[?&]$", "", url)
+    return re.sub(r"(?i)(^|\s)(?:ssl)?password\s*=\s*(?:'(?:[^'\\]|\\.)*'|\S+)", r"\1", url).strip()
+
+
+def _secrets_of(url: str) -> list[str]:
+    """The password strings in ``url`` (user part, query or keyword form), raw and percent-decoded: what an
+    error message from libpq, which may quote them, must not carry."""
+    from urllib.parse import unquote
+
+    found = re.findall(r"://[^:/@]*:([^@]*)@", url)
+    found += re.findall(r"(?i)[?&](?:ssl)?password=([^&#]*)", url)
+    found += re.findall(r"(?i)(?:^|\s)(?:ssl)?password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url)
+    out = {x for f in found for x in (f, unquote(f), f.strip("'")) if x}
+    return sorted(out, key=len, reverse=True)
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (an error about ``url``) with every password of ``url`` replaced by ``***``."""
+    for secret in _secrets_of(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def check_url(url: str) -> None:

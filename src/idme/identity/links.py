@@ -79,25 +79,32 @@ class SyncFailure:
     names: tuple[str, ...]
     #: The one-line reason (connection refused, other encoder, ...).
     reason: str
+    #: False: the gallery cannot take these profiles as they are (another encoder), so they are not retried.
+    retried: bool = True
 
     @property
     def fix(self) -> str:
         """The command that puts the gallery back in step once it answers (re-copies every voiceprint and
         deletes the rows of people the store no longer has); the stored password is kept."""
         if self.link is None:
-            return "idme profiles galleries"
+            return ("delete galleries.json from the home, then run `idme profiles migrate --to URL --table T "
+                    "--prune` for each gallery")
         return f"idme profiles migrate --to {redact(self.link.url)} --table {self.link.table} --prune"
 
     def message(self) -> str:
         who = ", ".join(self.names) if len(self.names) <= 5 else f"{len(self.names)} profiles"
         if self.link is None:
-            return f"no linked gallery was updated for {who}: {self.reason}"
+            return f"no linked gallery was updated for {who}: {self.reason}; {self.fix}"
+        if not self.retried:
+            return (f"gallery {self.link.shown} cannot take {who} ({self.reason}): re-embed with its encoder "
+                    f"(`idme profiles reembed`) or stop mirroring into it (`idme profiles unlink --from "
+                    f"{redact(self.link.url)} --table {self.link.table}`)")
         return (f"gallery {self.link.shown} was not updated for {who} ({self.reason}); their rows there are "
                 f"stale until the next change reaches it or you run `{self.fix}`")
 
     def to_dict(self) -> dict[str, Any]:
         return {"gallery": None if self.link is None else self.link.to_dict(), "names": list(self.names),
-                "reason": self.reason, "fix": self.fix}
+                "reason": self.reason, "retried": self.retried, "fix": self.fix}
 
 
 class GalleryLinks:
@@ -149,14 +156,16 @@ class GalleryLinks:
                 self._save(new)
             return result
 
-    def add(self, url: str, table: str, dimension: int) -> GalleryLink:
-        """Records (or refreshes, pending names cleared) the gallery ``table`` at ``url``: one entry per server
-        and table. A URL without a password (as messages show it) keeps the one stored."""
+    def add(self, url: str, table: str, dimension: int, done: Sequence[str] = ()) -> GalleryLink:
+        """Records (or refreshes) the gallery ``table`` at ``url``: one entry per server and table. A URL
+        without a password (as messages show it) keeps the one stored. ``done``: pending names the caller
+        brought in step (``migrate``); any other pending name stays."""
         def change(links):
             old = next((l for l in links if l.key == (redact(url), table)), None)
             given = old.url if old is not None and redact(url) == url else url
+            pending = tuple(n for n in (old.pending if old is not None else ()) if n not in set(done))
             link = GalleryLink(given, table, int(dimension),
-                               datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                               datetime.now(timezone.utc).isoformat(timespec="seconds"), pending)
             return [l for l in links if l is not old] + [link], link
         return self._edit(change)
 
@@ -167,13 +176,19 @@ class GalleryLinks:
             return ([l for l in links if l not in gone] if gone else None), (gone[0] if gone else None)
         return self._edit(change)
 
-    def set_pending(self, key: tuple[str, str], names: Sequence[str]) -> None:
-        """Records ``names`` as what link ``key`` still has to get (an empty list: it is in step)."""
+    def update_pending(self, key: tuple[str, str], tried: Sequence[str], missed: Sequence[str]) -> None:
+        """Link ``key`` was just brought in step for the names ``tried`` except ``missed``: those leave its
+        pending names and ``missed`` join them. A merge, not a replacement: names another process recorded
+        meanwhile stay."""
         def change(links):
             hit = [l for l in links if l.key == key]
-            if not hit or hit[0].pending == tuple(names):
+            if not hit:
                 return None, None
-            return [replace(l, pending=tuple(names)) if l.key == key else l for l in links], None
+            done = set(tried) - set(missed)
+            pending = tuple(dict.fromkeys([n for n in hit[0].pending if n not in done] + list(missed)))
+            if pending == hit[0].pending:
+                return None, None
+            return [replace(l, pending=pending) if l.key == key else l for l in links], None
         self._edit(change)
 
 
@@ -184,37 +199,50 @@ class Synced:
     upserted: list[str] = field(default_factory=list)
     #: Rows deleted, by name.
     removed: dict[str, int] = field(default_factory=dict)
-    #: Names not brought in step, with the one-line reason.
+    #: Names not brought in step for now (the server refused the row, the profile could not be read), with
+    #: the one-line reason: retried later.
     failed: dict[str, str] = field(default_factory=dict)
+    #: Profiles that this gallery cannot take (made by another encoder), with the reason: not retried.
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def sync(gallery, store, names: Sequence[str]) -> Synced:
     """Brings ``gallery``'s rows for ``names`` in line with the profile ``store``. Deletions come first (a
     person removed here must leave even if another name cannot be copied): a name the store no longer has is
     deleted; then each profile it has is upserted (its centroid, band and own encoder). A profile made by an
-    encoder other than the gallery's is not copied and is reported in ``failed``, as is any name the server
-    refused; GalleryError only when the gallery cannot be used at all (connection lost for good)."""
+    encoder other than the gallery's is not copied (``refused``); a row the server refuses or a profile that
+    cannot be read is ``failed``. GalleryError when the gallery itself cannot be used (its connection lost
+    and not opened again): nothing is known then about the names not yet done."""
     from .gallery import GalleryError
     from .profiles import same_encoder
+
+    def unusable() -> bool:
+        return bool(getattr(gallery, "closed", False))
 
     out = Synced()
     names = list(dict.fromkeys(names))
     gone = [n for n in names if not store.exists(n)]
     for n in gone:
-        out.removed[n] = int(gallery.remove([n]))
+        out.removed[n] = int(gallery.remove([n]))  # GalleryError here: the gallery cannot be used
     held = getattr(gallery, "encoder", None)
     for n in names:
         if n in gone:
             continue
-        p = store.get(n)
+        try:
+            p = store.get(n)
+        except Exception as exc:  # a damaged or vanished profile must not stop the other names
+            out.failed[n] = f"profile {n} cannot be read ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+            continue
         if held is not None and not same_encoder(held, p.encoder):
-            out.failed[n] = (f"made by encoder {p.encoder.get('name')} {p.encoder.get('version')}, the gallery "
-                             f"holds {held.get('name')} {held.get('version')}")
+            out.refused[n] = (f"made by encoder {p.encoder.get('name')} {p.encoder.get('version')}, the gallery "
+                              f"holds {held.get('name')} {held.get('version')}")
             continue
         try:
             gallery.add([p.name], p.centroid[None, :].astype(np.float32), [bool(p.narrowband)], encoder=p.encoder)
             out.upserted.append(p.name)
         except GalleryError as exc:
+            if unusable():
+                raise
             out.failed[n] = str(exc).splitlines()[0]
     return out
 

@@ -481,7 +481,9 @@ class Vault:
         # while a session records or a server runs on this home: their open sessions.db connections are
         # under the old key and would fail (or be lost) after the rekey.
         try:
-            with self._lock, process_lock(self.home), home_exclusive(self.home):
+            # process_lock before self._lock, the order every other path takes them in (a link-record edit,
+            # identity.links, holds the home's lock and then unseals): the other order deadlocks two threads
+            with process_lock(self.home), self._lock, home_exclusive(self.home):
                 return self._rotate(hook)
         except HomeInUse:
             raise VaultError(f"{self.home} is in use (a session is recording, or `idme serve` runs on it): "
