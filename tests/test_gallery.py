@@ -657,6 +657,11 @@ def test_the_link_record_is_sealed_and_never_shows_a_password(tmp_path, campplus
     assert _redact("postgresql://u:pw@h/db") == "postgresql://u@h/db"
     assert _redact("postgresql://u@h/db?sslmode=require&password=pw") == "postgresql://u@h/db?sslmode=require"
     assert _redact("postgresql://u@h/db?sslpassword=a&Password=b&x=1") == "postgresql://u@h/db?x=1"
+    assert _redact("postgresql://:pw@h/db") == "postgresql://@h/db"
+    assert "pw" not in _redact("host=h password=pw dbname=x") and "pw" not in _redact("host=h password='p w'")
+    # libpq quotes a malformed password in its error: a refused URL's message must not carry it
+    r = cli("profiles", "migrate", "--to", "postgresql://u:pw%zz@localhost:1/db", "--home", tmp_path)
+    assert r.exit_code == 1 and "pw%zz" not in r.stderr and "pw" not in r.stderr.replace("password", ""), r.stderr
     link = GalleryLink("postgresql://u:pw@h/db?password=pw2", "t", 192, "now", ("a",))
     failure = SyncFailure(link, ("a",), "down")
     for text in (repr(link), repr(failure), failure.message(), failure.fix, json.dumps(failure.to_dict())):
