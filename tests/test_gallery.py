@@ -566,7 +566,7 @@ def test_a_linked_gallery_that_failed_catches_up_at_a_later_change(postgres, tmp
     retried at the next change after the retry delay: once the table exists, that change brings all of them
     in, and nothing is reported any more."""
     idme = Idme(resolve(tmp_path, asr="none"), embedder=campplus)
-    idme.LINK_RETRY_S = 0.0
+    idme.mirror.retry_s = 0.0
     idme.gallery_links.add(postgres, "late", campplus.dimension)
     idme.enroll_files("me", OWNER_TAKES)
     assert [(f.link.table, f.names) for f in idme.sync_failures] == [("late", ("me",))]
@@ -719,7 +719,7 @@ def test_mirroring_recovers_from_a_lost_server_and_an_unreadable_record(postgres
     pg = PgVectorGallery(postgres, campplus.dimension, table="lost", create=False)
     idme.profiles.rename("carol", "caro")  # opens and caches the mirror's connection
     assert sorted(pg.vectors(["carol", "caro"])) == ["caro"]
-    (cached,) = idme._links["open"].values()
+    (cached,) = idme.mirror._open.values()
     cached._url = f"postgresql://postgres@/postgres?host={tmp_path}"  # its server is gone ...
     cached._conn.close()  # ... and so is the connection
     connects = []
@@ -741,7 +741,7 @@ def test_mirroring_recovers_from_a_lost_server_and_an_unreadable_record(postgres
     assert [l.pending for l in idme.gallery_links.all()] == [("bob", "caro")]
     assert sorted(pg.vectors(["bob", "caro"])) == ["bob", "caro"]  # still there, as the record says
     # the record cannot be read for a while: what changes then is carried, not lost
-    idme.LINK_RETRY_S = 0.0
+    idme.mirror.retry_s = 0.0
     sealed = (tmp_path / "galleries.json").read_bytes()
     (tmp_path / "galleries.json").write_text(json.dumps({"galleries": []}))
     idme.profiles.remove("me", force=True)

@@ -34,8 +34,6 @@ from .pipeline import LabelOptions
 from .session.store import SessionStore
 from .settings import Settings, resolve
 
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class EnrollResult:
@@ -101,10 +99,6 @@ class Idme:
         self.settings = settings if settings is not None else resolve()
         if embedder is not None:
             self.__dict__["embedder"] = embedder
-        # Linked galleries (identity.links): "io" serialises mirrors, "lock" guards "failed" (by link key:
-        # (SyncFailure, monotonic time the gallery itself last failed, or None when it only refused some
-        # profiles)) for readers on other threads; "open" holds connections by URL + key.
-        self._links: dict[str, Any] = {"io": threading.Lock(), "lock": threading.Lock(), "open": {}, "failed": {}}
 
     # -- building blocks -----------------------------------------------------------------------------
     @property
@@ -125,123 +119,38 @@ class Idme:
     @cached_property
     def profiles(self) -> ProfileStore:
         store = ProfileStore(self.home)
-        store.on_change = self._mirror
+        store.on_change = self.mirror.changed
         return store
 
     # -- galleries the store is mirrored into (identity.links) ---------------------------------------
     @cached_property
-    def gallery_links(self):
-        """The galleries ``migrate_profiles`` linked to this home (``identity.links.GalleryLinks``)."""
-        from .identity.links import GalleryLinks
+    def mirror(self):
+        """Keeps the galleries ``migrate_profiles`` linked to this home in step with its profile store
+        (``identity.links.Mirror``; the store's change hook)."""
+        from .identity.links import GalleryLinks, Mirror
 
-        return GalleryLinks(self.home, self.profiles.vault)
+        return Mirror(GalleryLinks(self.home, lambda: self.profiles.vault), lambda: self.profiles)
+
+    @property
+    def gallery_links(self):
+        """The galleries linked to this home (``identity.links.GalleryLinks``)."""
+        return self.mirror.links
 
     @property
     def sync_failures(self):
         """``identity.links.SyncFailure`` of each linked gallery that changes of the store made in this process
         have not reached (their names are also kept in the link record for the next change to retry). The
         CLI ends such a command with exit 1; the server logs them."""
-        st = self._links
-        with st["lock"]:
-            return [f for f, _ in st["failed"].values()]
-
-    #: Seconds a linked gallery that failed is left alone before a change in this process tries it again
-    #: (its missed names wait in the link record meanwhile), so a burst of changes against a server that is
-    #: down does not wait for the connection timeout each time.
-    LINK_RETRY_S = 30.0
-    #: Connection and statement time limits for mirroring (a stuck database must not hold a change up).
-    LINK_TIMEOUT_S = 5.0
-
-    def _mirror(self, names: tuple[str, ...]) -> dict[str, int]:
-        """``ProfileStore.on_change``: mirrors the change of ``names`` into every linked gallery, together
-        with the names each still had pending; returns the rows deleted for ``names``, by name. Never raises
-        (the local change is done, and a forget must finish its sessions): what a gallery did not get is
-        kept in its link record and in ``sync_failures``. Mirrors run one at a time in a process, each
-        reading the store as it then is, so the last one leaves every gallery as the store is."""
-        import time
-
-        from .identity.gallery import PgVectorGallery
-        from .identity.links import SyncFailure, Synced, sync
-
-        def first_line(exc: BaseException) -> str:
-            return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-        st, removed = self._links, {}
-        with st["io"]:
-            with st["lock"]:  # names no gallery got while the record could not be read
-                carried = st["failed"].pop(None, (None, None))[0]
-            try:
-                links = self.gallery_links.all()
-            except Exception as exc:  # unreadable record: nothing can be mirrored; report it, never raise
-                with st["lock"]:
-                    st["failed"][None] = (SyncFailure(None, tuple(dict.fromkeys(
-                        (carried.names if carried else ()) + names)), first_line(exc)), None)
-                return removed
-            names = tuple(dict.fromkeys((carried.names if carried else ()) + names))
-            keys = {l.key for l in links}
-            urls = {l.key: l.url for l in links}
-            for key in [k for k in st["open"] if urls.get(k[1:]) != k[0]]:  # unlinked, or another password
-                st["open"].pop(key).close()
-            with st["lock"]:
-                for key in [k for k in st["failed"] if k not in keys]:
-                    st["failed"].pop(key)
-            for link in links:
-                with st["lock"]:
-                    prev, down_since = st["failed"].get(link.key, (None, None))
-                carry = prev.names if prev is not None and prev.retried else ()
-                todo = tuple(dict.fromkeys(link.pending + carry + names))
-                when = None  # set when the gallery itself cannot be used (not when it refuses one profile)
-                if down_since is not None and time.monotonic() - down_since < self.LINK_RETRY_S:
-                    done, when = Synced(failed={n: prev.reason for n in todo}), down_since
-                else:
-                    conn_key = (link.url,) + link.key
-                    try:
-                        pg = st["open"].get(conn_key)
-                        if pg is None:
-                            pg = PgVectorGallery(link.url, link.dimension, table=link.table, create=False,
-                                                 connect_timeout_s=self.LINK_TIMEOUT_S,
-                                                 statement_timeout_s=self.LINK_TIMEOUT_S)
-                            st["open"][conn_key] = pg
-                        done = sync(pg, self.profiles, todo)
-                    except Exception as exc:  # the gallery cannot be used now: every name waits
-                        bad = st["open"].pop(conn_key, None)
-                        if bad is not None:
-                            bad.close()
-                        done, when = Synced(failed={n: first_line(exc) for n in todo}), time.monotonic()
-                for n, rows in done.removed.items():
-                    if n in names:
-                        removed[n] = removed.get(n, 0) + rows
-                with st["lock"]:
-                    if done.failed:
-                        reason = "; ".join(dict.fromkeys(done.failed.values()))
-                        st["failed"][link.key] = (SyncFailure(link, tuple(done.failed), reason), when)
-                    elif done.refused:
-                        reason = "; ".join(dict.fromkeys(done.refused.values()))
-                        st["failed"][link.key] = (SyncFailure(link, tuple(done.refused), reason, False), None)
-                    else:
-                        st["failed"].pop(link.key, None)
-                if set(link.pending) != set(done.failed):
-                    try:
-                        self.gallery_links.update_pending(link.key, todo, tuple(done.failed))
-                    except Exception as exc:  # the failure itself is still reported through sync_failures
-                        log.warning("could not record what %s still has to get: %s", link.shown, first_line(exc))
-                log.info("gallery %s: %d upserted, %d row(s) deleted, %d to retry, %d refused", link.shown,
-                         len(done.upserted), sum(done.removed.values()), len(done.failed), len(done.refused))
-        return removed
+        return self.mirror.failures
 
     def unlink_gallery(self, url: str, table: str = "idme_voiceprints"):
         """Stops mirroring the store into ``table`` at ``url`` (its rows stay: drop the table to delete
         them). Returns the ``identity.links.GalleryLink`` removed; ProfileError when it was not linked."""
-        link = self.gallery_links.remove(url, table)
+        link = self.mirror.unlink(url, table)
         if link is None:
             from .identity.links import redact
 
             raise ProfileError(f"{table} on {redact(url)} is not linked to this home; see `idme profiles galleries`")
-        with self._links["io"]:
-            for key in [k for k in self._links["open"] if k[1:] == link.key]:
-                self._links["open"].pop(key).close()
-            with self._links["lock"]:
-                self._links["failed"].pop(link.key, None)
         return link
 
     @cached_property
@@ -845,8 +754,7 @@ class Idme:
             with PgVectorGallery(url, self.embedder.dimension, table=table, create=False) as pg:
                 pg.remove(pending)
         self.gallery_links.add(url, table, self.embedder.dimension, done=snapshot)
-        with self._links["lock"]:
-            self._links["failed"].pop(key, None)
+        self.mirror.in_step(key)
         return done
 
     def open_gallery(self, url: str, table: str = "idme_voiceprints"):

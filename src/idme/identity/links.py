@@ -18,6 +18,9 @@ is shown, logged or exported carries the URL without its password.
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import IdmeError
+
+log = logging.getLogger(__name__)
 
 #: The record's file in the home, and the associated-data identity it is sealed under (``idme.vault``).
 LINKS_FILE = "galleries.json"
@@ -113,9 +118,11 @@ class GalleryLinks:
     under the home's process lock, so two processes editing it at once lose nothing."""
 
     def __init__(self, home: Path, vault) -> None:
+        """vault: the home's ``idme.vault.Vault``, or a function returning it (unlocked only when the record
+        exists or is written)."""
         self.home = Path(home)
         self.path = self.home / LINKS_FILE
-        self._vault = vault
+        self._vault_of = vault if callable(vault) else (lambda: vault)
 
     def all(self) -> list[GalleryLink]:
         """The links; IdmeError (one line) for a record that is not sealed by this home or is damaged."""
@@ -129,7 +136,7 @@ class GalleryLinks:
             raise IdmeError(f"{self.path} is not sealed by this home (idme never writes it in plaintext): "
                             "delete it and link galleries again with `idme profiles migrate`")
         try:
-            doc = json.loads(self._vault.open(blob, LINKS_IDENTITY, self.path))
+            doc = json.loads(self._vault_of().open(blob, LINKS_IDENTITY, self.path))
             known = {"url", "table", "dimension", "linked_at", "pending"}
             return [GalleryLink(**{k: (tuple(v) if k == "pending" else v) for k, v in d.items() if k in known})
                     for d in doc.get("galleries", [])]
@@ -143,7 +150,7 @@ class GalleryLinks:
             return
         doc = {"galleries": [{"url": l.url, "table": l.table, "dimension": l.dimension, "linked_at": l.linked_at,
                               "pending": list(l.pending)} for l in links]}
-        self._vault.write(self.path, json.dumps(doc, indent=1).encode(), LINKS_IDENTITY)
+        self._vault_of().write(self.path, json.dumps(doc, indent=1).encode(), LINKS_IDENTITY)
 
     def _edit(self, change) -> Any:
         """Runs ``change(links) -> (new links or None to keep, result)`` under the home's lock; returns result."""
@@ -247,5 +254,131 @@ def sync(gallery, store, names: Sequence[str]) -> Synced:
     return out
 
 
-__all__ = ["LINKS_FILE", "LINKS_IDENTITY", "GalleryLink", "GalleryLinks", "SyncFailure", "Synced", "redact",
-           "sync"]
+class Mirror:
+    """Keeps every gallery linked to a home in step with its profile store, for one process: the store's
+    ``on_change`` hook (``changed``). Holds the open connections and what each gallery has not got yet.
+
+    Never raises from ``changed`` (the local change is done, and a forget must finish its sessions): what a
+    gallery did not get is kept in its link record (``GalleryLink.pending``, retried first by the next change
+    from any process) and in ``failures``. Changes are mirrored one at a time, each reading the store as it
+    then is, so the last one leaves every gallery as the store is."""
+
+    #: Seconds a gallery found down (connecting failed, or its connection was lost for good) is left alone
+    #: before a change tries it again (its names wait in the record meanwhile): a burst of changes against a
+    #: server that is down does not wait for the connection timeout each time.
+    retry_s: float = 30.0
+    #: Connection and statement time limits (a stuck database must not hold a change up).
+    timeout_s: float = 5.0
+
+    def __init__(self, links: GalleryLinks, store_of) -> None:
+        """store_of: a function returning the ``ProfileStore`` (read when a change is mirrored)."""
+        self.links = links
+        self._store_of = store_of
+        self._io = threading.Lock()  # one mirror at a time
+        self._lock = threading.Lock()  # guards _failed for readers on other threads
+        #: By link key (None: the record could not be read): (SyncFailure, monotonic time the gallery itself
+        #: was found down, or None when it only refused some profiles).
+        self._failed: dict[Any, tuple[SyncFailure, float | None]] = {}
+        self._open: dict[tuple[str, str, str], Any] = {}  # (url, *link key) -> PgVectorGallery
+
+    @property
+    def failures(self) -> list[SyncFailure]:
+        """What changes mirrored by this process have not brought to each gallery yet."""
+        with self._lock:
+            return [f for f, _ in self._failed.values()]
+
+    def changed(self, names: Sequence[str]) -> dict[str, int]:
+        """Mirrors the change of ``names`` (and what each gallery still had pending) into every linked
+        gallery; returns the rows deleted for ``names``, by name."""
+        with self._io:
+            with self._lock:  # names no gallery got while the record could not be read
+                carried = self._failed.pop(None, (None, None))[0]
+            names = tuple(dict.fromkeys((carried.names if carried else ()) + tuple(names)))
+            try:
+                links = self.links.all()
+            except Exception as exc:  # unreadable record: nothing can be mirrored; report it, never raise
+                with self._lock:
+                    self._failed[None] = (SyncFailure(None, names, _first_line(exc)), None)
+                return {}
+            self._forget_unlinked(links)
+            removed: dict[str, int] = {}
+            for link in links:
+                done = self._one(link, names)
+                for n, rows in done.removed.items():
+                    if n in names:
+                        removed[n] = removed.get(n, 0) + rows
+        return removed
+
+    def _forget_unlinked(self, links: Sequence[GalleryLink]) -> None:
+        """Drops connections and failures of links gone from the record (or stored with another password)."""
+        urls = {l.key: l.url for l in links}
+        for key in [k for k in self._open if urls.get(k[1:]) != k[0]]:
+            self._open.pop(key).close()
+        with self._lock:
+            for key in [k for k in self._failed if k not in urls]:
+                self._failed.pop(key)
+
+    def _one(self, link: GalleryLink, names: tuple[str, ...]) -> Synced:
+        """Brings one gallery in step for ``names`` and what it had pending; records what it did not get."""
+        from .gallery import PgVectorGallery
+
+        with self._lock:
+            prev, down_since = self._failed.get(link.key, (None, None))
+        carry = prev.names if prev is not None and prev.retried else ()
+        todo = tuple(dict.fromkeys(link.pending + carry + names))
+        if down_since is not None and time.monotonic() - down_since < self.retry_s:
+            done, down = Synced(failed={n: prev.reason for n in todo}), down_since
+        else:
+            down, conn_key = None, (link.url,) + link.key
+            try:
+                pg = self._open.get(conn_key)
+                if pg is None:
+                    pg = self._open[conn_key] = PgVectorGallery(
+                        link.url, link.dimension, table=link.table, create=False,
+                        connect_timeout_s=self.timeout_s, statement_timeout_s=self.timeout_s)
+                done = sync(pg, self._store_of(), todo)
+            except Exception as exc:  # the gallery cannot be used now: every name waits
+                bad = self._open.pop(conn_key, None)
+                if bad is not None:
+                    bad.close()
+                done, down = Synced(failed={n: _first_line(exc) for n in todo}), time.monotonic()
+        with self._lock:
+            if done.failed:
+                reason = "; ".join(dict.fromkeys(done.failed.values()))
+                self._failed[link.key] = (SyncFailure(link, tuple(done.failed), reason), down)
+            elif done.refused:
+                reason = "; ".join(dict.fromkeys(done.refused.values()))
+                self._failed[link.key] = (SyncFailure(link, tuple(done.refused), reason, False), None)
+            else:
+                self._failed.pop(link.key, None)
+        if set(link.pending) != set(done.failed):
+            try:
+                self.links.update_pending(link.key, todo, tuple(done.failed))
+            except Exception as exc:  # the failure itself is still reported through ``failures``
+                log.warning("could not record what %s still has to get: %s", link.shown, _first_line(exc))
+        log.info("gallery %s: %d upserted, %d row(s) deleted, %d to retry, %d refused", link.shown,
+                 len(done.upserted), sum(done.removed.values()), len(done.failed), len(done.refused))
+        return done
+
+    def in_step(self, key: tuple[str, str]) -> None:
+        """Link ``key`` was just brought in step by other means (``migrate``): its failure is over."""
+        with self._lock:
+            self._failed.pop(key, None)
+
+    def unlink(self, url: str, table: str) -> GalleryLink | None:
+        """Removes the link (its rows stay) and closes its connection; the link removed, or None."""
+        link = self.links.remove(url, table)
+        if link is not None:
+            with self._io:
+                for key in [k for k in self._open if k[1:] == link.key]:
+                    self._open.pop(key).close()
+                self.in_step(link.key)
+        return link
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+__all__ = ["LINKS_FILE", "LINKS_IDENTITY", "GalleryLink", "GalleryLinks", "Mirror", "SyncFailure", "Synced",
+           "redact", "sync"]

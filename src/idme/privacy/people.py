@@ -118,7 +118,7 @@ def forget_person(idme, name: str, force: bool = False, drop_text: bool = False)
     label = _label(name)
     done = forget_in_sessions(idme.sessions, label, name, drop_text=drop_text)
     # without a profile here, a linked gallery may still hold them (a change it missed): delete those rows
-    gallery_rows = 0 if has_profile else sum(idme._mirror((name,)).values())
+    gallery_rows = 0 if has_profile else sum(idme.mirror.changed((name,)).values())
     unchecked = not has_profile and any(name in f.names for f in idme.sync_failures)
     if not has_profile and not done.relabelled and not done.audit_rows and not gallery_rows and not unchecked:
         raise ProfileError(f"idme holds nothing about '{name}': no profile, session or audit entry")
