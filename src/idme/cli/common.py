@@ -42,36 +42,36 @@ def cli_errors(fn: F) -> F:
     exits 1; a command that failed or exited otherwise keeps its own exit code."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        outer = getattr(_MADE, "facades", None) is None
-        if outer:
-            _MADE.facades = []
+    def mapped(*args: Any, **kwargs: Any) -> Any:
         try:
-            try:
-                result = fn(*args, **kwargs)
-            except typer.Exit:
-                if outer:
-                    report_mirrored(_MADE.facades, final=False)
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except IdmeError as exc:
+            if os.environ.get("IDME_DEBUG"):
                 raise
-            except IdmeError as exc:
-                if os.environ.get("IDME_DEBUG"):
-                    raise
-                if outer:
-                    report_mirrored(_MADE.facades, final=False)
-                raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
-            except OSError as exc:
-                if os.environ.get("IDME_DEBUG"):
-                    raise
-                if outer:
-                    report_mirrored(_MADE.facades, final=False)
-                where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-                raise fail(f"{exc.strerror or exc}{where}") from None
-            if outer:
-                report_mirrored(_MADE.facades, final=True)
+            raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
+        except OSError as exc:
+            if os.environ.get("IDME_DEBUG"):
+                raise
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            raise fail(f"{exc.strerror or exc}{where}") from None
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if getattr(_MADE, "facades", None) is not None:  # called from another command: it reports
+            return mapped(*args, **kwargs)
+        _MADE.facades = []
+        try:
+            result = mapped(*args, **kwargs)
+        except BaseException:
+            report_mirrored(_MADE.facades, final=False)
+            raise
+        else:
+            report_mirrored(_MADE.facades, final=True)
             return result
         finally:
-            if outer:
-                _MADE.facades = None
+            _MADE.facades = None
 
     return wrapper  # type: ignore[return-value]
 

@@ -70,8 +70,7 @@ def forget(name: str = typer.Argument(..., help="The person to forget (profile n
             raise fail(f"forgetting {name} cannot be undone: pass --yes to confirm")
         if not typer.confirm(f"Forget {name} everywhere? This cannot be undone"):
             raise typer.Exit(1)
-    idme = make_idme(home)
-    done = idme.forget_person(name, force=force, drop_text=drop_text)
+    done = make_idme(home).forget_person(name, force=force, drop_text=drop_text)
     err.print(f"forgot {done['name']}: profile {'removed' if done['profile_removed'] else 'was absent'}, "
               f"{done['segments']} segment(s) in {len(done['relabelled'])} session(s) relabelled"
               + (" and their text deleted, " if drop_text else ", ") +

@@ -49,8 +49,7 @@ def profiles_rename(old: str, new: str,
                     force: bool = typer.Option(False, "--force", help="Allow renaming the owner (me)."),
                     home: Optional[Path] = HOME_OPT) -> None:
     """Rename a profile (the owner, me, only with --force)."""
-    idme = make_idme(home)
-    idme.profiles.rename(old, new, force=force)
+    make_idme(home).profiles.rename(old, new, force=force)
     err.print(f"renamed {old} to {new}", markup=False)
 
 
@@ -60,8 +59,7 @@ def profiles_rm(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="
                 force: bool = typer.Option(False, "--force", help="Allow deleting the owner's profile (me)."),
                 home: Optional[Path] = HOME_OPT) -> None:
     """Delete a profile: its voiceprints, metadata, kept audio and earlier versions (asks on a terminal)."""
-    idme = make_idme(home)
-    store = idme.profiles
+    store = make_idme(home).profiles
     if not store.exists(name):
         raise ProfileError(f"no profile '{name}'; see `idme profiles list`")
     if name.strip().lower() == "me" and not force:
